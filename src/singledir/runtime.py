@@ -1,0 +1,70 @@
+"""Small helpers shared by the workflow scripts: logging, device choice, loading
+trained models and their data. No Snakemake import: scripts pass plain values."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Tensors, load_prepared, to_tensors
+from .models import build_model
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike | None):
+    """Send stdout and stderr (Python-level) to ``path`` for the duration."""
+    if not path:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        yield
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU. ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but no CUDA device is visible; set device: cpu or auto")
+    return torch.device(name)
+
+
+def setup_torch(threads: int = 1, deterministic: bool = True) -> None:
+    torch.set_num_threads(max(1, int(threads)))
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def load_labels(path: str | os.PathLike) -> np.ndarray:
+    with np.load(path) as f:
+        return f["labels"]
+
+
+def load_data(dataset_path, labels_path=None, device="cpu") -> Tensors:
+    """Prepared dataset as normalized tensors, with the (possibly corrupted) training labels."""
+    data = load_prepared(dataset_path)
+    labels = load_labels(labels_path) if labels_path else None
+    return to_tensors(data, labels, device)
+
+
+def load_model(path: str | os.PathLike, device="cpu", snapshot: int | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained model from ``model.pt`` (final weights, or snapshot ``epoch``)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(state["spec"]["model"], state["in_shape"], state["n_classes"])
+    weights = state["state_dict"] if snapshot is None else state["snapshots"][snapshot]
+    model.load_state_dict(weights)
+    return model.to(device).eval(), state
+
+
+def eval_subset(n: int, limit: int, seed: int) -> np.ndarray | None:
+    """Seeded subset of ``limit`` example indices (None = all ``n``)."""
+    if not limit or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))

@@ -1,0 +1,154 @@
+# One rule per paper figure. Each writes the PDF, the tidy CSV behind it, and its
+# statistics (results/stats/<family>/<figure>.csv, gathered by rule stats_table).
+# The plotting code is the rule's `script:`, so editing it reruns that figure only.
+
+
+def specs_for(figure, family=None):
+    def fn(w):
+        fam = family or w.family
+        needs = plan.FIGURES[fam][figure]
+        specs = plan.model_specs(config, fam)
+        return {m: specs[m] for e in needs for m in plan.experiment_models(config, fam, e)}
+
+    return fn
+
+
+def fig_params(figure):
+    return dict(
+        specs=specs_for(figure),
+        scale=config["scale"],
+        label=lambda w: family_cfg(w.family).get("label", w.family),
+        bootstrap=config["bootstrap"],
+        seed=config["seed"],
+    )
+
+
+def fig_outputs(figure):
+    return dict(
+        pdf=f"{RESULTS}/{figure}_{{family}}.pdf",
+        csv=f"{RESULTS}/{figure}_{{family}}.csv",
+        stats=f"{RESULTS}/stats/{{family}}/{figure}.csv",
+    )
+
+
+rule fig1:
+    """Fig. 1: cumulative ablation curves per fraction of corrupted labels."""
+    input:
+        curves=lambda w: figure_inputs("fig1", w.family, "analysis/{family}/{model}/ablation_zero.csv"),
+    output:
+        **fig_outputs("fig1"),
+    params:
+        **fig_params("fig1"),
+    log:
+        f"{RESULTS}/logs/figures/fig1_{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig1_{{family}}.tsv"
+    script:
+        "../scripts/fig1_ablation_by_corruption.py"
+
+
+rule fig2:
+    """Fig. 2: accuracy under noise per fraction of corrupted labels."""
+    input:
+        curves=lambda w: figure_inputs("fig2", w.family, "analysis/{family}/{model}/noise.csv"),
+    output:
+        **fig_outputs("fig2"),
+    params:
+        **fig_params("fig2"),
+    log:
+        f"{RESULTS}/logs/figures/fig2_{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig2_{{family}}.tsv"
+    script:
+        "../scripts/fig2_noise_by_corruption.py"
+
+
+rule fig4_mnist:
+    """Fig. 4a: train/test loss and ablation AUC over training (early stopping)."""
+    input:
+        tables=lambda w: figure_inputs("fig4", "mnist", "analysis/{family}/{model}/training_auc.csv"),
+    output:
+        pdf=f"{RESULTS}/fig4_mnist.pdf",
+        csv=f"{RESULTS}/fig4_mnist.csv",
+        stats=f"{RESULTS}/stats/mnist/fig4.csv",
+    params:
+        scale=config["scale"],
+        label=lambda w: family_cfg("mnist").get("label", "mnist"),
+        bootstrap=config["bootstrap"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/figures/fig4_mnist.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig4_mnist.tsv"
+    script:
+        "../scripts/fig4a_early_stopping.py"
+
+
+rule fig5_mnist:
+    """Fig. 5a: cumulative ablation of dropout-trained MLPs, clean vs corrupted labels."""
+    input:
+        curves=lambda w: figure_inputs("fig5", "mnist", "analysis/{family}/{model}/ablation_zero.csv"),
+    output:
+        pdf=f"{RESULTS}/fig5_mnist.pdf",
+        csv=f"{RESULTS}/fig5_mnist.csv",
+        stats=f"{RESULTS}/stats/mnist/fig5.csv",
+    params:
+        specs=specs_for("fig5", "mnist"),
+        scale=config["scale"],
+        label=lambda w: family_cfg("mnist").get("label", "mnist"),
+        bootstrap=config["bootstrap"],
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/figures/fig5_mnist.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig5_mnist.tsv"
+    script:
+        "../scripts/fig5a_dropout.py"
+
+
+rule fig7:
+    """Fig. 7: class selectivity vs impact of single-unit ablation on test loss."""
+    input:
+        units=lambda w: figure_inputs("fig7", w.family, "analysis/{family}/{model}/units.csv"),
+    output:
+        **fig_outputs("fig7"),
+    params:
+        **fig_params("fig7"),
+        predictor="selectivity",
+    log:
+        f"{RESULTS}/logs/figures/fig7_{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig7_{{family}}.tsv"
+    script:
+        "../scripts/fig7_unit_importance.py"
+
+
+rule figA4:
+    """Fig. A4: mutual information vs impact of single-unit ablation on test loss."""
+    input:
+        units=lambda w: figure_inputs("figA4", w.family, "analysis/{family}/{model}/units.csv"),
+    output:
+        **fig_outputs("figA4"),
+    params:
+        **fig_params("figA4"),
+        predictor="mutual_information",
+    log:
+        f"{RESULTS}/logs/figures/figA4_{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/figA4_{{family}}.tsv"
+    script:
+        "../scripts/figA4_mi_importance.py"
+
+
+rule stats_table:
+    """results/stats/<family>.csv: every statistic of the family's figures."""
+    input:
+        lambda w: [f"{RESULTS}/stats/{w.family}/{f.split('/')[-1].split('_')[0]}.csv" for f in figures_of(w.family)],
+    output:
+        table=f"{RESULTS}/stats/{{family}}.csv",
+    log:
+        f"{RESULTS}/logs/stats_table/{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/stats_table/{{family}}.tsv"
+    script:
+        "../scripts/stats_table.py"

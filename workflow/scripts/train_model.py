@@ -1,0 +1,26 @@
+import shutil
+
+import torch
+
+from singledir.io import save_csv, save_torch
+from singledir.models import build_model
+from singledir.runtime import load_data, log_to, pick_device, setup_torch
+from singledir.training import TrainConfig, train
+
+spec = snakemake.params.spec
+with log_to(snakemake.log[0]):
+    setup_torch(snakemake.threads)
+    device = pick_device(snakemake.params.device)
+    data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
+    cfg = TrainConfig.from_dict(spec["train"])
+    torch.manual_seed(cfg.seed)  # the seed fixes the initialization
+    in_shape = tuple(data.x_train.shape[1:])
+    model = build_model(spec["model"], in_shape, data.n_classes).to(device)
+    print(f"training {spec['id']} on {device}: {sum(p.numel() for p in model.parameters())} parameters")
+    history, snapshots = train(model, data, cfg, snakemake.params.work_dir)
+    save_torch({"spec": spec, "in_shape": in_shape, "n_classes": data.n_classes,
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                "snapshots": snapshots}, snakemake.output.model)
+    save_csv(history, snakemake.output.history)
+    # The resume state is no longer needed once the outputs exist.
+    shutil.rmtree(snakemake.params.work_dir, ignore_errors=True)
