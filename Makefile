@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (see README.md):
 #   make demo   install into .venv and draw every figure at demo scale (offline, CPU)
 #   make test   install into .venv and run the test suite
+#   make report results/report.html of the run (after make demo); make readme-status
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,10 @@ CORES ?= all
 # any version admitted by pyproject.toml works.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test report clean-demo
+# The config the results in results/ were made with (make report).
+REPORT_CONFIG ?= config/demo.yaml
+
+.PHONY: install demo test report readme-status clean-demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +28,17 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/snakemake --profile profiles/local --configfile config/demo.yaml all_figures
+
+# The HTML report of the run (figures with captions, claims table, config, runtimes):
+# finishes the workflow for REPORT_CONFIG, then renders results/report.html.
+report: install
+	$(BIN)/snakemake --profile profiles/local --configfile $(REPORT_CONFIG) all_figures report_pages
+	$(BIN)/snakemake --profile profiles/local --configfile $(REPORT_CONFIG) --report results/report.html \
+		all_figures report_pages
+
+# The README's "Reproduction status" section, regenerated from results/claims.md.
+readme-status: install
+	$(BIN)/python -m singledir.readme_status results/claims.md README.md
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -16,12 +16,16 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/cifar10.smk"
+include: "workflow/rules/imagenet.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all_figures:
-    """Every figure the config enables, its tidy CSV, and each family's statistics."""
+    """Every figure the config enables, its tidy CSV, each family's statistics, and the claims table."""
     input:
         all_figure_targets(),
+        rules.claims.output,
 
 
 rule all:

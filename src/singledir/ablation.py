@@ -20,8 +20,9 @@ Repeated for ``n_orderings`` seeded random orders.
 ablated (x from 0 to 1, trapezoid rule) divided by the accuracy with nothing ablated.
 A curve that never drops has AUC 1.0; faster drops give smaller values.
 
-:func:`reference_ablation_eval` is the plain definition (a forward hook that zeroes
-the units and one full forward pass per point); the engine must agree with it.
+:func:`singledir.reference.reference_ablation_eval` (re-exported here) is the plain
+definition (a forward hook that zeroes the units and one full forward pass per point);
+the engine must agree with it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from .perturb import PerturbationBatch, activation_moments, evaluate_perturbations, topk_correct
+from .perturb import PerturbationBatch, activation_moments, evaluate_perturbations
+from .reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
 
 
 @torch.no_grad()
@@ -175,45 +176,6 @@ def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer
     df["base_loss"], df["base_accuracy"] = loss[0], acc[0]
     df["impact"] = df["loss"] - df["base_loss"]
     return df
-
-
-@torch.no_grad()
-def reference_ablation_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, units: dict[str, Sequence[int]],
-                            fill: dict[str, torch.Tensor] | None = None, batch_size: int = 256,
-                            topk: int = 1) -> tuple[float, float]:
-    """The plain definition of an ablation: (mean loss, accuracy) with ``units`` clamped.
-
-    A forward hook on each layer sets the listed channels to zero (or to ``fill[layer]``,
-    the per-element mean) and the full network runs on every example. Slow by design:
-    this is what the engine is tested against.
-    """
-    was = model.training
-    model.eval()
-    modules = dict(model.named_modules())
-
-    def hook(name, idx):
-        def fn(mod, inp, out):
-            out = out.clone()
-            if fill is None or fill.get(name) is None:
-                out[:, idx] = 0
-            else:
-                out[:, idx] = fill[name][idx].to(out.dtype)
-            return out
-        return fn
-
-    handles = [modules[n].register_forward_hook(hook(n, torch.as_tensor(list(u), dtype=torch.long)))
-               for n, u in units.items() if len(u)]
-    loss, correct = 0.0, 0
-    try:
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size])
-            loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
-            correct += topk_correct(logits, y[i:i + batch_size], topk).sum().item()
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return loss / len(x), correct / len(x)
 
 
 __all__ = ["activation_moments", "cumulative_ablation_curve", "normalized_auc", "curve_aucs",

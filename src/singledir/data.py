@@ -170,6 +170,30 @@ def load_torchvision(spec: dict) -> ImageData:
 SOURCES = {"torchvision": load_torchvision, "sklearn_digits": load_sklearn_digits, "npz": load_npz}
 
 
+def check_dataset_spec(spec: dict) -> None:
+    """Cheap checks before any work starts: a known source, an existing npz file, a
+    supported torchvision dataset. Raises :class:`DataError` naming the key."""
+    source = spec.get("source")
+    if source == "npz":
+        path = spec.get("path")
+        if not path:
+            raise DataError("dataset.path: the npz source needs a path to a .npz file")
+        if not Path(os.path.expanduser(str(path))).is_file():
+            raise DataError(f"dataset.path: npz file not found: {path}. Put the archive there or point "
+                            "dataset.path at it (arrays x_train, y_train, x_test, y_test, or x, y).")
+    elif source == "torchvision":
+        if spec.get("name") not in TORCHVISION_DATASETS:
+            raise DataError(f"dataset.name: {spec.get('name')!r} is not supported for source torchvision; "
+                            f"choose one of {sorted(TORCHVISION_DATASETS)}")
+    elif source not in SOURCES and source not in EXTRA_SOURCES:
+        raise DataError(f"dataset.source: unknown source {source!r}; choose one of {sorted(set(SOURCES) | set(EXTRA_SOURCES))}")
+
+
+# Sources provided by other modules (e.g. ImageNet folders), registered by name so
+# that config checks know them; they are loaded by their own workflow rules.
+EXTRA_SOURCES: set[str] = {"imagefolder", "imagenet"}
+
+
 def load_dataset(spec: dict) -> ImageData:
     """Load the dataset described by a ``dataset`` config section."""
     source = spec.get("source")

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import itertools
 import json
 from collections import OrderedDict
+
+from .data import DataError, check_dataset_spec
 
 GRID_VARIABLES = OrderedDict([
     ("fraction", ("labels", "fraction", "f")),
@@ -43,7 +46,8 @@ GRID_VARIABLES = OrderedDict([
 
 # Which experiments each figure of each family needs. Families and figures are added
 # here as they are implemented; ``all_figures`` draws every figure whose experiments
-# are enabled.
+# are enabled. An entry may keep only some grid points of an experiment:
+# ``"batch_norm[batch_norm=true]"`` (see :func:`parse_selection`).
 FIGURES: dict[str, dict[str, list[str]]] = {
     "mnist": {
         "fig1": ["corruption"],
@@ -51,6 +55,30 @@ FIGURES: dict[str, dict[str, list[str]]] = {
         "fig4": ["early_stopping"],
         "fig5": ["dropout"],
         "fig7": ["selectivity"],
+        "figA4": ["selectivity"],
+    },
+    # CIFAR-10 ConvNet (Figs. 1b, 2b, 3, 4b-c, 5b, 6, 7b-c, A1, A2a, A3a, A4b-c): generic rules
+    # plus workflow/rules/cifar10.smk. The unit analyses (Figs. 7, A1-A4) use the BN models of
+    # the batch-norm experiment (clean labels, the paper's default architecture).
+    "cifar10": {
+        "fig1": ["corruption"],
+        "fig2": ["corruption"],
+        "fig3": ["generalization"],
+        "fig4": ["early_stopping", "sweep"],
+        "fig5": ["batch_norm"],
+        "fig6": ["batch_norm"],
+        "fig7": ["batch_norm[batch_norm=true]"],
+        "figA1": ["batch_norm[batch_norm=true]"],
+        "figA2": ["batch_norm[batch_norm=true]"],
+        "figA3": ["batch_norm[batch_norm=true]"],
+        "figA4": ["batch_norm[batch_norm=true]"],
+    },
+    # ImageNet ResNet (Figs. 1c, 7d-e, A2b, A3b, A4d-e): its own rules in workflow/rules/imagenet.smk.
+    "imagenet": {
+        "fig1": ["corruption"],
+        "fig7": ["selectivity"],
+        "figA2": ["selectivity"],
+        "figA3": ["selectivity"],
         "figA4": ["selectivity"],
     },
 }
@@ -128,13 +156,67 @@ def model_specs(config: dict, family: str) -> "OrderedDict[str, dict]":
     return out
 
 
+def _parse_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _same(a, b) -> bool:
+    """Grid values compare as numbers (True == 1, 0 == 0.0) when both are numbers."""
+    if isinstance(a, (bool, int, float)) and isinstance(b, (bool, int, float)):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def parse_selection(entry: str) -> tuple[str, dict]:
+    """Split a FIGURES entry into (experiment, {grid variable: value}).
+
+    ``"corruption"`` selects every model of that experiment; ``"batch_norm[batch_norm=true]"``
+    only its grid points with ``batch_norm`` true (several conditions: comma-separated).
+    """
+    name, bracket, rest = entry.partition("[")
+    where: dict = {}
+    if bracket:
+        if not rest.endswith("]"):
+            raise ConfigError(f"figure input {entry!r}: expected 'experiment[variable=value,...]'")
+        for item in rest[:-1].split(","):
+            var, eq, val = item.partition("=")
+            var = var.strip()
+            if not eq or var not in GRID_VARIABLES:
+                raise ConfigError(f"figure input {entry!r}: {item!r} is not 'variable=value' with a grid "
+                                  f"variable from {list(GRID_VARIABLES)}")
+            where[var] = _parse_value(val)
+    return name.strip(), where
+
+
 def experiment_models(config: dict, family: str, experiment: str) -> list[str]:
-    """Model ids of one experiment; a disabled experiment is a clear error."""
-    exps = config["families"][family].get("experiments", {})
+    """Model ids of one experiment (or of a selection ``exp[var=value]`` of its grid points,
+    see :func:`parse_selection`); a disabled experiment or family is a clear error."""
+    experiment, where = parse_selection(experiment)
+    fam = config.get("families", {}).get(family)
+    if fam is None or not fam.get("enabled", True):
+        raise ConfigError(f"families.{family} is missing or disabled, but a requested target needs it; "
+                          f"add/enable it in the config")
+    exps = fam.get("experiments", {})
     if experiment not in exps or not exps[experiment].get("enabled", True):
         raise ConfigError(f"families.{family}.experiments.{experiment} is missing or disabled, but a "
                           f"requested figure needs it; enable it in the config")
-    return list(experiment_specs(config, family, experiment))
+    specs = experiment_specs(config, family, experiment)
+    if not where:
+        return list(specs)
+    chosen = [m for m, spec in specs.items()
+              if all(_same(spec[GRID_VARIABLES[v][0]].get(GRID_VARIABLES[v][1]), val) for v, val in where.items())]
+    if not chosen:
+        raise ConfigError(f"families.{family}.experiments.{experiment}: no model has {where}, but a requested "
+                          f"figure needs those models; add the value to the experiment's grid")
+    return chosen
 
 
 def spec_hash(spec: dict) -> str:
@@ -153,7 +235,7 @@ def figure_targets(config: dict, results: str = "results") -> list[str]:
     for family in enabled_families(config):
         exps = set(enabled_experiments(config, family))
         for fig, needs in FIGURES.get(family, {}).items():
-            if all(n in exps for n in needs):
+            if all(parse_selection(n)[0] in exps for n in needs):
                 out.append(f"{results}/{fig}_{family}.pdf")
     return out
 
@@ -164,17 +246,28 @@ def check_config(config: dict) -> None:
     for family in enabled_families(config):
         if family not in FIGURES:
             raise ConfigError(f"families.{family}: unknown family; known families are {sorted(FIGURES)}")
+        try:
+            check_dataset_spec(fams[family]["dataset"])
+        except DataError as err:
+            raise ConfigError(f"families.{family}.{err}") from None
         for exp in enabled_experiments(config, family):
             for mid, spec in experiment_specs(config, family, exp).items():
                 where = f"families.{family}.experiments.{exp}"
                 frac = spec["labels"]["fraction"]
                 if not 0.0 <= float(frac) <= 1.0:
                     raise ConfigError(f"{where}: corruption fraction {frac} is outside [0, 1]")
-                if int(spec["train"].get("epochs", 0)) < 1:
+                if "steps" in spec["train"]:  # step-based training (the imagenet family)
+                    if int(spec["train"]["steps"]) < 1:
+                        raise ConfigError(f"{where}.train.steps: must be at least 1 (got {spec['train']['steps']})")
+                elif int(spec["train"].get("epochs", 0)) < 1:
                     raise ConfigError(f"{where}.train.epochs: must be at least 1 (got {spec['train'].get('epochs')})")
                 p = spec["model"].get("dropout", 0.0)
                 if not 0.0 <= float(p) < 1.0:
                     raise ConfigError(f"{where}: dropout {p} is outside [0, 1)")
+        if family == "imagenet":
+            from .imagenet import config_problems
+            for problem in config_problems(config, family):
+                raise ConfigError(problem)
         analysis = fams[family].get("analysis", {})
         for key in ("ablation_layers", "unit_layers"):
             layers = analysis.get(key, "all")
@@ -197,4 +290,10 @@ def unit_layer_names(model_spec: dict) -> list[str]:
     if arch == "convnet":
         from .models import CONVNET_CHANNELS
         return [f"relu{i}" for i in range(1, len(CONVNET_CHANNELS) + 1)]
-    raise ConfigError(f"model.arch: unknown architecture {arch!r}; choose 'mlp' or 'convnet'")
+    if arch == "torchvision":
+        from .resnet import ModelError, unit_layer_names as torchvision_unit_layers
+        try:
+            return torchvision_unit_layers(model_spec)
+        except ModelError as err:
+            raise ConfigError(str(err)) from None
+    raise ConfigError(f"model.arch: unknown architecture {arch!r}; choose 'mlp', 'convnet' or 'torchvision'")

@@ -70,15 +70,20 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
     if len(layers) <= 12:
         ax.legend(fontsize=7, markerscale=2, loc="upper left")
     if per_layer:
+        from scipy.stats import spearmanr
+
         ax2 = axes[0, 1]
         for l in layers:
             u = units[units["layer"] == l]
             if len(u) > 2 and u[predictor].std() > 0:
                 k, b = np.polyfit(u[predictor], u["impact"], 1)
                 xs = np.linspace(u[predictor].min(), u[predictor].max(), 10)
-                ax2.plot(xs, k * xs + b, color=colors[l], lw=1.2)
+                r_l = spearmanr(u[predictor], u["impact"]).statistic
+                ax2.plot(xs, k * xs + b, color=colors[l], lw=1.2, label=f"Layer {u['depth'].iloc[0]}: r = {r_l:.2f}")
         ax2.set_xlabel(xlabel)
         ax2.set_ylabel("Impact of ablation on loss (per-layer fit)")
+        if len(layers) <= 12:
+            ax2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     suptitle(fig, title, scale, label)
     fig.tight_layout()
     return fig

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import Tensors, load_prepared, to_tensors
+from .gpu import claim_gpus
+from .io import atomic_path
 from .models import build_model
 
 
@@ -26,6 +30,24 @@ def log_to(path: str | os.PathLike | None):
         yield
 
 
+@contextlib.contextmanager
+def benchmark_to(path: str | os.PathLike | None):
+    """Write a benchmark TSV in Snakemake's format (s, h:m:s, max_rss in MB, cpu_time) for
+    the enclosed block, on success. For rules eligible for the between-workflow cache,
+    which Snakemake forbids a ``benchmark:`` directive (a cached result has no runtime)."""
+    if not path:
+        yield
+        return
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    yield
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    hms = time.strftime("%H:%M:%S", time.gmtime(wall))
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{wall:.4f}\t{hms}\t{rss_mb:.2f}\t{cpu:.2f}\n")
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU. ``cuda`` without a GPU is an error."""
     if name == "auto":
@@ -35,7 +57,11 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def setup_torch(threads: int = 1, deterministic: bool = True) -> None:
+def setup_torch(threads: int = 1, deterministic: bool = True, gpus: int = 0) -> None:
+    """Threads and determinism; with ``gpus`` (the job's ``gpu`` resource, set by the GPU
+    profiles) first claim that many free GPUs (singledir.gpu), before CUDA initializes."""
+    if gpus:
+        claim_gpus(gpus)
     torch.set_num_threads(max(1, int(threads)))
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

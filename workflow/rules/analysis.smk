@@ -1,11 +1,3 @@
-def _model_inputs(w):
-    return {
-        "model": f"{RESULTS}/models/{w.family}/{w.model}/model.pt",
-        "dataset": f"{RESULTS}/data/{w.family}/dataset.npz",
-        "labels": label_path(w),
-    }
-
-
 rule ablation_curve:
     """Cumulative ablation curves (zero or mean clamping) on the training set."""
     input:
@@ -21,6 +13,8 @@ rule ablation_curve:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/ablation_curve/{{family}}/{{model}}_{{mode}}.tsv"
+    conda:
+        ENV_TORCH
     script:
         "../scripts/ablation_curve.py"
 
@@ -40,6 +34,8 @@ rule noise_curve:
         f"{RESULTS}/logs/noise_curve/{{family}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/noise_curve/{{family}}/{{model}}.tsv"
+    conda:
+        ENV_TORCH
     script:
         "../scripts/noise_curve.py"
 
@@ -59,6 +55,8 @@ rule unit_analysis:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/unit_analysis/{{family}}/{{model}}.tsv"
+    conda:
+        ENV_TORCH
     script:
         "../scripts/unit_analysis.py"
 
@@ -79,5 +77,7 @@ rule training_auc:
         f"{RESULTS}/logs/training_auc/{{family}}/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/training_auc/{{family}}/{{model}}.tsv"
+    conda:
+        ENV_TORCH
     script:
         "../scripts/training_auc.py"

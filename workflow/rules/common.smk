@@ -1,10 +1,23 @@
 # Target lists and small helpers, built from the config by singledir.plan.
+import os
+
 import singledir.plan as plan
 
 plan.check_config(config)
 
 RESULTS = "results"
-FAMILIES = "|".join(["mnist", "cifar10", "imagenet"])
+
+# Software environments for --software-deployment-method conda (paths relative to
+# workflow/rules/). Data, figure and table rules use the CPU environment; training and
+# analysis rules use the CUDA one unless the config pins `device: cpu`.
+ENV_CPU = "../../envs/cpu.yaml"
+ENV_TORCH = ENV_CPU if config.get("device") == "cpu" else "../../envs/cuda.yaml"
+# envs/*.post-deploy.sh install this checkout's singledir package into those environments.
+os.environ.setdefault("SINGLEDIR_ROOT", workflow.basedir)
+# Families served by the generic rules ({family} wildcard). The imagenet family keeps its
+# images on disk and has its own rules (workflow/rules/imagenet.smk), so no two rules make
+# the same file.
+FAMILIES = "|".join(["mnist", "cifar10"])
 
 
 wildcard_constraints:
@@ -38,7 +51,7 @@ def label_path(wildcards):
 def model_files(family, experiment, pattern):
     """One file per model of an experiment, e.g. pattern='analysis/{model}/noise.csv'."""
     return [
-        f"{RESULTS}/" + pattern.format(family=family, model=m)
+        f"{RESULTS}/{pattern.format(family=family, model=m)}"
         for m in plan.experiment_models(config, family, experiment)
     ]
 
@@ -61,3 +74,56 @@ def all_figure_targets():
 
 def figures_of(family):
     return [f for f in plan.figure_targets(config, RESULTS) if f.endswith(f"_{family}.pdf")]
+
+
+# Inputs of the per-model analysis rules (analysis.smk).
+def _model_inputs(w):
+    return {
+        "model": f"{RESULTS}/models/{w.family}/{w.model}/model.pt",
+        "dataset": f"{RESULTS}/data/{w.family}/dataset.npz",
+        "labels": label_path(w),
+    }
+
+
+# Params and outputs of the figure rules (figures.smk).
+def specs_for(figure, family=None):
+    def fn(w):
+        fam = family or w.family
+        needs = plan.FIGURES[fam][figure]
+        specs = plan.model_specs(config, fam)
+        return {m: specs[m] for e in needs for m in plan.experiment_models(config, fam, e)}
+
+    return fn
+
+
+def fig_params(figure):
+    return dict(
+        specs=specs_for(figure),
+        scale=config["scale"],
+        label=lambda w: family_cfg(w.family).get("label", w.family),
+        bootstrap=config["bootstrap"],
+        seed=config["seed"],
+    )
+
+
+def fig_outputs(figure):
+    return dict(
+        pdf=report(f"{RESULTS}/{figure}_{{family}}.pdf", caption=f"../report/{figure}.rst", category="Figures",
+                   subcategory="{family}"),
+        csv=f"{RESULTS}/{figure}_{{family}}.csv",
+        stats=f"{RESULTS}/stats/{{family}}/{figure}.csv",
+    )
+
+
+# Inputs of the claims table (report.smk): every family's stats table, and the tidy figure
+# tables some claims resample; only what the config enables (a disabled family's claims
+# say "not run").
+def claims_inputs(wildcards):
+    import singledir.claims as claims_lib
+
+    targets = all_figure_targets()
+    tidy = {f"{RESULTS}/{fig}_{fam}.csv" for fig, fam in claims_lib.TIDY_TABLES}
+    return {
+        "stats": [t for t in targets if t.startswith(f"{RESULTS}/stats/") and t.endswith(".csv")],
+        "tables": [t for t in targets if t in tidy],
+    }

@@ -8,6 +8,8 @@ rule prepare_dataset:
         f"{RESULTS}/logs/prepare_dataset/{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_dataset/{{family}}.tsv"
+    conda:
+        ENV_CPU
     script:
         "../scripts/prepare_dataset.py"
 
@@ -28,5 +30,7 @@ rule corrupt_labels:
         f"{RESULTS}/logs/corrupt_labels/{{family}}_f{{fraction}}_s{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/corrupt_labels/{{family}}_f{{fraction}}_s{{seed}}.tsv"
+    conda:
+        ENV_CPU
     script:
         "../scripts/corrupt_labels.py"

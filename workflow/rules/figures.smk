@@ -3,34 +3,6 @@
 # The plotting code is the rule's `script:`, so editing it reruns that figure only.
 
 
-def specs_for(figure, family=None):
-    def fn(w):
-        fam = family or w.family
-        needs = plan.FIGURES[fam][figure]
-        specs = plan.model_specs(config, fam)
-        return {m: specs[m] for e in needs for m in plan.experiment_models(config, fam, e)}
-
-    return fn
-
-
-def fig_params(figure):
-    return dict(
-        specs=specs_for(figure),
-        scale=config["scale"],
-        label=lambda w: family_cfg(w.family).get("label", w.family),
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-    )
-
-
-def fig_outputs(figure):
-    return dict(
-        pdf=f"{RESULTS}/{figure}_{{family}}.pdf",
-        csv=f"{RESULTS}/{figure}_{{family}}.csv",
-        stats=f"{RESULTS}/stats/{{family}}/{figure}.csv",
-    )
-
-
 rule fig1:
     """Fig. 1: cumulative ablation curves per fraction of corrupted labels."""
     input:
@@ -43,6 +15,9 @@ rule fig1:
         f"{RESULTS}/logs/figures/fig1_{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/fig1_{{family}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/fig1_ablation_by_corruption.py"
 
@@ -59,6 +34,9 @@ rule fig2:
         f"{RESULTS}/logs/figures/fig2_{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/fig2_{{family}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/fig2_noise_by_corruption.py"
 
@@ -68,7 +46,7 @@ rule fig4_mnist:
     input:
         tables=lambda w: figure_inputs("fig4", "mnist", "analysis/{family}/{model}/training_auc.csv"),
     output:
-        pdf=f"{RESULTS}/fig4_mnist.pdf",
+        pdf=report(f"{RESULTS}/fig4_mnist.pdf", caption="../report/fig4.rst", category="Figures", subcategory="mnist"),
         csv=f"{RESULTS}/fig4_mnist.csv",
         stats=f"{RESULTS}/stats/mnist/fig4.csv",
     params:
@@ -80,6 +58,9 @@ rule fig4_mnist:
         f"{RESULTS}/logs/figures/fig4_mnist.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/fig4_mnist.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/fig4a_early_stopping.py"
 
@@ -89,7 +70,7 @@ rule fig5_mnist:
     input:
         curves=lambda w: figure_inputs("fig5", "mnist", "analysis/{family}/{model}/ablation_zero.csv"),
     output:
-        pdf=f"{RESULTS}/fig5_mnist.pdf",
+        pdf=report(f"{RESULTS}/fig5_mnist.pdf", caption="../report/fig5.rst", category="Figures", subcategory="mnist"),
         csv=f"{RESULTS}/fig5_mnist.csv",
         stats=f"{RESULTS}/stats/mnist/fig5.csv",
     params:
@@ -102,6 +83,9 @@ rule fig5_mnist:
         f"{RESULTS}/logs/figures/fig5_mnist.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/fig5_mnist.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/fig5a_dropout.py"
 
@@ -119,6 +103,9 @@ rule fig7:
         f"{RESULTS}/logs/figures/fig7_{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/fig7_{{family}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/fig7_unit_importance.py"
 
@@ -136,6 +123,9 @@ rule figA4:
         f"{RESULTS}/logs/figures/figA4_{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/figures/figA4_{{family}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/figA4_mi_importance.py"
 
@@ -143,12 +133,15 @@ rule figA4:
 rule stats_table:
     """results/stats/<family>.csv: every statistic of the family's figures."""
     input:
-        lambda w: [f"{RESULTS}/stats/{w.family}/{f.split('/')[-1].split('_')[0]}.csv" for f in figures_of(w.family)],
+        lambda w: [f"{RESULTS}/stats/{w.family}/{os.path.basename(f).split('_')[0]}.csv" for f in figures_of(w.family)],
     output:
         table=f"{RESULTS}/stats/{{family}}.csv",
     log:
         f"{RESULTS}/logs/stats_table/{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/stats_table/{{family}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
     script:
         "../scripts/stats_table.py"

@@ -6,7 +6,7 @@ from singledir.runtime import eval_subset, load_data, load_model, log_to, pick_d
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads)
+    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
     model, state = load_model(snakemake.input.model, device)

@@ -4,12 +4,12 @@ import torch
 
 from singledir.io import save_csv, save_torch
 from singledir.models import build_model
-from singledir.runtime import load_data, log_to, pick_device, setup_torch
+from singledir.runtime import benchmark_to, load_data, log_to, pick_device, setup_torch
 from singledir.training import TrainConfig, train
 
 spec = snakemake.params.spec
-with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads)
+with log_to(snakemake.log[0]), benchmark_to(snakemake.params.benchmark):
+    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
     cfg = TrainConfig.from_dict(spec["train"])

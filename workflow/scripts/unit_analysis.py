@@ -9,7 +9,7 @@ from singledir.selectivity import class_selectivity_index, mutual_information
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads)
+    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
     model, state = load_model(snakemake.input.model, device)

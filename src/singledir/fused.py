@@ -1,0 +1,525 @@
+"""Fused training: K same-shaped small models trained at once in one process.
+
+The paper trains hundreds of small networks (seeds, corruption fractions, dropout
+rates, learning rates). One at a time, a small network leaves the machine idle between
+tiny matrix products; fused, the K networks' layers become one batched matrix product
+(``torch.baddbmm`` over stacked weights) or one grouped convolution (``groups=K``, batch
+norm over K*C channels, so running statistics stay per model), and one optimizer step
+updates all K.
+
+*Same function as separate training.* Every member keeps what makes it itself:
+
+- its initialization (each member model is built separately from its own seed and
+  the fused network is assembled from their weights);
+- its data order and augmentation (its own generator, seeded ``seed + 1`` as in
+  :func:`singledir.training.train`) and its own labels;
+- its dropout noise: :func:`torch.nn.functional.dropout` itself runs on the member's
+  slice with the member's own copy of the global RNG state (seeded ``seed``, as
+  ``train`` seeds the global RNG), so the masks are the ones a separate run draws;
+- its learning rate, weight decay and dropout rate (per-member values);
+- the optimizer arithmetic: SGD and Adam are the element-wise formulas of
+  ``torch.optim``'s single-tensor implementations (what a separate CPU run uses).
+
+What cannot be identical is the order in which floating-point sums are added inside a
+batched matrix product or a grouped convolution compared with the per-model kernels;
+those differences are of the order of float32 rounding per step and grow slowly
+through training. ``tests/test_fused.py`` measures them: the initial weights, data
+orders and dropout masks are equal exactly, one step agrees to rounding, and a full
+training run agrees within a stated bound.
+
+Resumable like :func:`singledir.training.train`: a checkpoint every
+``checkpoint_every`` epochs and on SIGTERM/SIGUSR1 (then :class:`TrainingInterrupted`),
+and a resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
+
+:func:`fusion_groups` decides which models of a config train together (experiment key
+``fuse: K``; see ``workflow/rules/train.smk``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .data import Tensors
+from .io import save_torch
+from .training import TrainConfig, TrainingInterrupted, _catch_stop_signals, augment_batch, lr_at
+
+FUSABLE_ARCHS = ("mlp", "convnet")
+# Spec entries in which members of one fused group may differ.
+_MEMBER_FIELDS = {("train", "seed"), ("train", "lr"), ("train", "weight_decay"), ("model", "dropout")}
+
+
+# ---------------------------------------------------------------------------- grouping
+
+def fusion_key(spec: dict) -> str:
+    """Everything that must be equal for two model specs to train fused."""
+    s = copy.deepcopy(spec)
+    for section, key in _MEMBER_FIELDS:
+        s.get(section, {}).pop(key, None)
+    for key in ("id", "labels"):
+        s.pop(key, None)
+    return json.dumps(s, sort_keys=True, default=str)
+
+
+def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
+    """Group id -> member model ids, for the experiments of ``family`` with ``fuse: K`` > 1.
+
+    Models of an experiment are grouped by :func:`fusion_key` (grid variables that
+    change the shape or the training schedule, such as width or batch size, split
+    groups), in grid order, into groups of at most K. A group of one trains alone.
+    Group ids are ``<experiment>_g<i>``.
+    """
+    from .plan import ConfigError, enabled_experiments, experiment_specs
+
+    groups: "OrderedDict[str, list[str]]" = OrderedDict()
+    fam = config["families"][family]
+    for exp in enabled_experiments(config, family):
+        k = int(fam["experiments"][exp].get("fuse", 1) or 1)
+        if k <= 1:
+            continue
+        specs = experiment_specs(config, family, exp)
+        by_key: "OrderedDict[str, list[str]]" = OrderedDict()
+        for mid, spec in specs.items():
+            arch = spec["model"].get("arch")
+            if arch not in FUSABLE_ARCHS:
+                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training supports the "
+                                  f"architectures {FUSABLE_ARCHS}, not {arch!r}; remove `fuse`")
+            by_key.setdefault(fusion_key(spec), []).append(mid)
+        i = 0
+        for ids in by_key.values():
+            for start in range(0, len(ids), k):
+                chunk = ids[start:start + k]
+                if len(chunk) > 1:
+                    groups[f"{exp}_g{i}"] = chunk
+                    i += 1
+    return groups
+
+
+# ---------------------------------------------------------------------------- modules
+
+class _FusedLinearFn(torch.autograd.Function):
+    """y[k] = x[k] @ W[k]^T + b[k], with the gradients computed in the same layout as
+    autograd computes F.linear's (dW = g^T x, not (x^T g)^T), so that each member's
+    gradient is the one a separate model gets."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        gx = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x)
+        gb = g.sum(1) if ctx.has_bias else None
+        return gx, gw, gb
+
+
+class _FusedLinear(nn.Module):
+    """K Linear layers: (K, B, in) -> (K, B, out)."""
+
+    def __init__(self, mods: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in mods]).clone())
+        self.bias = (nn.Parameter(torch.stack([m.bias.detach() for m in mods]).clone())
+                     if mods[0].bias is not None else None)
+
+    def forward(self, x):
+        return _FusedLinearFn.apply(x, self.weight, self.bias)
+
+
+class _FusedConv2d(nn.Module):
+    """K Conv2d layers as one grouped convolution on (B, K*C, H, W)."""
+
+    def __init__(self, mods: list[nn.Conv2d]):
+        super().__init__()
+        m = mods[0]
+        self.k, self.stride, self.padding, self.dilation = len(mods), m.stride, m.padding, m.dilation
+        self.weight = nn.Parameter(torch.cat([c.weight.detach() for c in mods]).clone())
+        self.bias = nn.Parameter(torch.cat([c.bias.detach() for c in mods]).clone()) if m.bias is not None else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.k)
+
+
+def _fused_bn(mods: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+    m = mods[0]
+    bn = nn.BatchNorm2d(len(mods) * m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                        track_running_stats=m.track_running_stats)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(m, name) is not None:
+                getattr(bn, name).copy_(torch.cat([getattr(b, name) for b in mods]))
+        if m.num_batches_tracked is not None:
+            bn.num_batches_tracked.copy_(m.num_batches_tracked)
+    return bn
+
+
+class _MemberRNG:
+    """Each member's own copy of the global RNG state (CPU, and CUDA on a GPU)."""
+
+    def __init__(self, seeds: list[int], device: torch.device):
+        self.device = device
+        cuda = device.type == "cuda"
+        saved_cpu = torch.get_rng_state()
+        saved_cuda = torch.cuda.get_rng_state(device) if cuda else None
+        self.states = []
+        for s in seeds:
+            torch.manual_seed(s)  # what training.train does before its loop
+            self.states.append(torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state())
+        torch.set_rng_state(saved_cpu)
+        if cuda:
+            torch.cuda.set_rng_state(saved_cuda, device)
+
+    @contextlib.contextmanager
+    def member(self, k: int):
+        cuda = self.device.type == "cuda"
+        get = (lambda: torch.cuda.get_rng_state(self.device)) if cuda else torch.get_rng_state
+        put = (lambda st: torch.cuda.set_rng_state(st, self.device)) if cuda else torch.set_rng_state
+        saved = get()
+        put(self.states[k])
+        try:
+            yield
+        finally:
+            self.states[k] = get()
+            put(saved)
+
+
+class _FusedDropout(nn.Module):
+    """Per-member dropout with the member's own probability and RNG stream."""
+
+    def __init__(self, ps: list[float], rng: _MemberRNG):
+        super().__init__()
+        self.ps, self.rng = ps, rng
+
+    def forward(self, x):  # (K, B, ...)
+        if not self.training or not any(self.ps):
+            return x
+        outs = []
+        for k, p in enumerate(self.ps):
+            if p > 0:
+                with self.rng.member(k):
+                    outs.append(F.dropout(x[k], p, True))
+            else:
+                outs.append(x[k])
+        return torch.stack(outs)
+
+
+class FusedNet(nn.Module):
+    """K same-shaped Sequential models (MLP or ConvNet) as one network.
+
+    Input (K, B, ...) (member k's batch in row k), output (K, B, classes). Linear
+    stages work on (K, B, F); convolution, batch norm and pooling on (B, K*C, H, W).
+    """
+
+    def __init__(self, models: list[nn.Sequential], rng: _MemberRNG):
+        super().__init__()
+        self.k = len(models)
+        names = [[n for n, _ in m.named_children()] for m in models]
+        template = max(names, key=len)
+        core = [n for n in template if not n.startswith("dropout")]
+        for k, ns in enumerate(names):
+            if [n for n in ns if not n.startswith("dropout")] != core or not set(ns) <= set(template):
+                raise ValueError(f"fused training: model {k} has stages {ns}, model 0 has {names[0]}; "
+                                 f"fused models must have the same architecture")
+        self.kinds: list[tuple[str, str]] = []
+        self.stages = nn.ModuleDict()
+        for name in template:
+            mods = [getattr(m, name, None) for m in models]
+            ref = next(m for m in mods if m is not None)
+            if isinstance(ref, nn.Dropout):
+                self.stages[name] = _FusedDropout([m.p if m is not None else 0.0 for m in mods], rng)
+                kind = "dropout"
+            elif any(type(m) is not type(ref) for m in mods):
+                raise ValueError(f"fused training: stage {name!r} differs between models")
+            elif isinstance(ref, nn.Linear):
+                self.stages[name], kind = _FusedLinear(mods), "linear"
+            elif isinstance(ref, nn.Conv2d):
+                self.stages[name], kind = _FusedConv2d(mods), "conv"
+            elif isinstance(ref, nn.BatchNorm2d):
+                self.stages[name], kind = _fused_bn(mods), "grouped"
+            elif isinstance(ref, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d)):
+                self.stages[name], kind = copy.deepcopy(ref), "grouped"
+            elif isinstance(ref, (nn.ReLU, nn.Identity)):
+                self.stages[name], kind = copy.deepcopy(ref), "any"
+            elif isinstance(ref, nn.Flatten) and ref.start_dim == 1 and ref.end_dim == -1:
+                self.stages[name], kind = nn.Identity(), "flatten"
+            else:
+                raise ValueError(f"fused training: stage {name!r} ({type(ref).__name__}) is not supported")
+            self.kinds.append((name, kind))
+        ref_shapes = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
+        for k, m in enumerate(models[1:], start=1):
+            shapes = {n: tuple(v.shape) for n, v in m.state_dict().items()}
+            if shapes != ref_shapes:
+                raise ValueError(f"fused training: model {k}'s weights have other shapes than model 0's; "
+                                 f"fused models must have the same architecture")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.k
+        grouped = False  # layout: (K, B, ...) or (B, K*C, H, W)
+        h = x
+        for name, kind in self.kinds:
+            mod = self.stages[name]
+            if kind in ("conv", "grouped") and not grouped:
+                h = h.transpose(0, 1).reshape(h.shape[1], k * h.shape[2], *h.shape[3:])
+                grouped = True
+            elif kind in ("linear", "dropout", "flatten") and grouped:
+                h = h.view(h.shape[0], k, h.shape[1] // k, *h.shape[2:]).transpose(0, 1)
+                grouped = False
+            if kind == "flatten":
+                h = h.reshape(k, h.shape[1], -1)
+            else:
+                h = mod(h)
+        if grouped:
+            h = h.view(h.shape[0], k, -1).transpose(0, 1)
+        return h
+
+    def member_state_dict(self, k: int, like: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+        """Member k's weights under the names of its own model ``like``."""
+        out = OrderedDict()
+        for key, ref in like.state_dict().items():
+            name, attr = key.rsplit(".", 1)
+            t = getattr(self.stages[name], attr)
+            if attr == "num_batches_tracked":
+                out[key] = t.detach().clone()
+            else:
+                out[key] = t.detach().view(self.k, -1)[k].view(ref.shape).clone()
+        return out
+
+
+# ---------------------------------------------------------------------------- optimizer
+
+class _FusedOptimizer:
+    """SGD / Adam on stacked parameters (member k = ``p.view(K, -1)[k]``), with the
+    element-wise formulas of torch.optim's single-tensor implementations and
+    per-member learning rates and weight decays."""
+
+    def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
+        self.params = params
+        self.k = len(cfgs)
+        self.kind = cfgs[0].optimizer
+        if self.kind not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer: unknown optimizer {self.kind!r}; choose 'sgd' or 'adam'")
+        self.momentum = cfgs[0].momentum
+        self.wds = [c.weight_decay for c in cfgs]
+        self.betas, self.eps = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.make_optimizer
+        self.state: list[dict] = [{} for _ in params]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lrs: list[float]):
+        same = len(set(lrs)) == 1 and len(set(self.wds)) == 1
+        members = [(None, lrs[0], self.wds[0])] if same else [(k, lrs[k], self.wds[k]) for k in range(self.k)]
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            st = self.state[i]
+            first = not st
+            if first and self.kind == "sgd" and self.momentum != 0:
+                st["momentum_buffer"] = torch.zeros_like(p)
+            if first and self.kind == "adam":
+                st.update(step=0.0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            if self.kind == "adam":
+                st["step"] += 1
+            for k, lr, wd in members:
+                def part(t, k=k):
+                    return t if k is None else t.view(self.k, -1)[k]
+                if self.kind == "sgd":
+                    self._sgd(part, p, st, lr, wd, first)
+                else:
+                    self._adam(part, p, st, lr, wd)
+
+    def _sgd(self, part, p, st, lr, wd, first):
+        grad = part(p.grad)
+        param = part(p)
+        if wd != 0:
+            grad = grad.add(param, alpha=wd)
+        if self.momentum != 0:
+            buf = part(st["momentum_buffer"])
+            if first:  # torch.optim.SGD: buf = grad.clone() on the first step
+                buf.copy_(grad)
+            else:
+                buf.mul_(self.momentum).add_(grad, alpha=1)
+            grad = buf
+        param.add_(grad, alpha=-lr)
+
+    def _adam(self, part, p, st, lr, wd):
+        beta1, beta2 = self.betas
+        grad = part(p.grad)
+        param = part(p)
+        if wd != 0:
+            grad = grad.add(param, alpha=wd)
+        exp_avg, exp_avg_sq = part(st["exp_avg"]), part(st["exp_avg_sq"])
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = st["step"]
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2 ** 0.5
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, d: dict):
+        self.state = d["state"]
+
+
+# ---------------------------------------------------------------------------- training
+
+_SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "momentum", "lr_schedule", "augment", "eval_batch_size",
+                  "checkpoint_every")
+
+
+def check_fusable(cfgs: list[TrainConfig], datas: list[Tensors]) -> None:
+    """Members may differ in seed, lr, weight decay, labels and snapshot epochs only."""
+    for f in _SHARED_FIELDS:
+        values = {getattr(c, f) for c in cfgs}
+        if len(values) > 1:
+            raise ValueError(f"fused training: train.{f} differs between the models ({sorted(map(str, values))}); "
+                             f"only seed, lr, weight_decay, dropout and labels may differ within a fused group")
+    shapes = {(tuple(d.x_train.shape), tuple(d.x_test.shape), d.x_train.device.type) for d in datas}
+    if len(shapes) > 1:
+        raise ValueError(f"fused training: the models' datasets differ in shape or device: {shapes}")
+
+
+@torch.no_grad()
+def evaluate_fused(net: FusedNet, xs: list[torch.Tensor], ys: list[torch.Tensor],
+                   batch_size: int) -> list[tuple[float, float]]:
+    """Per member (mean loss, accuracy) in eval mode, chunked as training.evaluate."""
+    was = net.training
+    net.eval()
+    k, n = len(xs), len(xs[0])
+    loss, correct = [0.0] * k, [0] * k
+    shared = all(x is xs[0] for x in xs)
+    for i in range(0, n, batch_size):
+        if shared:
+            xb = xs[0][i:i + batch_size].unsqueeze(0).expand(k, *xs[0][i:i + batch_size].shape)
+        else:
+            xb = torch.stack([x[i:i + batch_size] for x in xs])
+        logits = net(xb)
+        for m in range(k):
+            yb = ys[m][i:i + batch_size]
+            loss[m] += F.cross_entropy(logits[m], yb, reduction="sum").item()
+            correct[m] += (logits[m].argmax(1) == yb).sum().item()
+    net.train(was)
+    return [(loss[m] / n, correct[m] / n) for m in range(k)]
+
+
+def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
+                work_dir: str | os.PathLike, log=print) -> list[tuple[pd.DataFrame, dict[int, dict]]]:
+    """Train K models at once, in place; per member (history, {epoch: state_dict} snapshots).
+
+    ``models[k]`` must be freshly built from ``cfgs[k].seed`` (as ``train_model.py``
+    does), ``datas[k]`` holds its (possibly corrupted) labels. ``work_dir`` holds the
+    resume checkpoint and the snapshots; if it holds a checkpoint, training resumes.
+    Outputs are those of :func:`singledir.training.train` for each member.
+    """
+    k = len(models)
+    if not (k == len(datas) == len(cfgs)) or k < 1:
+        raise ValueError("train_fused: need one data set and one TrainConfig per model")
+    check_fusable(cfgs, datas)
+    cfg0 = cfgs[0]
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work_dir / "resume.pt"
+    device = datas[0].x_train.device
+    rng = _MemberRNG([c.seed for c in cfgs], device)
+    net = FusedNet(models, rng).to(device)
+    gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
+    opt = _FusedOptimizer(list(net.parameters()), cfgs)
+    start_epoch, start_step, perms = 0, 0, None
+    histories: list[list[dict]] = [[] for _ in range(k)]
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["seeds"] != [c.seed for c in cfgs]:
+            raise ValueError(f"{ckpt_path} belongs to a group with seeds {state['seeds']}; remove it to start over")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        for g, s in zip(gens, state["gen_states"]):
+            g.set_state(s.to("cpu") if device.type == "cpu" else s)
+        rng.states = state["rng_states"]
+        start_epoch, start_step, perms, histories = state["epoch"], state["step"], state["perms"], state["histories"]
+        log(f"resuming fused group from {ckpt_path} at epoch {start_epoch}, step {start_step}")
+
+    def save_checkpoint(epoch, step, perms):
+        save_torch({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+                    "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
+                    "rng_states": rng.states, "seeds": [c.seed for c in cfgs]}, ckpt_path)
+
+    def snapshot_path(m, e):
+        return work_dir / f"member{m}_snapshot_{e}.pt"
+
+    def take_snapshots(epoch):
+        for m in range(k):
+            if epoch in cfgs[m].snapshot_epochs and not snapshot_path(m, epoch).exists():
+                save_torch(net.member_state_dict(m, models[m]), snapshot_path(m, epoch))
+
+    def record(epoch):
+        train_res = evaluate_fused(net, [d.x_train for d in datas], [d.y_train for d in datas], cfg0.eval_batch_size)
+        test_res = evaluate_fused(net, [d.x_test for d in datas], [d.y_test for d in datas], cfg0.eval_batch_size)
+        for m in range(k):
+            histories[m].append({"epoch": epoch, "train_loss": train_res[m][0], "train_accuracy": train_res[m][1],
+                                 "test_loss": test_res[m][0], "test_accuracy": test_res[m][1]})
+
+    n = len(datas[0].x_train)
+    steps_per_epoch = math.ceil(n / cfg0.batch_size)
+    take_snapshots(0)
+    if not histories[0]:
+        record(0)
+    with _catch_stop_signals() as stop:
+        for epoch in range(start_epoch, cfg0.epochs):
+            lrs = [lr_at(c, epoch) for c in cfgs]
+            net.train()
+            if perms is None:
+                perms = [torch.randperm(n, generator=g, device=device) for g in gens]
+            for step in range(start_step, steps_per_epoch):
+                xs, ys = [], []
+                for m, d in enumerate(datas):
+                    idx = perms[m][step * cfg0.batch_size:(step + 1) * cfg0.batch_size]
+                    xb = d.x_train[idx]
+                    xs.append(augment_batch(xb, gens[m]) if cfg0.augment else xb)
+                    ys.append(d.y_train[idx])
+                logits = net(torch.stack(xs))
+                loss = sum(F.cross_entropy(logits[m], ys[m]) for m in range(k))
+                opt.zero_grad()
+                loss.backward()
+                opt.step(lrs)
+                if stop.signum is not None:
+                    save_checkpoint(epoch, step + 1, perms)
+                    raise TrainingInterrupted(f"signal {stop.signum} received at epoch {epoch}, step {step + 1}; "
+                                              f"checkpoint written to {ckpt_path}")
+            start_step, perms = 0, None
+            record(epoch + 1)
+            take_snapshots(epoch + 1)
+            if (epoch + 1) % cfg0.checkpoint_every == 0 or epoch + 1 == cfg0.epochs:
+                save_checkpoint(epoch + 1, 0, None)
+            h = histories[0][-1]
+            log(f"epoch {epoch + 1}/{cfg0.epochs} ({k} models) member 0: train_loss={h['train_loss']:.4f} "
+                f"train_acc={h['train_accuracy']:.4f} test_acc={h['test_accuracy']:.4f}")
+    out = []
+    for m, model in enumerate(models):
+        model.load_state_dict(net.member_state_dict(m, model))
+        snaps = {e: torch.load(snapshot_path(m, e), map_location="cpu", weights_only=True)
+                 for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
+        out.append((pd.DataFrame(histories[m]), snaps))
+    return out

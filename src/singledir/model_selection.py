@@ -1,0 +1,118 @@
+"""Ablation AUC as a hyperparameter-selection signal (paper section 3.2, Fig. 4c).
+
+The paper trains a grid of hyperparameter settings (96 settings of learning rate x
+batch size, 2 repeats each), then repeatedly draws a random subset of 48 settings and
+picks the setting with the highest ablation AUC, as if no test set were available.
+It reports how often the pick is among the top 1 / 5 / 10 settings of the subset by
+test accuracy (13 / 83 / 98 %) and the mean +/- std of the test-accuracy gap between
+the pick and the subset's best setting (1 +/- 1.1 %).
+
+Definitions used here (the paper gives no more detail):
+
+- a *setting* is one grid point; its AUC and test accuracy are the means over its
+  repeats (:func:`setting_means`);
+- the pick's *rank* within a subset is 1 + the number of subset settings with a
+  strictly higher test accuracy (ties count in the pick's favour); "top k" means
+  rank <= k;
+- the *gap* is (best test accuracy in the subset - the pick's), in percentage points;
+- ties in AUC go to the first setting in the table's order;
+- when the number of possible subsets C(n, subset_size) is at most ``n_subsets``,
+  every subset is used once (exact); otherwise ``n_subsets`` subsets are drawn
+  uniformly without replacement within a subset, with a seeded generator.
+
+The confidence intervals resample *settings* (with replacement) and rerun the whole
+procedure on each resampled grid (:func:`selection_bootstrap`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def setting_means(nets: pd.DataFrame, setting_cols: Sequence[str], value_cols: Sequence[str] = ("auc", "test_accuracy")
+                  ) -> pd.DataFrame:
+    """Average the repeats of each setting: one row per setting, in first-seen order."""
+    return nets.groupby(list(setting_cols), sort=False)[list(value_cols)].mean().reset_index()
+
+
+def _subsets(n: int, size: int, n_subsets: int, rng: np.random.Generator) -> np.ndarray:
+    """(S, size) indices: all C(n, size) subsets when there are at most ``n_subsets``, else random ones."""
+    if not 1 <= size <= n:
+        raise ValueError(f"subset_size must be between 1 and the number of settings ({n}); got {size}")
+    if math.comb(n, size) <= n_subsets:
+        return np.array(list(itertools.combinations(range(n), size)), dtype=np.int64)
+    # Row-wise random permutations: the first ``size`` columns are a uniform subset.
+    return np.argsort(rng.random((n_subsets, n)), axis=1)[:, :size]
+
+
+def _select(auc: np.ndarray, acc: np.ndarray, subsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per subset: the rank (1 = best) of the max-AUC setting by accuracy, and its accuracy gap."""
+    a, t = auc[subsets], acc[subsets]
+    pick = np.argmax(a, axis=1)  # first maximum: ties go to the earlier setting
+    picked_acc = t[np.arange(len(subsets)), pick]
+    rank = 1 + (t > picked_acc[:, None]).sum(axis=1)
+    gap = t.max(axis=1) - picked_acc
+    return rank, gap
+
+
+def selection_statistic(auc, test_accuracy, subset_size: int, n_subsets: int = 10000,
+                        top: Sequence[int] = (1, 5, 10), seed: int = 0) -> dict:
+    """How well picking the max-AUC setting of random subsets finds good settings.
+
+    ``auc`` and ``test_accuracy`` hold one value per setting (accuracy as a fraction).
+    Returns ``top<k>_percent`` for each k in ``top`` (percent of subsets whose pick is
+    in the subset's top k by test accuracy), ``gap_mean_percent`` and
+    ``gap_std_percent`` (test accuracy of the subset's best setting minus the pick's,
+    in percentage points; population std over subsets), ``n_subsets`` and
+    ``exhaustive`` (True when every possible subset was used).
+    """
+    auc = np.asarray(auc, dtype=float)
+    acc = np.asarray(test_accuracy, dtype=float)
+    if auc.shape != acc.shape or auc.ndim != 1:
+        raise ValueError("auc and test_accuracy must be 1-d arrays of the same length (one value per setting)")
+    rng = np.random.default_rng(seed)
+    subsets = _subsets(len(auc), int(subset_size), int(n_subsets), rng)
+    rank, gap = _select(auc, acc, subsets)
+    out = {f"top{k}_percent": 100.0 * float(np.mean(rank <= k)) for k in top}
+    out["gap_mean_percent"] = 100.0 * float(gap.mean())
+    out["gap_std_percent"] = 100.0 * float(gap.std())
+    out["n_subsets"] = int(len(subsets))
+    out["exhaustive"] = bool(math.comb(len(auc), int(subset_size)) <= n_subsets)
+    return out
+
+
+def selection_bootstrap(auc, test_accuracy, subset_size: int, n_subsets: int = 10000,
+                        top: Sequence[int] = (1, 5, 10), n_boot: int = 1000, seed: int = 0,
+                        boot_subsets: int = 200, level: float = 0.95) -> dict[str, dict]:
+    """:func:`selection_statistic` with percentile-bootstrap CIs over settings.
+
+    Each bootstrap replicate resamples the settings with replacement (a duplicated
+    setting counts as a separate grid point) and reruns the selection with
+    ``boot_subsets`` subsets. Returns {name: {value, ci_low, ci_high, n, p}} with the
+    names of :func:`selection_statistic` (n = number of settings).
+    """
+    auc = np.asarray(auc, dtype=float)
+    acc = np.asarray(test_accuracy, dtype=float)
+    point = selection_statistic(auc, acc, subset_size, n_subsets, top, seed)
+    names = [f"top{k}_percent" for k in top] + ["gap_mean_percent", "gap_std_percent"]
+    rng = np.random.default_rng(seed + 1)
+    reps = {k: [] for k in names}
+    n = len(auc)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        r = selection_statistic(auc[idx], acc[idx], subset_size, boot_subsets, top, seed=int(rng.integers(2**31)))
+        for k in names:
+            reps[k].append(r[k])
+    alpha = (1 - level) / 2
+    out = {}
+    for k in names:
+        v = np.asarray(reps[k])
+        lo, hi = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if n_boot else (math.nan, math.nan)
+        out[k] = {"value": point[k], "ci_low": lo, "ci_high": hi, "n": n, "p": math.nan}
+    out["_meta"] = {"n_subsets": point["n_subsets"], "exhaustive": point["exhaustive"]}
+    return out

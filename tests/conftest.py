@@ -1,0 +1,66 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def shared_file(name: str) -> Path:
+    """A file of ../shared (test data); skips the test when absent."""
+    path = SHARED / "data" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the shared test data lies beside the checkout in CI)")
+    return path
+
+
+def load_yaml(path) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def write_yaml(obj, path) -> Path:
+    with open(path, "w") as fh:
+        yaml.safe_dump(obj, fh, sort_keys=False)
+    return Path(path)
+
+
+def run_snakemake(workdir, *args, configfile=None, check=True, timeout=900):
+    """Run the project's Snakefile with its working directory in ``workdir``."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    cmd += list(args)
+    if configfile:  # last: --configfile takes several values and would swallow targets
+        cmd += ["--configfile", str(configfile)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def tiny_mnist_config(tmp_path, **experiments) -> dict:
+    """The demo config cut down to a few quick MNIST experiments (others disabled)."""
+    cfg = load_yaml(REPO / "config" / "demo.yaml")
+    fams = cfg["families"]
+    for name in list(fams):
+        if name != "mnist":
+            fams[name]["enabled"] = False
+    mn = fams["mnist"]
+    mn["train"]["epochs"] = 15
+    mn["analysis"].update(orderings=3, curve_points=6, noise_repeats=2)
+    for name, exp in mn["experiments"].items():
+        exp["enabled"] = name in experiments
+        if name in experiments:
+            exp.update(experiments[name])
+    return cfg

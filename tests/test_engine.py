@@ -1,0 +1,205 @@
+"""The engine equals the plain definition (a hook that clamps units, one full forward pass
+per point) at every point of every curve, for every model family, in both its paths."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from singledir.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes, masks_from_sets,
+                                random_orderings, single_unit_impact)
+from singledir.models import MLP, ConvNet
+from singledir.perturb import PerturbationBatch, PrecisionError, activation_moments, evaluate_perturbations
+from singledir.reference import reference_ablation_eval, reference_curve, split_units
+
+TOL = 1e-5
+
+
+def _randomize_bn(model, seed):
+    """Variance-preserving weights and non-trivial batch-norm statistics, so that a
+    random deep network's output depends on its input (as a trained one's does)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+@functools.lru_cache(maxsize=None)
+def _family(name):
+    """(model, x, y, layers) for a family; cached, the tests only evaluate them."""
+    torch.manual_seed(0)
+    if name == "mlp":
+        model = MLP(64, [40, 32], 10, dropout=0.2)
+        _randomize_bn(model, 0)
+        x = torch.randn(150, 1, 8, 8)
+        layers = ["relu1", "relu2"]
+    elif name in ("convnet_bn", "convnet_nobn"):
+        model = ConvNet(3, 10, width=0.1, batch_norm=name == "convnet_bn")
+        _randomize_bn(model, 1)
+        x = torch.randn(50, 3, 16, 16)
+        layers = ["relu9", "relu10", "relu11"]
+    else:  # torchvision ResNet-18: not Sequential, hooks on a few modules called once per pass
+        model = torchvision.models.resnet18(num_classes=10)
+        _randomize_bn(model, 2)
+        x = torch.randn(16, 3, 32, 32)
+        layers = ["relu", "layer3.1.bn2", "layer4.0.conv2", "avgpool"]
+    model.eval()
+    with torch.no_grad():  # labels the model mostly gets right, so accuracy is informative
+        y = model(x).argmax(1)
+        flip = torch.rand(len(y)) < 0.3
+        y[flip] = torch.randint(0, 10, (int(flip.sum()),))
+    return model, x, y, layers
+
+
+def _check_rows(curve, ref):
+    assert len(curve) == len(ref)
+    for row, (o, k, loss, acc) in zip(curve.itertuples(), ref):
+        assert (row.ordering, row.n_ablated) == (o, k)
+        assert row.loss == pytest.approx(loss, abs=TOL), (o, k)
+        assert row.accuracy == pytest.approx(acc, abs=TOL), (o, k)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+@pytest.mark.parametrize("family", ["mlp", "convnet_bn", "convnet_nobn", "resnet18"])
+def test_cumulative_curves_equal_reference(family, mode):
+    model, x, y, layers = _family(family)
+    moments = activation_moments(model, x, layers) if mode == "mean" else None
+    n_orderings, n_points = (3, 6) if family != "resnet18" else (2, 4)
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings, n_points, seed=5, mode=mode,
+                                      moments=moments, chunk_size=64, max_rows=700)
+    sizes = layer_sizes(model, layers, x)
+    orders = random_orderings(sum(sizes.values()), n_orderings, 5)
+    points = curve_points(sum(sizes.values()), n_points)
+    fill = ablation_fill(mode, moments, layers) if mode == "mean" else None
+    ref = reference_curve(model, x, y, sizes, orders, points, fill)
+    _check_rows(curve, ref)
+    # The curve really moves, so the comparison is not vacuous.
+    assert curve.loss.max() - curve.loss.min() > 1e-3
+    if mode == "zero":
+        assert curve.accuracy.max() - curve.accuracy.min() > 0.1
+
+
+def _stats_for(model, x, y, layers, method, mode="zero", moments=None, sets=None, **kw):
+    sizes = layer_sizes(model, layers, x)
+    keep = masks_from_sets(sets, sizes)
+    pert = PerturbationBatch(len(sets), keep, ablation_fill(mode, moments, layers))
+    stats = {}
+    loss, acc = evaluate_perturbations(model, x, y, pert, method=method, stats=stats, **kw)
+    return loss.numpy(), acc.numpy(), stats
+
+
+@pytest.mark.parametrize("family", ["mlp", "convnet_bn"])
+def test_both_paths_equal_reference_on_arbitrary_masks(family):
+    """Random, non-nested masks (so the engine mixes 'from full', 'from empty' and
+    'from the previous mask'), masks that touch only later layers, and duplicates."""
+    model, x, y, layers = _family(family)
+    sizes = layer_sizes(model, layers, x)
+    total, rng = sum(sizes.values()), np.random.default_rng(0)
+    last_start = total - sizes[layers[-1]]
+    sets = [rng.choice(total, rng.integers(0, total + 1), replace=False) for _ in range(12)]
+    sets += [np.arange(last_start, total)[rng.random(total - last_start) < p] for p in (0.1, 0.5, 0.9)]
+    sets += [np.array([last_start - 1]), np.array([total - 1]), sets[3], np.arange(total), np.array([], int)]
+    moments = activation_moments(model, x, layers)
+    for mode in ("zero", "mean"):
+        fill = ablation_fill(mode, moments, layers) if mode == "mean" else None
+        ref = [reference_ablation_eval(model, x, y, split_units(s, sizes), fill) for s in sets]
+        for method in ("plan", "generic"):
+            loss, acc, stats = _stats_for(model, x, y, layers, method, mode, moments, sets, chunk_size=40)
+            assert stats["path"] == method
+            # duplicates (one on purpose) are evaluated once
+            assert stats["unique_perturbations"] == len({tuple(sorted(s)) for s in sets}) < len(sets)
+            np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
+            np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family,layers", [("mlp", ["relu2"]), ("convnet_bn", ["relu11"])])
+def test_linear_readout_path_equals_reference(family, layers):
+    """Only the layer that feeds the final Linear (ConvNet: through global average
+    pooling) is ablated: the whole curve is the batched linear read-out."""
+    model, x, y, _ = _family(family)
+    for mode in ("zero", "mean"):
+        moments = activation_moments(model, x, layers)
+        curve = cumulative_ablation_curve(model, x, y, layers, 3, 7, seed=2, mode=mode, moments=moments,
+                                          chunk_size=64, max_rows=8)
+        sizes = layer_sizes(model, layers, x)
+        ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 3, 2),
+                              curve_points(sum(sizes.values()), 7),
+                              ablation_fill(mode, moments, layers) if mode == "mean" else None)
+        _check_rows(curve, ref)
+
+
+@pytest.mark.parametrize("family", ["mlp", "convnet_bn"])
+def test_single_unit_impact_equals_reference(family):
+    model, x, y, _ = _family(family)
+    layers = model.unit_layers if family == "mlp" else ["relu1", "relu10", "relu11"]
+    df = single_unit_impact(model, x, y, layers, chunk_size=64)
+    base = reference_ablation_eval(model, x, y, {})
+    assert df["base_loss"].iloc[0] == pytest.approx(base[0], abs=TOL)
+    assert len(df) == sum(layer_sizes(model, layers, x).values())
+    step = 1 if family == "mlp" else 4  # every unit of the MLP, every 4th feature map of the ConvNet
+    for row in df.iloc[::step].itertuples():
+        loss, acc = reference_ablation_eval(model, x, y, {row.layer: [row.unit]})
+        assert row.loss == pytest.approx(loss, abs=TOL) and row.accuracy == pytest.approx(acc, abs=TOL)
+
+
+def test_path_choice_and_flop_accounting():
+    model, x, y, layers = _family("mlp")
+    sets = [np.arange(k) for k in (0, 10, 20, 40, 72)]
+    _, _, stats = _stats_for(model, x, y, layers, "auto", sets=sets)
+    assert stats["path"] == "plan" and stats["flops_suffix"] > 0 and stats["flops_base"] > 0
+    # The incremental first mixing stage costs far less than dense recomputation:
+    # dense would be 4 masks x (fc2 + output) per example.
+    dense = 4 * 2 * len(x) * (40 * 32 + 32 * 10)
+    assert stats["flops_suffix"] < 0.6 * dense
+    model_r, xr, yr, layers_r = _family("resnet18")
+    _, _, stats = _stats_for(model_r, xr, yr, layers_r, "auto", sets=[np.array([0, 1])])
+    assert stats["path"] == "generic" and "not an nn.Sequential" in stats["fallback_reason"]
+    with pytest.raises(ValueError, match="channel plan does not apply"):
+        _stats_for(model_r, xr, yr, layers_r, "plan", sets=[np.array([0, 1])])
+
+
+def test_noise_takes_the_generic_path_and_is_deterministic():
+    model, x, y, layers = _family("convnet_bn")
+    std = {n: torch.full((3, c), 0.5) for n, c in layer_sizes(model, layers, x).items()}
+    runs = []
+    for _ in range(2):
+        stats = {}
+        gen = torch.Generator().manual_seed(4)
+        runs.append(evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std), generator=gen,
+                                           stats=stats, chunk_size=32))
+        assert stats["path"] == "generic"
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_reduced_precision_is_measured_against_fp32():
+    model, x, y, layers = _family("mlp")
+    sets = [np.arange(k) for k in (0, 20, 50)]
+    loss32, acc32, _ = _stats_for(model, x, y, layers, "plan", sets=sets)
+    loss16, acc16, stats = _stats_for(model, x, y, layers, "plan", sets=sets, precision="bf16")
+    check = stats["precision_check"]
+    assert check["precision"] == "bf16" and check["examples"] == len(x) and check["perturbations"] == 3
+    assert 0 < check["max_abs_loss_diff"] < 0.05
+    np.testing.assert_allclose(loss16, loss32, atol=0.05)
+    with pytest.raises(PrecisionError, match="use precision fp32"):
+        _stats_for(model, x, y, layers, "plan", sets=sets, precision="bf16", check_tol=0.0)
+    with pytest.raises(ValueError, match="tf32 needs a CUDA device"):
+        _stats_for(model, x, y, layers, "plan", sets=sets, precision="tf32")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_cuda_matches_cpu(precision):
+    model, x, y, layers = _family("convnet_bn")
+    sets = [np.arange(k) for k in (0, 30, 90, 150)]
+    loss_c, acc_c, _ = _stats_for(model, x, y, layers, "plan", sets=sets)
+    loss_g, acc_g, _ = _stats_for(model.cuda(), x.cuda(), y.cuda(), layers, "plan", sets=sets, precision=precision)
+    tol = TOL if precision == "fp32" else 0.02
+    np.testing.assert_allclose(loss_g, loss_c, atol=tol)

@@ -1,0 +1,14 @@
+"""results/claims.csv and results/claims.md: the paper's claims next to ours (singledir.claims)."""
+from singledir.claims import Sources, evaluate_claims, to_markdown
+from singledir.io import atomic_path, save_csv
+from singledir.runtime import log_to
+
+sm = snakemake
+with log_to(sm.log[0]):
+    src = Sources.from_paths(list(sm.input.stats) + list(sm.input.tables))
+    print(f"stats tables: {sorted(src.stats)}; tidy tables: {sorted(src.tables)}")
+    table = evaluate_claims(src, n_boot=sm.params.bootstrap, seed=sm.params.seed)
+    save_csv(table, sm.output.csv)
+    with atomic_path(sm.output.md) as tmp:
+        tmp.write_text(to_markdown(table, sm.params.scale, sm.params.labels))
+    print(table["reproduced"].value_counts().to_string())

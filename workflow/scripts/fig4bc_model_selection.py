@@ -1,0 +1,103 @@
+"""Fig. 4b-c (CIFAR-10): ablation AUC as a signal for early stopping and model selection.
+
+(b) One net's training snapshots: normalized AUC (mean over orderings) against test
+loss, coloured by epoch. The untrained snapshot (epoch 0, chance accuracy, where a
+normalized AUC means nothing) is left out. Statistic: spearman_auc_vs_test_loss
+(bootstrap over snapshots; paper -0.728).
+
+(c) A learning rate x batch size sweep: AUC against test accuracy, one point per net.
+Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets; paper 0.914)
+and the model-selection statistic of section 3.2 on the settings (repeats averaged),
+see singledir.model_selection: selection_top<k>_percent, selection_gap_to_best_percent
+(mean) and selection_gap_to_best_std_percent (std over subselections), with bootstrap
+CIs over settings."""
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from singledir import plotting
+from singledir.io import save_csv
+from singledir.model_selection import selection_bootstrap, setting_means
+from singledir.net_tables import final_performance, mean_auc, spec_value
+from singledir.stats import spearman, stat_row
+
+sm = snakemake
+specs = sm.params.specs
+boot, seed = sm.params.bootstrap, sm.params.seed
+cfg = sm.params.figure
+
+# (b) snapshots of one net
+snap = pd.concat([pd.read_csv(f) for f in sm.input.snapshots], ignore_index=True)
+per_epoch = (snap.groupby(["model", "epoch"])
+             .agg(auc=("auc", "mean"), auc_std=("auc", "std"), train_loss=("train_loss", "first"),
+                  test_loss=("test_loss", "first"), test_accuracy=("test_accuracy", "first"))
+             .reset_index())
+trained = per_epoch[per_epoch["epoch"] > 0].dropna(subset=["test_loss"])
+r_b = spearman(trained["auc"], trained["test_loss"], boot, seed)
+
+# (c) the sweep
+curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
+nets = final_performance(sm.input.histories).merge(mean_auc(curves), on="model")
+nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
+nets["batch_size"] = spec_value(nets["model"], specs, "train", "batch_size")
+nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
+r_c = spearman(nets["auc"], nets["test_accuracy"], boot, seed)
+settings = setting_means(nets, ["lr", "batch_size"])
+n_settings = len(settings)
+subset = int(cfg.get("subset_size", max(1, n_settings // 2)))
+if subset > n_settings:
+    raise ValueError(f"families.cifar10.figures.fig4.subset_size: {subset} is more than the {n_settings} "
+                     f"settings of the sweep experiment; lower it (paper: 48 of 96)")
+top = list(cfg.get("top", [1, 5, 10]))
+sel = selection_bootstrap(settings["auc"], settings["test_accuracy"], subset, int(cfg.get("subsets", 10000)), top,
+                          n_boot=boot, seed=seed)
+
+table = pd.concat([
+    trained.assign(panel="b"),
+    nets.drop(columns=["epoch"]).assign(panel="c"),
+], ignore_index=True)
+save_csv(table, sm.output.csv)
+
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+ax.plot(trained["test_loss"], trained["auc"], color="0.75", lw=0.8, zorder=1)
+sc = ax.scatter(trained["test_loss"], trained["auc"], c=trained["epoch"], cmap="viridis", s=18, zorder=2,
+                edgecolor="k", linewidth=0.3)
+fig.colorbar(sc, ax=ax, pad=0.01).set_label("Epoch")
+ax.text(0.98, 0.97, f"Spearman r = {r_b['value']:.3f}, p = {r_b['p']:.3g}\n"
+        f"95% CI [{r_b['ci_low']:.3f}, {r_b['ci_high']:.3f}], n = {r_b['n']} snapshots",
+        transform=ax.transAxes, ha="right", va="top", fontsize=7)
+ax.set_xlabel("Test loss")
+ax.set_ylabel("Area under ablation curve (normalized)")
+ax.set_title("b", loc="left", fontweight="bold")
+
+lrs = np.asarray(nets["lr"], dtype=float)
+norm = mcolors.LogNorm(lrs.min(), lrs.max()) if lrs.min() < lrs.max() else None
+markers = dict(zip(sorted(nets["batch_size"].unique()), "osD^vP*Xhp<>"))
+for bs, mk in markers.items():
+    g = nets[nets["batch_size"] == bs]
+    sc2 = ax2.scatter(g["test_accuracy"], g["auc"], c=np.asarray(g["lr"], float), cmap="viridis", norm=norm,
+                      marker=mk, s=18, edgecolor="k", linewidth=0.3, label=f"batch {bs}")
+fig.colorbar(sc2, ax=ax2, pad=0.01).set_label("Learning rate")
+if len(markers) <= 8:
+    ax2.legend(fontsize=6, loc="lower right", markerscale=0.8)
+top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
+ax2.text(0.02, 0.97, f"Spearman r = {r_c['value']:.3f}, p = {r_c['p']:.3g}\n"
+         f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}], n = {r_c['n']} nets\n"
+         f"max-AUC pick of {subset}/{n_settings} settings in top {'/'.join(map(str, top))}: {top_txt} %\n"
+         f"gap to best: {sel['gap_mean_percent']['value']:.1f} +/- {sel['gap_std_percent']['value']:.1f} %",
+         transform=ax2.transAxes, ha="left", va="top", fontsize=7)
+ax2.set_xlabel("Test accuracy")
+ax2.set_ylabel("Area under ablation curve (normalized)")
+ax2.set_title("c", loc="left", fontweight="bold")
+plotting.suptitle(fig, "Single direction reliance as a signal for early stopping and model selection",
+                  sm.params.scale, sm.params.label)
+fig.tight_layout()
+plotting.save(fig, sm.output.pdf)
+
+rows = [stat_row("spearman_auc_vs_test_loss", r_b), stat_row("spearman_auc_vs_test_accuracy", r_c)]
+for k in top:
+    rows.append(stat_row(f"selection_top{k}_percent", sel[f"top{k}_percent"]))
+rows.append(stat_row("selection_gap_to_best_percent", sel["gap_mean_percent"]))
+rows.append(stat_row("selection_gap_to_best_std_percent", sel["gap_std_percent"]))
+save_csv(pd.DataFrame(rows), sm.output.stats)

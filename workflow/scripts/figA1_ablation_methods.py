@@ -1,0 +1,41 @@
+"""Fig. A1: cumulative ablation to zero vs to the training-set mean (taken per element of
+each feature map, appendix A.1), same networks, same orderings.
+
+Statistics: auc_zero and auc_mean (mean normalized AUC over network x ordering rows)
+and auc_difference_zero_minus_mean, the mean of the paired per-(network, ordering)
+differences (the orderings are identical in both modes), bootstrap over those pairs."""
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from singledir import plotting
+from singledir.io import save_csv
+from singledir.net_tables import curve_matrix, model_aucs
+from singledir.stats import mean_ci, stat_row
+
+sm = snakemake
+boot, seed = sm.params.bootstrap, sm.params.seed
+zero = pd.concat([pd.read_csv(f) for f in sm.input.zero], ignore_index=True).assign(mode="zero")
+mean = pd.concat([pd.read_csv(f) for f in sm.input.mean], ignore_index=True).assign(mode="mean")
+curves = pd.concat([zero, mean], ignore_index=True)
+save_csv(curves, sm.output.csv)
+
+fig, ax = plt.subplots(figsize=(4.8, 3.4))
+for c, color, name in ((zero, "tab:blue", "Ablation to zero"), (mean, "tab:orange", "Ablation to mean")):
+    x, v = curve_matrix(c)
+    plotting.band(ax, x, v, color=color, label=name)
+ax.set_xlabel("Number of feature maps ablated")
+ax.set_ylabel("Training accuracy")
+ax.set_ylim(0, 1.02)
+ax.legend(fontsize=7, title=f"{zero['model'].nunique()} nets x {zero['ordering'].nunique()} orderings",
+          title_fontsize=7)
+plotting.suptitle(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label)
+fig.tight_layout()
+plotting.save(fig, sm.output.pdf)
+
+a_zero = model_aucs(zero).set_index(["model", "ordering"])["auc"]
+a_mean = model_aucs(mean).set_index(["model", "ordering"])["auc"]
+paired = (a_zero - a_mean.reindex(a_zero.index)).dropna()
+rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed)),
+        stat_row("auc_mean", mean_ci(a_mean, boot, seed)),
+        stat_row("auc_difference_zero_minus_mean", mean_ci(paired, boot, seed))]
+save_csv(pd.DataFrame(rows), sm.output.stats)

@@ -1,0 +1,41 @@
+"""Fig. A2: distribution of class selectivity per layer, by depth (any family's units.csv).
+
+One violin per analysed layer (its feature maps' selectivity indices), with the median
+marked. Statistics: Spearman correlation of selectivity with depth over all units
+(bootstrap over units) and the mean selectivity of each layer."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from singledir import plotting
+from singledir.io import save_csv
+from singledir.stats import mean_ci, spearman, stat_row
+
+sm = snakemake
+units = pd.concat([pd.read_csv(f) for f in sm.input.units])
+save_csv(units, sm.output.csv)
+depths = sorted(units["depth"].unique())
+data = [units.loc[units["depth"] == d, "selectivity"].to_numpy() for d in depths]
+
+fig, ax = plt.subplots(figsize=(max(4.6, 0.16 * len(depths) + 2.5), 3.4))
+parts = ax.violinplot(data, positions=depths, widths=0.8, showextrema=False, showmedians=True)
+cmap = plt.get_cmap("viridis")
+for i, body in enumerate(parts["bodies"]):
+    body.set_facecolor(cmap(i / max(1, len(depths) - 1)))
+    body.set_alpha(0.7)
+parts["cmedians"].set_color("black")
+parts["cmedians"].set_linewidth(0.8)
+step = 1 if len(depths) <= 12 else 4
+ax.set_xticks(depths[::step])
+ax.set_xlabel("Layer (depth)")
+ax.set_ylabel("Class selectivity index")
+ax.set_ylim(0, 1)
+plotting.suptitle(fig, "Class selectivity increases with depth", sm.params.scale, sm.params.label)
+fig.tight_layout()
+plotting.save(fig, sm.output.pdf)
+
+rows = [stat_row("spearman_selectivity_vs_depth",
+                 spearman(units["depth"], units["selectivity"], sm.params.bootstrap, sm.params.seed))]
+for d, v in zip(depths, data):
+    rows.append(stat_row(f"mean_selectivity_layer{d}", mean_ci(v, sm.params.bootstrap, sm.params.seed)))
+save_csv(pd.DataFrame(rows), sm.output.stats)

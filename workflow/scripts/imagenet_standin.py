@@ -1,0 +1,8 @@
+"""The demo's offline ImageNet stand-in: a small ImageFolder of PNGs (singledir.imagenet)."""
+from singledir.imagenet import GENERATED
+from singledir.runtime import log_to
+
+spec = snakemake.params.dataset
+with log_to(snakemake.log[0]):
+    counts = GENERATED[spec["generate"]](snakemake.output.root, spec)
+    print(f"wrote {spec['generate']} stand-in images to {snakemake.output.root}: {counts}")
