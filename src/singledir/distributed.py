@@ -316,7 +316,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
             if ddp is not None:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stopping = bool(flag.item())
-            if done % cfg.log_every == 0 or done == cfg.steps or stopping:
+            if done % cfg.log_every == 0 or done == cfg.steps:
                 if ddp is not None:
                     dist.all_reduce(meter)
                 m = meter.cpu().tolist()
@@ -366,7 +366,8 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     labels = train_labels(index, job.get("labels"))
     paths = index.loc[index["split"] == "train", "path"].tolist()
     n_classes = int(index["target"].max()) + 1
-    dataset = IndexedImages(job["root"], paths, labels, dataset_transform(job["dataset"], cfg.augment))
+    dataset = IndexedImages(job["root"], paths, labels, dataset_transform(job["dataset"], cfg.augment),
+                            random_transform=cfg.augment, cache=bool(job["dataset"].get("cache")) and not cfg.augment)
     torch.manual_seed(cfg.seed)  # the same initialization on every process
     size = int(job["dataset"].get("image_size", 224))
     model = build_model(job["model"], n_classes, example=torch.zeros(1, 3, size, size))

@@ -236,6 +236,12 @@ class FusedNet(nn.Module):
             if [n for n in ns if not n.startswith("dropout")] != core or not set(ns) <= set(template):
                 raise ValueError(f"fused training: model {k} has stages {ns}, model 0 has {names[0]}; "
                                  f"fused models must have the same architecture")
+        ref_shapes = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
+        for k, m in enumerate(models[1:], start=1):
+            shapes = {n: tuple(v.shape) for n, v in m.state_dict().items()}
+            if shapes != ref_shapes:
+                raise ValueError(f"fused training: model {k}'s weights have other shapes than model 0's; "
+                                 f"fused models must have the same architecture")
         self.kinds: list[tuple[str, str]] = []
         self.stages = nn.ModuleDict()
         for name in template:
@@ -261,12 +267,6 @@ class FusedNet(nn.Module):
             else:
                 raise ValueError(f"fused training: stage {name!r} ({type(ref).__name__}) is not supported")
             self.kinds.append((name, kind))
-        ref_shapes = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
-        for k, m in enumerate(models[1:], start=1):
-            shapes = {n: tuple(v.shape) for n, v in m.state_dict().items()}
-            if shapes != ref_shapes:
-                raise ValueError(f"fused training: model {k}'s weights have other shapes than model 0's; "
-                                 f"fused models must have the same architecture")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.k

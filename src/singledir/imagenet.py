@@ -181,35 +181,51 @@ def dataset_transform(spec: dict, augment: bool):
 class IndexedImages(Dataset):
     """Images from paths under ``root`` with given labels.
 
-    An item is an index, or ``(index, seed)``: the seed fixes the random augmentation of
-    that draw, so training is reproducible and resumable whatever the number of loader
-    processes (see :mod:`singledir.distributed`).
+    An item is an index, or ``(index, seed)``. With ``random_transform`` (augmentation) the
+    seed fixes that draw's random crop and flip, so training is reproducible and resumable
+    whatever the number of loader processes (see :mod:`singledir.distributed`); without,
+    the seed is not needed and ignored. ``cache`` keeps every transformed image in memory
+    after its first use (deterministic transforms only; per loader process), for image
+    sets small enough to hold, like the demo's stand-in.
     """
 
-    def __init__(self, root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int], transform):
+    def __init__(self, root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int], transform,
+                 random_transform: bool = False, cache: bool = False):
         self.root = Path(root)
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self.random_transform = random_transform
+        if cache and random_transform:
+            raise ValueError("cache: augmented images differ at every draw and cannot be cached")
+        self.cache: dict | None = {} if cache else None
         if len(self.paths) != len(self.labels):
             raise ValueError("paths and labels differ in length")
 
     def __len__(self):
         return len(self.paths)
 
-    def __getitem__(self, item):
+    def image(self, i: int, seed: int | None = None) -> torch.Tensor:
         from PIL import Image
 
-        i, seed = item if isinstance(item, tuple) else (item, None)
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
         with Image.open(self.root / self.paths[i]) as img:
             img = img.convert("RGB")
-        if seed is None:
-            x = self.transform(img)
-        else:
+        if self.random_transform:
+            if seed is None:
+                raise ValueError("an augmented image needs a seed: index the dataset with (index, seed)")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed))
-                x = self.transform(img)
-        return x, int(self.labels[i])
+                return self.transform(img)
+        x = self.transform(img)
+        if self.cache is not None:
+            self.cache[i] = x
+        return x
+
+    def __getitem__(self, item):
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        return self.image(i, seed), int(self.labels[i])
 
 
 def load_images(dataset: Dataset, batch_size: int = 256, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -299,7 +299,11 @@ def build_model(spec: dict, n_classes: int, example: torch.Tensor | None = None)
                                  f"({list(torchvision.models.get_model_weights(name).__members__)}) nor an "
                                  "existing checkpoint file")
             state = _state_dict_of(torch.load(path, map_location="cpu", weights_only=False))
-            missing, unexpected = model.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = model.load_state_dict(state, strict=False)
+            except RuntimeError as err:  # shapes differ
+                raise ModelError(f"model.weights: {path} does not fit {name} (width {width}) with {n_classes} "
+                                 f"classes: {str(err).splitlines()[1].strip()}") from None
             if missing or unexpected:
                 raise ModelError(f"model.weights: {path} does not fit {name} with {n_classes} classes "
                                  f"(missing {missing[:5]}, unexpected {unexpected[:5]})")

@@ -188,6 +188,9 @@ rule imagenet_model:
         gpu=lambda w: (int(imagenet_train(w).get("nodes", 1)) * int(imagenet_train(w).get("gpus_per_node", 0) or 0)
                        if imagenet_trains(w) else 0),
         nodes=lambda w: int(imagenet_train(w).get("nodes", 1)) if imagenet_trains(w) else 1,
+        # On SLURM the CPUs of the job (image decoding); a rule's own value beats a
+        # profile's default-resources.
+        cpus_per_task=lambda w: int(imagenet_train(w).get("threads", 1)) if imagenet_trains(w) else 1,
     threads: lambda w: int(imagenet_train(w).get("threads", 1)) if imagenet_trains(w) else 1
     log:
         f"{RESULTS}/logs/{IMAGENET}/model_{{model}}.log",

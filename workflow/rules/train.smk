@@ -1,3 +1,36 @@
+# Training. One model per job (train_model), or a fused group of same-shaped models per
+# job (train_group_*), where an experiment sets `fuse: K` in the config.
+import re
+
+import singledir.fused as fused
+
+# Fused training (singledir.fused). An experiment with `fuse: K` (K > 1) trains its
+# models in groups of up to K same-shaped models, one job per group
+# (fused.fusion_groups: grid order; grid variables that change the shape or the schedule
+# split groups). Each group is its own rule, defined at the end of this file from the
+# config, whose outputs are its members' usual model.pt and history.csv in the usual
+# formats, so every downstream rule is unchanged. train_model's `model` wildcard excludes
+# each family's fused models, so no file has two producing rules. Changing `fuse`
+# changes which job produces a model, so Snakemake retrains the regrouped models.
+FUSED_GROUPS = {
+    fam: fused.fusion_groups(config, fam)
+    for fam in plan.enabled_families(config)
+    if fam in FAMILIES.split("|")
+}
+
+
+def unfused_model_regex():
+    """The `model` wildcard of train_model: any id except a fused one of the same family
+    (a lookahead on '<id>/' with a lookbehind on '<family>/')."""
+    alts = [
+        f"(?<={re.escape(fam)}/)(?:{'|'.join(re.escape(m) for ms in groups.values() for m in ms)})"
+        for fam, groups in FUSED_GROUPS.items()
+        if groups
+    ]
+    base = r"[A-Za-z0-9_.\-]+"
+    return f"(?!(?:{'|'.join(alts)})/){base}" if alts else base
+
+
 rule train_model:
     """Train one model of an experiment; resumes from results/.work after a kill."""
     input:
@@ -6,6 +39,8 @@ rule train_model:
     output:
         model=f"{RESULTS}/models/{{family}}/{{model}}/model.pt",
         history=f"{RESULTS}/models/{{family}}/{{model}}/history.csv",
+    wildcard_constraints:
+        model=unfused_model_regex(),
     params:
         spec=spec_of,
         device=config["device"],
@@ -22,3 +57,33 @@ rule train_model:
         ENV_TORCH
     script:
         "../scripts/train_model.py"
+
+
+for _family, _groups in FUSED_GROUPS.items():
+    for _gid, _members in _groups.items():
+        _specs = [plan.model_specs(config, _family)[m] for m in _members]
+        _labels = [f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs]
+
+        rule:
+            name:
+                re.sub(r"\W", "_", f"train_group_{_family}_{_gid}")
+            input:
+                dataset=f"{RESULTS}/data/{_family}/dataset.npz",
+                labels=sorted(set(_labels)),
+            output:
+                model=[f"{RESULTS}/models/{_family}/{m}/model.pt" for m in _members],
+                history=[f"{RESULTS}/models/{_family}/{m}/history.csv" for m in _members],
+            params:
+                specs=_specs,
+                labels=_labels,
+                device=config["device"],
+                work_dir=f"{RESULTS}/.work/train_group/{_family}/{_gid}/{plan.spec_hash(_specs)}",
+            threads: 1
+            log:
+                f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",
+            benchmark:
+                f"{RESULTS}/benchmarks/train_group/{_family}/{_gid}.tsv"
+            conda:
+                ENV_TORCH
+            script:
+                "../scripts/train_group.py"

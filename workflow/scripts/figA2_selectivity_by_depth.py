@@ -30,7 +30,7 @@ ax.set_xticks(depths[::step])
 ax.set_xlabel("Layer (depth)")
 ax.set_ylabel("Class selectivity index")
 ax.set_ylim(0, 1)
-plotting.suptitle(fig, "Class selectivity increases with depth", sm.params.scale, sm.params.label)
+plotting.suptitle(fig, "Class selectivity by depth", sm.params.scale, sm.params.label)
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 

@@ -1,0 +1,220 @@
+"""Fused training equals separate training: bitwise for MLPs on one thread (what the
+pipeline's training jobs use), within float rounding otherwise; resume after SIGTERM;
+grouping from the config; the Snakemake rules."""
+
+import contextlib
+import os
+import signal
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from singledir.data import Tensors, load_dataset, to_tensors
+from singledir.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, train_fused
+from singledir.models import MLP, ConvNet
+from singledir.plan import ConfigError, experiment_specs
+from singledir.training import TrainConfig, TrainingInterrupted, train
+
+from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
+
+QUIET = lambda *a, **k: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return to_tensors(load_dataset({"source": "sklearn_digits", "test_fraction": 0.25}))
+
+
+@contextlib.contextmanager
+def threads(n):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _members(digits, optimizer="sgd", epochs=3):
+    """Three MLPs that differ in seed, lr, dropout and labels (one with shuffled labels)."""
+    g = torch.Generator().manual_seed(0)
+    shuffled = digits.y_train[torch.randperm(len(digits.y_train), generator=g)]
+    datas = [digits, digits, Tensors(digits.x_train, shuffled, digits.x_test, digits.y_test, 10)]
+    lrs = [0.05, 0.1, 0.05] if optimizer == "sgd" else [0.003, 0.001, 0.003]
+    cfgs = [TrainConfig(epochs=epochs, batch_size=64, optimizer=optimizer, lr=lr, seed=s, weight_decay=wd,
+                        snapshot_epochs=[0, 2]) for s, lr, wd in zip((0, 1, 7), lrs, (0.0, 1e-4, 0.0))]
+    dropouts = [0.0, 0.1, 0.3]
+
+    def build(i):
+        torch.manual_seed(cfgs[i].seed)
+        return MLP(64, [32, 32], 10, dropout=dropouts[i])
+    return datas, cfgs, build
+
+
+def _separate_and_fused(datas, cfgs, build, tmp_path):
+    sep = []
+    for i in range(len(cfgs)):
+        m = build(i)
+        hist, snaps = train(m, datas[i], cfgs[i], tmp_path / f"sep{i}", log=QUIET)
+        sep.append((m, hist, snaps))
+    fused_models = [build(i) for i in range(len(cfgs))]
+    res = train_fused(fused_models, datas, cfgs, tmp_path / "fused", log=QUIET)
+    return sep, fused_models, res
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, optimizer):
+    """On one thread (as every training job runs) the K fused MLPs are exactly the K
+    separately trained ones: init, data order, labels, dropout masks, lr, weight decay
+    and the optimizer arithmetic are each member's own."""
+    datas, cfgs, build = _members(digits, optimizer)
+    with threads(1):
+        sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
+    for (m, hist, snaps), fm, (fhist, fsnaps) in zip(sep, fused_models, res):
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, fm.state_dict()[k]), k
+        assert fhist.equals(hist)
+        assert sorted(fsnaps) == sorted(snaps) == [0, 2]
+        assert all(torch.equal(snaps[e][k], fsnaps[e][k]) for e in snaps for k in snaps[e])
+    assert res[0][0]["test_accuracy"].iloc[-1] > 0.8  # they really train
+    assert res[2][0]["test_accuracy"].iloc[-1] < 0.5  # the shuffled-label member learns no rule
+
+
+def test_fused_multithreaded_and_convnet_agree_within_rounding(digits, tmp_path):
+    """Where kernels differ, exact equality is impossible, and the difference is float
+    rounding: a multi-threaded matrix product splits a batch of K products differently
+    from one product, and a grouped convolution (K models as groups, so batch-norm
+    statistics stay per model) sums in another order than K separate convolutions.
+    Both are bounded here after full (short) trainings."""
+    datas, cfgs, build = _members(digits, "sgd", epochs=2)
+    with threads(2):
+        sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path / "mlp")
+    for (m, hist, _), fm, (fhist, _) in zip(sep, fused_models, res):
+        assert _max_diff(m.state_dict(), fm.state_dict()) < 1e-5
+        assert (fhist - hist).abs().max().max() < 1e-4
+
+    # ConvNets on 3-channel 8x8 digits, with batch norm.
+    x3 = Tensors(digits.x_train.repeat(1, 3, 1, 1), digits.y_train, digits.x_test.repeat(1, 3, 1, 1),
+                 digits.y_test, 10)
+    # lr 0.1 would be chaotic on this tiny problem: there, even separate training moves its
+    # weights by 1e-2 when its initial weights change by 1e-7, fused or not.
+    cfgs = [TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=lr, seed=s) for s, lr in ((0, 0.05), (3, 0.03))]
+
+    def build_conv(i):
+        torch.manual_seed(cfgs[i].seed)
+        return ConvNet(3, 10, width=1.0, batch_norm=True, channels=(8, 16, 16), strides=(1, 2, 1))
+    # The source of the difference: one grouped convolution vs per-model convolutions.
+    convs = [build_conv(i) for i in range(2)]
+    net = FusedNet(convs, _MemberRNG([0, 3], torch.device("cpu"))).eval()
+    xb = x3.x_train[:32]
+    fused_out = net(torch.stack([xb, xb]))
+    for i, c in enumerate(convs):
+        assert (fused_out[i] - c.eval()(xb)).abs().max() < 1e-5
+    sep, fused_models, res = _separate_and_fused([x3, x3], cfgs, build_conv, tmp_path / "conv")
+    for (m, hist, _), fm, (fhist, _) in zip(sep, fused_models, res):
+        assert _max_diff(m.state_dict(), fm.state_dict()) < 1e-4
+        assert (fhist - hist).abs().max().max() < 1e-3
+        assert hist["train_accuracy"].iloc[-1] > 0.5
+
+
+def test_fused_resume_after_sigterm_equals_uninterrupted(digits, tmp_path):
+    datas, cfgs, build = _members(digits, "sgd", epochs=3)
+    ref = [build(i) for i in range(3)]
+    ref_res = train_fused(ref, datas, cfgs, tmp_path / "ref", log=QUIET)
+
+    calls = {"n": 0}
+
+    def send_sigterm(mod, inp, out):
+        if mod.training and type(mod).__name__ == "_FusedLinear":
+            calls["n"] += 1
+            if calls["n"] == 50:  # mid-epoch, during a training step
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(send_sigterm)
+    try:
+        with pytest.raises(TrainingInterrupted, match="checkpoint written"):
+            train_fused([build(i) for i in range(3)], datas, cfgs, tmp_path / "run", log=QUIET)
+    finally:
+        handle.remove()
+    assert (tmp_path / "run" / "resume.pt").exists()
+    torch.manual_seed(123)
+    fresh = [MLP(64, [32, 32], 10, dropout=p) for p in (0.0, 0.1, 0.3)]  # everything must come from the checkpoint
+    res = train_fused(fresh, datas, cfgs, tmp_path / "run", log=QUIET)
+    for a, b, (ha, _), (hb, _) in zip(ref, fresh, ref_res, res):
+        assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+        assert ha.equals(hb)
+    with pytest.raises(ValueError, match="seeds"):
+        cfgs2 = [TrainConfig(**{**c.__dict__, "seed": c.seed + 100}) for c in cfgs]
+        train_fused([build(i) for i in range(3)], datas, cfgs2, tmp_path / "run", log=QUIET)
+
+
+def test_fused_rejects_unfusable_groups(digits, tmp_path):
+    datas, cfgs, build = _members(digits)
+    cfgs[1] = TrainConfig(**{**cfgs[1].__dict__, "batch_size": 32})
+    with pytest.raises(ValueError, match="train.batch_size differs"):
+        train_fused([build(i) for i in range(3)], datas, cfgs, tmp_path, log=QUIET)
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="same architecture"):
+        FusedNet([MLP(64, [32, 32], 10), MLP(64, [16, 32], 10)], _MemberRNG([0, 1], torch.device("cpu")))
+
+
+def test_fusion_groups_from_config():
+    cfg = load_yaml(REPO / "config" / "demo.yaml")
+    for name, fam in cfg["families"].items():
+        fam["enabled"] = name == "mnist"
+    cfg["families"]["mnist"]["experiments"] = {
+        "corruption": {"model": {"hidden": [16]}, "grid": {"fraction": [0.0, 0.5], "seed": [0]}},
+        "dropout": {"model": {"hidden": [16]}, "fuse": 4, "grid": {"dropout": [0.1, 0.2, 0.3], "fraction": [0.0, 1.0]}},
+        "selectivity": {"model": {"hidden": [16]}, "fuse": 8, "grid": {"seed": [0, 1, 2]}},
+    }
+    ids = lambda exp: list(experiment_specs(cfg, "mnist", exp))  # noqa: E731
+    groups = fusion_groups(cfg, "mnist")
+    # 6 dropout models of one shape -> 4 + 2 in grid order; corruption is not fused.
+    assert groups == {"dropout_g0": ids("dropout")[:4], "dropout_g1": ids("dropout")[4:],
+                      "selectivity_g0": ids("selectivity")}
+    # A grid variable that changes the shape or the schedule splits groups.
+    cfg["families"]["mnist"]["experiments"]["selectivity"]["grid"] = {"seed": [0, 1], "batch_size": [32, 64]}
+    groups = fusion_groups(cfg, "mnist")
+    assert [len(v) for k, v in groups.items() if k.startswith("selectivity")] == [2, 2]
+    spec = {"model": {"arch": "mlp", "hidden": [8], "dropout": 0.1}, "train": {"seed": 1, "lr": 0.1, "epochs": 2},
+            "labels": {"fraction": 0.2, "seed": 1}, "id": "a"}
+    other = {"model": {"arch": "mlp", "hidden": [8], "dropout": 0.3}, "train": {"seed": 2, "lr": 0.5, "epochs": 2},
+             "labels": {"fraction": 0.0, "seed": 2}, "id": "b"}
+    assert fusion_key(spec) == fusion_key(other)
+    other["train"]["epochs"] = 3
+    assert fusion_key(spec) != fusion_key(other)
+    cfg["families"]["mnist"]["model"]["arch"] = "torchvision"
+    with pytest.raises(ConfigError, match="fuse"):
+        fusion_groups(cfg, "mnist")
+
+
+@pytest.mark.slow
+def test_workflow_trains_fused_groups_into_the_usual_files(tmp_path):
+    """With `fuse`, one job trains a group; each member's model.pt and history.csv are
+    the files train_model writes, bitwise (one thread per job)."""
+    cfg = tiny_mnist_config(tmp_path, corruption={})
+    cfg["families"]["mnist"]["train"]["epochs"] = 2
+    cfg["families"]["mnist"]["experiments"]["corruption"]["grid"] = {"fraction": [0.0, 0.5, 1.0], "seed": [0]}
+    plain = write_yaml(cfg, tmp_path / "plain.yaml")
+    cfg["families"]["mnist"]["experiments"]["corruption"]["fuse"] = 2
+    fused_cfg = write_yaml(cfg, tmp_path / "fused.yaml")
+    targets = [f"results/models/mnist/corruption_f{f}_s0/{name}" for f in ("0.0", "0.5", "1.0")
+               for name in ("model.pt", "history.csv")]
+    dry = run_snakemake(tmp_path / "fused", "-n", *targets, configfile=fused_cfg)
+    assert "train_group_mnist_corruption_g0" in dry.stdout and "train_model" in dry.stdout  # f1 is alone
+    run_snakemake(tmp_path / "fused", *targets, configfile=fused_cfg)
+    run_snakemake(tmp_path / "plain", *targets, configfile=plain)
+    assert (tmp_path / "fused/results/logs/train_group/mnist/corruption_g0.log").exists()
+    for t in targets:
+        a, b = tmp_path / "fused" / t, tmp_path / "plain" / t
+        if t.endswith(".csv"):
+            assert a.read_text() == b.read_text(), t
+        else:
+            sa, sb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+            assert sorted(sa) == sorted(sb) and sa["spec"] == sb["spec"]
+            assert all(torch.equal(v, sb["state_dict"][k]) for k, v in sa["state_dict"].items())

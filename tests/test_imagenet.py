@@ -1,0 +1,140 @@
+"""The imagenet family's data (singledir.imagenet), on tiny image folders written here."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, load_yaml
+from singledir import plan
+from singledir.data import DataError
+from singledir.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
+                                dataset_transform, scan, spatial_mean_activations)
+from singledir.perturb import layer_activations
+from singledir.resnet import build_model
+from singledir.selectivity import spatial_average
+
+
+def write_image_folder(root, classes=("cat", "dog", "eel"), n_train=5, n_val=3, size=20, seed=0):
+    """A tiny ImageFolder: <root>/train|val/<class>/*.png with class-dependent colours."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 80, (size, size, 3)) + np.array([60 * c, 0, 120 - 60 * c])
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"{name}_{i}.png")
+    return {"source": "imagefolder", "root": str(root), "image_size": 16, "resize_size": 18}
+
+
+def test_scan_lists_every_image_of_both_splits(tmp_path):
+    spec = write_image_folder(tmp_path / "imgs")
+    index, classes = scan(spec)
+    assert index.groupby("split").size().to_dict() == {"train": 15, "val": 9}
+    assert classes["folder"].tolist() == ["cat", "dog", "eel"]
+    train = index[index["split"] == "train"]
+    assert train["target"].tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert train["path"].iloc[5] == "train/dog/dog_0.png"  # relative to the root
+    (tmp_path / "imgs" / "val" / "fox").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / "val" / "fox" / "x.png")
+    with pytest.raises(DataError, match="different class folders"):
+        scan(spec)
+
+
+def test_missing_data_is_one_clear_error_with_the_layout(tmp_path):
+    spec = {"source": "imagefolder", "root": str(tmp_path / "nowhere")}
+    with pytest.raises(DataError) as err:
+        check_layout(spec)
+    msg = str(err.value)
+    assert "dataset.root" in msg and "does not exist" in msg
+    assert "<root>/train/<class_a>/<image>.jpg" in msg
+    (tmp_path / "nowhere" / "train" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="val is missing or has no class folders"):
+        check_layout(spec)
+    (tmp_path / "nowhere" / "val" / "a").mkdir(parents=True)
+    with pytest.raises(DataError, match="meta.bin") as err:
+        check_layout(dict(spec, source="imagenet"))
+    assert "ILSVRC2012_img_train.tar" in str(err.value) and "n01440764" in str(err.value)
+    (tmp_path / "nowhere" / "meta.bin").touch()
+    check_layout(dict(spec, source="imagenet"))
+
+
+def test_balanced_subset_is_seeded_and_recorded():
+    targets = np.repeat([0, 1, 2], [10, 4, 7])
+    a = balanced_subset(targets, 5, seed=3)
+    assert a.groupby("target").size().to_dict() == {0: 5, 1: 4, 2: 5}  # a small class gives all it has
+    assert (targets[a["index"]] == a["target"]).all()
+    assert a.groupby("target")["rank"].apply(list).to_dict()[0] == [0, 1, 2, 3, 4]
+    assert a.equals(balanced_subset(targets, 5, seed=3))
+    assert not a["index"].equals(balanced_subset(targets, 5, seed=4)["index"])
+    # rank < k of a larger subset is a smaller balanced subset with the same images.
+    big = balanced_subset(targets, 8, seed=3)
+    assert big[big["rank"] < 5]["index"].tolist() == a["index"].tolist()
+    assert len(balanced_subset(targets, 0, seed=0)) == len(targets)  # 0 = every image
+    index = pd.DataFrame({"split": ["train"] * 21 + ["val"] * 6, "path": [f"p{i}" for i in range(27)],
+                          "target": np.concatenate([targets, [0, 0, 1, 1, 2, 2]])})
+    sub = analysis_subset(index, 2, 1, seed=0)
+    assert list(sub.columns) == ["split", "index", "path", "target", "rank"]
+    assert sub.groupby("split").size().to_dict() == {"train": 6, "val": 3}
+    val = sub[sub["split"] == "val"]
+    assert val["path"].tolist() == [f"p{21 + i}" for i in val["index"]]
+
+
+def test_images_transforms_and_seeded_augmentation(tmp_path):
+    spec = write_image_folder(tmp_path / "imgs")
+    index, _ = scan(spec)
+    train = index[index["split"] == "train"]
+    plain = IndexedImages(spec["root"], train["path"], train["target"], dataset_transform(spec, False), cache=True)
+    x, y = plain[7]
+    assert x.shape == (3, 16, 16) and y == 1
+    assert abs(float(x.mean())) < 5  # normalized with the ImageNet statistics
+    assert plain[(7, 123)][0] is plain[7][0]  # cached; the seed is ignored without augmentation
+    aug = IndexedImages(spec["root"], train["path"], train["target"], dataset_transform(spec, True),
+                        random_transform=True)
+    a, b, c = aug[(7, 1)][0], aug[(7, 1)][0], aug[(7, 2)][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="needs a seed"):
+        aug[7]
+    with pytest.raises(ValueError, match="cannot be cached"):
+        IndexedImages(spec["root"], [], [], None, random_transform=True, cache=True)
+
+
+def test_spatial_means_equal_the_plain_definition():
+    torch.manual_seed(0)
+    model = build_model({"name": "resnet18", "width": 0.125}, 3).eval()
+    x = torch.randn(10, 3, 32, 32)
+    y = torch.arange(10) % 3
+    layers = ["relu", "layer2.1.relu2", "layer4.1.relu1"]
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    means, labels = spatial_mean_activations(model, loader, layers)
+    full = layer_activations(model, x, layers)
+    for n in layers:
+        np.testing.assert_allclose(means[n], spatial_average(full[n].numpy()), rtol=1e-5, atol=1e-6)
+    assert labels.tolist() == y.tolist()
+
+
+def test_config_checks():
+    for name in ("config.yaml", "demo.yaml"):
+        cfg = load_yaml(REPO / "config" / name)
+        plan.check_config(cfg)
+        assert config_problems(cfg) == []
+    cfg = load_yaml(REPO / "config" / "config.yaml")
+    imnet = cfg["families"]["imagenet"]
+    assert imnet["analysis"]["topk"] == 5
+    assert all(s["train"]["augment"] is False for s in plan.experiment_specs(cfg, "imagenet", "corruption").values())
+    assert f"results/fig7_imagenet.pdf" in plan.figure_targets(cfg)
+    bad = copy.deepcopy(cfg)
+    bad["families"]["imagenet"]["experiments"]["corruption"]["train"]["augment"] = True
+    with pytest.raises(plan.ConfigError, match="no augmentation"):
+        plan.check_config(bad)
+    bad = copy.deepcopy(cfg)
+    bad["families"]["imagenet"]["train"]["workers"] = 12
+    with pytest.raises(plan.ConfigError, match="cannot be split over 8"):
+        plan.check_config(bad)
+    bad = copy.deepcopy(cfg)
+    bad["families"]["imagenet"]["analysis"]["unit_layers"] = ["layer4.2.relu"]
+    with pytest.raises(plan.ConfigError, match="unknown layer 'layer4.2.relu'"):
+        plan.check_config(bad)

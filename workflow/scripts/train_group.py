@@ -1,0 +1,37 @@
+"""Train a fused group of models in one job (singledir.fused); write each member's
+model.pt and history.csv exactly as train_model.py does."""
+import shutil
+
+import torch
+
+from singledir.data import Tensors
+from singledir.fused import train_fused
+from singledir.io import save_csv, save_torch
+from singledir.models import build_model
+from singledir.runtime import load_data, load_labels, log_to, pick_device, setup_torch
+from singledir.training import TrainConfig
+
+specs = snakemake.params.specs
+with log_to(snakemake.log[0]):
+    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
+    device = pick_device(snakemake.params.device)
+    base = load_data(snakemake.input.dataset, None, device)  # images once, shared by every member
+    in_shape = tuple(base.x_train.shape[1:])
+    models, datas, cfgs = [], [], []
+    for spec, labels in zip(specs, snakemake.params.labels):
+        y = torch.as_tensor(load_labels(labels), dtype=torch.long, device=device)
+        datas.append(Tensors(base.x_train, y, base.x_test, base.y_test, base.n_classes))
+        cfg = TrainConfig.from_dict(spec["train"])
+        torch.manual_seed(cfg.seed)  # the seed fixes the initialization, as for a single model
+        models.append(build_model(spec["model"], in_shape, base.n_classes).to(device))
+        cfgs.append(cfg)
+    print(f"training {len(specs)} models fused on {device}: {[s['id'] for s in specs]}")
+    results = train_fused(models, datas, cfgs, snakemake.params.work_dir)
+    for spec, model, (history, snapshots), out_model, out_history in zip(
+            specs, models, results, snakemake.output.model, snakemake.output.history):
+        save_torch({"spec": spec, "in_shape": in_shape, "n_classes": base.n_classes,
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "snapshots": snapshots}, out_model)
+        save_csv(history, out_history)
+    # The resume state is no longer needed once the outputs exist.
+    shutil.rmtree(snakemake.params.work_dir, ignore_errors=True)
