@@ -431,6 +431,7 @@ class ClampPlan:
             cur.append(p)
         if cur:
             chains.append(cur)
+        d_units = d.t().contiguous() if st_j.kind == "linear" else None  # (units, B)
         flops = 0.0
         for chain in chains:
             start_ids = np.arange(C_out) if chain[0][4] is None else np.flatnonzero(chain[0][4])
@@ -442,6 +443,12 @@ class ClampPlan:
             order = start_ids[np.argsort(last[start_ids], kind="stable")]
             order_t = torch.as_tensor(order, device=device)
             n0 = len(order)
+            # The chain's weights in buffer order, unit-major (gathering units is then a
+            # copy of contiguous rows, not a strided gather).
+            if st_j.kind == "linear":
+                w_chain = mod_j.weight.index_select(0, order_t).t().contiguous()  # (in, n0)
+            else:
+                w_chain = mod_j.weight.index_select(0, order_t)  # (n0, in, kh, kw)
             buf = ws.get("chain", (B, n0, *pre_full.shape[2:]))
             base_t = pre_full if chain[0][1] == "full" else pre_empty
             if n0 == C_out and np.array_equal(order, np.arange(C_out)):
@@ -456,12 +463,25 @@ class ClampPlan:
                 n_out = n0 - off
                 if len(idx) and n_out:
                     idx_t = torch.as_tensor(idx, device=device)
-                    w = self._weight(mod_j, rows, idx_t) * torch.as_tensor(sign, device=device).view(wdim)
-                    dsub = d.index_select(1, idx_t)
-                    if st_j.kind == "linear" and cdtype is None:
-                        view.addmm_(dsub, w.t(), alpha=-1)
+                    # base - A(d * sign): with one sign throughout it goes into alpha
+                    alpha = -1.0 if (sign > 0).all() else (1.0 if (sign < 0).all() else None)
+                    sign_t = None if alpha is not None else torch.as_tensor(sign, device=device)
+                    if st_j.kind == "linear":
+                        w = w_chain.index_select(0, idx_t)[:, off:]  # (|idx|, n_out)
+                        if sign_t is not None:
+                            w = w * sign_t.view(-1, 1)
+                        dsub = d_units.index_select(0, idx_t).t()  # (B, |idx|)
+                        if cdtype is None:
+                            view.addmm_(dsub, w, alpha=-1.0 if alpha is None else alpha)
+                        else:
+                            inc = (dsub.to(cdtype) @ w.to(cdtype)).float()
+                            view.add_(inc, alpha=-1.0 if alpha is None else alpha)
                     else:
-                        view.sub_(self._mix(j, dsub, w, cdtype))
+                        w = w_chain[off:].index_select(1, idx_t)
+                        if sign_t is not None:
+                            w = w * sign_t.view(wdim)
+                        inc = self._mix(j, d.index_select(1, idx_t), w, cdtype)
+                        view.add_(inc, alpha=-1.0 if alpha is None else alpha)
                     flops += _mix_flops(st_j, B, len(idx), n_out)
                 live, S, const = view, rows, pre_empty
                 if P == st_j.name:
@@ -511,7 +531,9 @@ class ClampPlan:
         bias = const_out if N_t is None else const_out.index_select(1, N_t)
         if len(S) and n_out:
             w = self._weight(mod, N_t, S)
-            if st.kind == "linear" and cdtype is None:
+            if st.kind == "linear" and cdtype is None and n_out <= 64:
+                out = torch.addmm(bias.t(), w, live.t()).t()  # a few outputs (logits): faster this way
+            elif st.kind == "linear" and cdtype is None:
                 out = torch.addmm(bias, live, w.t(), out=ws.get(f"s{k}", (B, n_out)))
             else:
                 out = self._mix(k, live, w, cdtype).add_(bias)

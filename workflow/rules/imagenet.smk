@@ -10,83 +10,9 @@
 #   imagenet_fig1 / fig7 / figA2 / figA3 / figA4 and imagenet_stats_table.
 # The library side: singledir.imagenet (data), singledir.resnet (models and their unit
 # layers), singledir.distributed (training).
-import singledir.imagenet as imagenet_lib
-
-IMAGENET = "imagenet"
-IMAGENET_DATA = f"{RESULTS}/data/{IMAGENET}"
-# Where rule imagenet_standin writes a generated stand-in (dataset.generate).
-IMAGENET_STANDIN = f"{IMAGENET_DATA}/standin"
 
 
-def imagenet_dataset():
-    """The family's dataset section, with ``root`` pointing at the images."""
-    ds = dict(family_cfg(IMAGENET)["dataset"])
-    if ds.get("generate"):
-        ds["root"] = IMAGENET_STANDIN
-    return ds
-
-
-def imagenet_images(wildcards):
-    """The index rule's input: the generated stand-in, or nothing (the images are not a
-    Snakemake file). A root without the expected layout is one clear error here, when the
-    index is part of the DAG; nothing is listed or read."""
-    ds = imagenet_dataset()
-    if ds.get("generate"):
-        return {"standin": IMAGENET_STANDIN}
-    imagenet_lib.check_layout(ds)
-    return {}
-
-
-def imagenet_spec(wildcards):
-    specs = plan.model_specs(config, IMAGENET)
-    if wildcards.model not in specs:
-        raise ValueError(f"model {wildcards.model!r} is not defined by families.{IMAGENET}.experiments; "
-                         f"known models: {list(specs)}")
-    return specs[wildcards.model]
-
-
-def imagenet_labels(wildcards):
-    return f"{IMAGENET_DATA}/{plan.label_file(imagenet_spec(wildcards))}"
-
-
-def imagenet_checkpoint(wildcards):
-    """A checkpoint file named by model.weights is an input (so a workflow output works too)."""
-    from singledir.resnet import checkpoint_file
-
-    path = checkpoint_file(imagenet_spec(wildcards)["model"])
-    return [path] if path else []
-
-
-def imagenet_train(wildcards):
-    return imagenet_spec(wildcards)["train"]
-
-
-def imagenet_trains(wildcards):
-    """Whether the model is trained here (no model.weights)."""
-    return not imagenet_spec(wildcards)["model"].get("weights")
-
-
-def imagenet_fig_params(figure):
-    return dict(
-        specs=lambda w: {m: s for m, s in plan.model_specs(config, IMAGENET).items()
-                         if s["experiment"] in plan.FIGURES[IMAGENET][figure]},
-        scale=config["scale"],
-        label=family_cfg(IMAGENET).get("label", IMAGENET) if IMAGENET in config["families"] else IMAGENET,
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-    )
-
-
-def imagenet_fig_outputs(figure):
-    return dict(
-        pdf=f"{RESULTS}/{figure}_{IMAGENET}.pdf",
-        csv=f"{RESULTS}/{figure}_{IMAGENET}.csv",
-        stats=f"{RESULTS}/stats/{IMAGENET}/{figure}.csv",
-    )
-
-
-def imagenet_units_inputs(figure):
-    return lambda w: figure_inputs(figure, IMAGENET, "analysis/{family}/{model}/units.csv")
+include: "imagenet_common.smk"
 
 
 rule imagenet_standin:
@@ -200,15 +126,6 @@ rule imagenet_model:
         ENV_TORCH
     script:
         "../scripts/imagenet_model.py"
-
-
-def _imagenet_model_inputs(w):
-    return {
-        "model": f"{RESULTS}/models/{IMAGENET}/{w.model}/model.pt",
-        "index": rules.imagenet_index.output.index,
-        "labels": imagenet_labels(w),
-        "subset": rules.imagenet_subset.output.subset,
-    }
 
 
 rule imagenet_ablation:
@@ -365,7 +282,7 @@ rule imagenet_figA3:
 rule imagenet_stats_table:
     """results/stats/imagenet.csv: every statistic of the family's figures."""
     input:
-        lambda w: [f"{RESULTS}/stats/{IMAGENET}/{f.split('/')[-1].split('_')[0]}.csv" for f in figures_of(IMAGENET)],
+        lambda w: imagenet_stats_parts(),
     output:
         table=f"{RESULTS}/stats/{IMAGENET}.csv",
     log:

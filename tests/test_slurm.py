@@ -1,0 +1,108 @@
+"""A slice of the demo DAG through profiles/slurm on a real single-node SLURM cluster
+(Debian's slurmctld/slurmd/munge, started by .ci/slurm-up.sh and stopped by PID by
+.ci/slurm-down.sh). Every non-local job must go through sbatch, and the outputs must
+equal those of a local run. CI installs SLURM (.ci/run), so this never skips there."""
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, load_yaml, write_yaml
+from workflow_runs import complete_tiny_run, snakemake
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sbatch") is None,
+                       reason="SLURM is not installed (apt-get install slurmctld slurmd munge; .ci/run does)"),
+]
+
+STATE = "/tmp/singledir-slurm"  # short: slurmd puts sockets under it
+TARGET = "results/fig1_mnist.pdf"
+# What fig1 needs: the dataset, two label files, two models, two ablation curves.
+REMOTE_JOBS = {"prepare_dataset": 1, "corrupt_labels": 2, "train_model": 2, "ablation_curve": 2}
+GPU_RULES = {"train_model", "ablation_curve"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.fail("the SLURM test starts slurmctld/slurmd and writes /etc/slurm: run it as root (CI does)")
+    with open("/tmp/singledir-slurm-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one test cluster per machine at a time
+        up = subprocess.run(["bash", REPO / ".ci" / "slurm-up.sh", STATE], capture_output=True, text=True,
+                            timeout=180)
+        assert up.returncode == 0, up.stdout + up.stderr
+        pids = dict(line.split() for line in open(f"{STATE}/run/started.pids"))
+        try:
+            yield pids
+        finally:
+            down = subprocess.run(["bash", REPO / ".ci" / "slurm-down.sh", STATE], capture_output=True,
+                                  text=True, timeout=120)
+            assert down.returncode == 0, down.stdout + down.stderr
+            for name, pid in pids.items():
+                assert not os.path.exists(f"/proc/{pid}") or \
+                    open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"{name} ({pid}) still runs"
+
+
+def _slurm_job(jobid):
+    out = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", out))
+
+
+def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path, tmp_path_factory):
+    local, cfgfile, _ = complete_tiny_run(tmp_path_factory)
+    assert set(cluster) >= {"slurmctld", "slurmd"}
+
+    # profiles/slurm as a user edits it: this cluster's partition.
+    prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
+    prof["default-resources"]["slurm_partition"] = "debug"
+    (tmp_path / "profile").mkdir()
+    write_yaml(prof, tmp_path / "profile" / "config.yaml")
+    run = tmp_path / "run"
+    t0 = time.monotonic()
+    # No accounting daemon on this cluster: job states come from squeue (see the profile).
+    proc = snakemake(run, TARGET, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
+                     "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=cfgfile,
+                     timeout=1200)
+    wall = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+
+    # Every job but the local figure rule was submitted with sbatch and completed in SLURM.
+    remote = re.findall(r"\nrule (\w+):\n(?:    .*\n)*?    jobid: (\d+)\n", out)
+    local_jobs = re.findall(r"\nlocalrule (\w+):\n", out)
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
+    counts = {}
+    for rule, _ in remote:
+        counts[rule] = counts.get(rule, 0) + 1
+    assert counts == REMOTE_JOBS, out[-4000:]
+    assert local_jobs == ["fig1"]
+    assert sorted(submitted) == sorted(jobid for _, jobid in remote)
+    for rule, jobid in remote:
+        info = _slurm_job(submitted[jobid])
+        assert info.get("JobState") == "COMPLETED", (rule, info)
+        assert info.get("Partition") == "debug"
+        assert ("gres/gpu=1" in info.get("TRES", "")) == (rule in GPU_RULES), (rule, info.get("TRES"))
+    # The GPU jobs got their (pretend) device from SLURM, and kept it.
+    log = (run / "results" / "logs" / "train_model" / "mnist" / "corruption_f1.0_s0.log").read_text()
+    assert re.search(r"GPU: keeping CUDA_VISIBLE_DEVICES=\d", log), log[:500]
+
+    # Same numbers as the local run of the same config.
+    for rel in ["results/fig1_mnist.csv", "results/stats/mnist/fig1.csv",
+                "results/analysis/mnist/corruption_f0.0_s0/ablation_zero.csv",
+                "results/analysis/mnist/corruption_f1.0_s0/ablation_zero.csv",
+                "results/models/mnist/corruption_f1.0_s0/history.csv"]:
+        pd.testing.assert_frame_equal(pd.read_csv(run / rel), pd.read_csv(local / rel), check_exact=True,
+                                      obj=rel)
+    for frac in ("0.0", "1.0"):
+        rel = f"results/models/mnist/corruption_f{frac}_s0/model.pt"
+        a = torch.load(run / rel, weights_only=False)["state_dict"]
+        b = torch.load(local / rel, weights_only=False)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), rel
+    assert "Nothing to be done" in snakemake(run, "-n", TARGET, configfile=cfgfile).stdout
+    print(f"\nSLURM: {len(submitted)} jobs through sbatch, {len(local_jobs)} local, {wall:.0f} s wall")
