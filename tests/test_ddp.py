@@ -88,7 +88,7 @@ def _wait_for_checkpoint(path, proc, timeout=300):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_and_sigterm_equals_an_uninterrupted_run(tmp_path):
+def test_resume_after_kill_and_sigusr1_equals_an_uninterrupted_run(tmp_path):
     steps = 30
     ref_job = _job(tmp_path, "reference", steps=steps, checkpoint_every=3)
     run_job(ref_job, log=lambda *a: None)
@@ -103,14 +103,15 @@ def test_resume_after_kill_and_sigterm_equals_an_uninterrupted_run(tmp_path):
     proc.wait()
     killed_at = torch.load(ckpt, weights_only=False)["step"]
     assert 0 < killed_at < steps
-    # 2. A rerun resumes; SIGTERM makes it finish its step, checkpoint, and exit non-zero.
+    # 2. A rerun resumes; SIGUSR1 (SLURM's warning before a time limit) makes it finish its
+    #    step, checkpoint, and exit non-zero.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     out = ""
     while f"resuming from {ckpt} at step {killed_at}" not in out or not out.splitlines()[-1].startswith("step "):
         line = proc.stdout.readline()  # wait for a step logged after the resume: the loop runs
         assert line, f"no resume message: {out}"
         out += line
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGUSR1)
     out += proc.communicate(timeout=300)[0]
     assert proc.returncode == 3, out
     stopped_at = int(out.split("stop signal received at step ")[1].split(";")[0])

@@ -87,7 +87,8 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
         info = _slurm_job(submitted[jobid])
         assert info.get("JobState") == "COMPLETED", (rule, info)
         assert info.get("Partition") == "debug"
-        assert ("gres/gpu=1" in info.get("TRES", "")) == (rule in GPU_RULES), (rule, info.get("TRES"))
+        # gpu=1 (profile set-resources) became sbatch --gpus=1 for the GPU rules only.
+        assert (info.get("TresPerJob") == "gres:gpu:1") == (rule in GPU_RULES), (rule, info)
     # The GPU jobs got their (pretend) device from SLURM, and kept it.
     log = (run / "results" / "logs" / "train_model" / "mnist" / "corruption_f1.0_s0.log").read_text()
     assert re.search(r"GPU: keeping CUDA_VISIBLE_DEVICES=\d", log), log[:500]

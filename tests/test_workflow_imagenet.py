@@ -78,10 +78,13 @@ def test_paper_config_builds_its_dag(tmp_path):
                  "imagenet_units", "imagenet_fig7"):
         assert f"rule {rule}:" in text, rule
     assert "gpu=8" in text and "nodes=1" in text  # the training job asks for its GPUs
-    # Without the data, the DAG stops at the index with the expected layout.
+    # Without the data a dry run still plans (and warns); the index job stops with one
+    # error that shows the expected layout.
     cfg["families"]["imagenet"]["dataset"]["root"] = str(tmp_path / "missing")
-    out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=write_yaml(cfg, tmp_path / "m.yaml"),
-                        check=False)
+    missing = write_yaml(cfg, tmp_path / "m.yaml")
+    out = run_snakemake(tmp_path / "m", "-n", "results/fig7_imagenet.pdf", configfile=missing)
+    assert "does not exist" in out.stdout + out.stderr
+    out = run_snakemake(tmp_path / "m", "results/data/imagenet/index.csv.gz", configfile=missing, check=False)
     assert out.returncode != 0
     text = out.stdout + out.stderr
-    assert "does not exist" in text and "<root>/train/n01440764/" in text
+    assert "does not exist" in text and "<root>/train/n01440764/" in text and "enabled: false" in text

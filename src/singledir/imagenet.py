@@ -77,7 +77,8 @@ def layout_error(spec: dict, problem: str) -> DataError:
     layout = LAYOUT.get(source, LAYOUT["imagefolder"]).replace("<train_dir>", dirs["train"]).replace(
         "<val_dir>", dirs["val"])
     return DataError(f"dataset.root: {problem}. The {source} source expects this layout under "
-                     f"dataset.root ({_root(spec)}):\n{layout}\nPoint dataset.root at such a directory.")
+                     f"dataset.root ({_root(spec)}):\n{layout}\nPoint dataset.root at such a directory (or set the "
+                     "family's enabled: false to skip it).")
 
 
 def check_layout(spec: dict) -> None:

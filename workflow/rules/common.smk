@@ -14,6 +14,14 @@ ENV_CPU = "../../envs/cpu.yaml"
 ENV_TORCH = ENV_CPU if config.get("device") == "cpu" else "../../envs/cuda.yaml"
 # envs/*.post-deploy.sh install this checkout's singledir package into those environments.
 os.environ.setdefault("SINGLEDIR_ROOT", workflow.basedir)
+
+
+def profile_resources(rule_name):
+    """The resources the profile's set-resources gives rule ``rule_name`` (gpu: 1 in the
+    GPU profiles, runtime, mem_mb), for rules made in a loop, whose names no profile can
+    list (e.g. the fused training groups inherit train_model's). Literal values only."""
+    given = workflow.resource_settings.overwrite_resources.get(rule_name, {})
+    return {name: getattr(res, "raw", res) for name, res in dict(given).items()}
 # Families served by the generic rules ({family} wildcard). The imagenet family keeps its
 # images on disk and has its own rules (workflow/rules/imagenet.smk), so no two rules make
 # the same file.

@@ -1,5 +1,7 @@
 # Helpers of the imagenet family's rules (workflow/rules/imagenet.smk), built from the
 # config; no rules here.
+from snakemake.logging import logger
+
 import singledir.imagenet as imagenet_lib
 
 IMAGENET = "imagenet"
@@ -16,14 +18,23 @@ def imagenet_dataset():
     return ds
 
 
+_IMAGENET_WARNED = []
+
+
 def imagenet_images(wildcards):
     """The index rule's input: the generated stand-in, or nothing (the images are not a
-    Snakemake file). A root without the expected layout is one clear error here, when the
-    index is part of the DAG; nothing is listed or read."""
+    Snakemake file). A root without the expected layout is reported here as a warning,
+    when the index is part of the DAG (nothing is listed or read), so a dry run still
+    plans everything; the index job itself then stops with the same error."""
     ds = imagenet_dataset()
     if ds.get("generate"):
         return {"standin": IMAGENET_STANDIN}
-    imagenet_lib.check_layout(ds)
+    try:
+        imagenet_lib.check_layout(ds)
+    except imagenet_lib.DataError as err:
+        if not _IMAGENET_WARNED:
+            _IMAGENET_WARNED.append(True)
+            logger.warning(f"WARNING: {err}\nJob imagenet_index will stop with this error until the images are there.")
     return {}
 
 

@@ -78,6 +78,9 @@ for _family, _groups in FUSED_GROUPS.items():
                 labels=_labels,
                 device=config["device"],
                 work_dir=f"{RESULTS}/.work/train_group/{_family}/{_gid}/{plan.spec_hash(_specs)}",
+            # what the profile gives train_model (gpu: 1 in the GPU profiles)
+            resources:
+                **profile_resources("train_model"),
             threads: 1
             log:
                 f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",

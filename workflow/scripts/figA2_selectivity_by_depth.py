@@ -4,7 +4,6 @@ One violin per analysed layer (its feature maps' selectivity indices), with the 
 marked. Statistics: Spearman correlation of selectivity with depth over all units
 (bootstrap over units) and the mean selectivity of each layer."""
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from singledir import plotting
