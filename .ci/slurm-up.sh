@@ -36,7 +36,11 @@ fi
 
 rm -rf "$DIR"
 mkdir -p "$DIR"/{state,spool,log,run,dev}
-for ((i = 0; i < NGPUS; i++)); do mknod "$DIR/dev/gpu$i" c 1 3; done
+# Pretend GPU devices (like /dev/null); where mknod is not allowed (some containers),
+# plain files, which slurmd accepts with task/none and no cgroups.
+for ((i = 0; i < NGPUS; i++)); do
+    mknod "$DIR/dev/gpu$i" c 1 3 2>/dev/null || : >"$DIR/dev/gpu$i"
+done
 : >"$DIR/run/started.pids"
 
 # The node as slurmd sees it; memory a bit below the machine's, or the node drains.

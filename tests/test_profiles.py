@@ -62,7 +62,9 @@ def test_gpu_rules_declare_no_gpu_themselves(rules):
 
 
 def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
-    names = gpu_rules(rules)
+    # Fused training groups (train_group_*, made in a loop from the config) inherit
+    # train_model's profile resources; test_profiles_dry_run_gpu_resources checks them.
+    names = [n for n in gpu_rules(rules) if not n.startswith("train_group_")]
     local_gpu, slurm = profile("local-gpu"), profile("slurm")
     assert int(local_gpu["resources"]["gpu"]) >= 1
     for name in names:
@@ -116,12 +118,15 @@ def _resources_of(proc, rule):
 
 
 def test_profiles_dry_run_gpu_resources(tmp_path):
-    """Snakemake reads the profiles: gpu=1 on training/analysis jobs with local-gpu only."""
-    cfg = write_yaml(tiny_config(), tmp_path / "tiny.yaml")
-    target = "results/fig1_mnist.pdf"
-    cpu = snakemake(tmp_path, "-n", target, "--profile", PROFILES / "local", configfile=cfg)
-    gpu = snakemake(tmp_path, "-n", target, "--profile", PROFILES / "local-gpu", configfile=cfg)
-    for rule in ("train_model", "ablation_curve"):
+    """Snakemake reads the profiles: gpu=1 on training/analysis jobs with local-gpu only,
+    fused training groups included."""
+    config = tiny_config()
+    config["families"]["mnist"]["experiments"]["corruption"]["fuse"] = 2
+    cfg = write_yaml(config, tmp_path / "tiny.yaml")
+    targets = ["results/fig1_mnist.pdf", "results/fig7_mnist.pdf"]
+    cpu = snakemake(tmp_path, "-n", *targets, "--profile", PROFILES / "local", configfile=cfg)
+    gpu = snakemake(tmp_path, "-n", *targets, "--profile", PROFILES / "local-gpu", configfile=cfg)
+    for rule in ("train_model", "train_group_mnist_corruption_g0", "ablation_curve", "unit_analysis"):
         assert all("gpu" not in r for r in _resources_of(cpu, rule))
         assert all(re.search(r"\bgpu=1\b", r) for r in _resources_of(gpu, rule))
     assert all("gpu" not in r for r in _resources_of(gpu, "corrupt_labels"))

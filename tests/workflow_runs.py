@@ -14,6 +14,7 @@ from pathlib import Path
 from conftest import REPO, SNAKEMAKE, tiny_mnist_config, write_yaml
 
 PYTHON = sys.executable
+_SESSION: dict = {}  # results shared by the tests of one session
 CLONED = ["Snakefile", "workflow", "config", "profiles", "envs", "pyproject.toml"]
 
 
@@ -110,7 +111,15 @@ print("JSON" + json.dumps(out))
 
 
 def workflow_rules(workdir, configfile=REPO / "config" / "demo.yaml", snakefile=REPO / "Snakefile") -> list[dict]:
-    """The rules of the parsed workflow (name, output, log, benchmark, script, local, ...)."""
+    """The rules of the parsed workflow (name, output, log, benchmark, script, local, ...);
+    parsed once per session and config."""
+    key = ("rules", str(snakefile), str(configfile))
+    if key not in _SESSION:
+        _SESSION[key] = _parse_rules(workdir, configfile, snakefile)
+    return _SESSION[key]
+
+
+def _parse_rules(workdir, configfile, snakefile):
     proc = subprocess.run([PYTHON, "-c", _RULES_SCRIPT, str(snakefile), str(configfile), str(workdir)],
                           capture_output=True, text=True, timeout=300)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("JSON")), None)
@@ -134,7 +143,6 @@ def gpu_rules(rules: list[dict]) -> list[str]:
     return names
 
 
-_SESSION: dict = {}
 
 
 def complete_tiny_run(tmp_path_factory):

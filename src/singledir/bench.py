@@ -150,6 +150,12 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log) -
 
     quiet = lambda *a, **kw: None  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
+        # Warm up both paths first: torch.optim imports much on its first step.
+        tiny = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd", lr=0.01, seed=0)
+        few = [Tensors(d.x_train[:batch_size], d.y_train[:batch_size], d.x_test[:10], d.y_test[:10], 10)
+               for d in datas[:2]]
+        train(build(0), few[0], tiny, os.path.join(tmp, "warm_seq"), log=quiet)
+        train_fused([build(0), build(1)], few, [tiny, tiny], os.path.join(tmp, "warm_fused"), log=quiet)
         t = time.perf_counter()
         for i in range(k):
             train(build(cfgs[i].seed), datas[i], cfgs[i], os.path.join(tmp, f"seq{i}"), log=quiet)

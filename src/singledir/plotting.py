@@ -57,7 +57,8 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
     layers = list(dict.fromkeys(units.sort_values("depth")["layer"]))
     colors = {l: LAYER_COLORS(i / max(1, len(layers) - 1)) for i, l in enumerate(layers)}
     ncols = 2 if per_layer else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.4), squeeze=False)
+    # With per_layer, the second panel's legend (outside, right) names the layers for both.
+    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols + (1.3 if per_layer else 0), 3.4), squeeze=False)
     ax = axes[0, 0]
     for l in layers:
         u = units[units["layer"] == l]
@@ -67,7 +68,7 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
             transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Impact of ablation on loss")
-    if len(layers) <= 12:
+    if len(layers) <= 12 and not per_layer:
         ax.legend(fontsize=7, markerscale=2, loc="upper left")
     if per_layer:
         from scipy.stats import spearmanr
