@@ -1,6 +1,6 @@
-"""Fused training equals separate training: bitwise for MLPs on one thread (what the
-pipeline's training jobs use), within float rounding otherwise; resume after SIGTERM;
-grouping from the config; the Snakemake rules."""
+"""Fused training equals separate training: bitwise for MLPs, within float rounding for
+ConvNets (grouped convolutions); resume after SIGTERM; grouping from the config; the
+Snakemake rules."""
 
 import contextlib
 import os
@@ -67,13 +67,13 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, optimizer):
-    """On one thread (as every training job runs) the K fused MLPs are exactly the K
-    separately trained ones: init, data order, labels, dropout masks, lr, weight decay
-    and the optimizer arithmetic are each member's own."""
+@pytest.mark.parametrize("optimizer,n_threads", [("sgd", 1), ("adam", 2)])
+def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, optimizer, n_threads):
+    """The K fused MLPs are exactly the K separately trained ones: init, data order,
+    labels, dropout masks, lr, weight decay, the optimizer arithmetic and each member's
+    matrix products are its own (any thread count; training jobs use one)."""
     datas, cfgs, build = _members(digits, optimizer)
-    with threads(1):
+    with threads(n_threads):
         sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
     for (m, hist, snaps), fm, (fhist, fsnaps) in zip(sep, fused_models, res):
         for k, v in m.state_dict().items():
@@ -85,24 +85,16 @@ def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, opti
     assert res[2][0]["test_accuracy"].iloc[-1] < 0.5  # the shuffled-label member learns no rule
 
 
-def test_fused_multithreaded_and_convnet_agree_within_rounding(digits, tmp_path):
+def test_fused_convnets_agree_within_rounding(digits, tmp_path):
     """Where kernels differ, exact equality is impossible, and the difference is float
-    rounding: a multi-threaded matrix product splits a batch of K products differently
-    from one product, and a grouped convolution (K models as groups, so batch-norm
-    statistics stay per model) adds in another order than K separate convolutions.
-    Training amplifies any rounding-sized change (chaotically at large learning rates),
-    so the bound is relative: fused and separate training differ no more than separate
-    training differs from itself when its initial weights move by one part in 10^7."""
-    datas, cfgs, build = _members(digits, "sgd", epochs=1)
-    with threads(2):
-        sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path / "mlp")
-    for (m, hist, _), fm, (fhist, _) in zip(sep, fused_models, res):
-        assert _max_diff(m.state_dict(), fm.state_dict()) < 1e-5
-        assert (fhist - hist).abs().max().max() < 1e-4
-
+    rounding: a grouped convolution (K models as groups, so batch-norm statistics stay
+    per model) adds in another order than K separate convolutions. Training amplifies
+    any rounding-sized change (chaotically at large learning rates), so the bound is
+    relative: fused and separate training differ no more than separate training differs
+    from itself when its initial weights move by one part in 10^7."""
     # ConvNets on 3-channel 8x8 digits, with batch norm.
-    x3 = Tensors(digits.x_train.repeat(1, 3, 1, 1), digits.y_train, digits.x_test.repeat(1, 3, 1, 1),
-                 digits.y_test, 10)
+    x3 = Tensors(digits.x_train[:640].repeat(1, 3, 1, 1), digits.y_train[:640],
+                 digits.x_test[:200].repeat(1, 3, 1, 1), digits.y_test[:200], 10)
     cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=lr, seed=s) for s, lr in ((0, 0.05), (3, 0.1))]
 
     def build_conv(i, jitter=0.0):
@@ -130,7 +122,7 @@ def test_fused_multithreaded_and_convnet_agree_within_rounding(digits, tmp_path)
 
 
 def test_fused_resume_after_sigterm_equals_uninterrupted(digits, tmp_path):
-    datas, cfgs, build = _members(digits, "sgd", epochs=3)
+    datas, cfgs, build = _members(digits, "sgd", epochs=2)
     ref = [build(i) for i in range(3)]
     ref_res = train_fused(ref, datas, cfgs, tmp_path / "ref", log=QUIET)
 
@@ -139,7 +131,7 @@ def test_fused_resume_after_sigterm_equals_uninterrupted(digits, tmp_path):
     def send_sigterm(mod, inp, out):
         if mod.training and type(mod).__name__ == "_FusedLinear":
             calls["n"] += 1
-            if calls["n"] == 50:  # mid-epoch, during a training step
+            if calls["n"] == 40:  # epoch 2 (22 steps per epoch), mid-epoch, during a step
                 os.kill(os.getpid(), signal.SIGTERM)
 
     handle = torch.nn.modules.module.register_module_forward_hook(send_sigterm)

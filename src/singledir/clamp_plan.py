@@ -537,7 +537,8 @@ class ClampPlan:
         if len(S) and n_out:
             w = self._weight(mod, N_t, S)
             if st.kind == "linear" and cdtype is None and n_out <= 64:
-                out = torch.addmm(bias.t(), w, live.t()).t()  # a few outputs (logits): faster this way
+                # a few outputs (logits): faster as (out, B), then back to rows
+                out = torch.addmm(bias.t(), w, live.t()).t().contiguous()
             elif st.kind == "linear" and cdtype is None:
                 out = torch.addmm(bias, live, w.t(), out=ws.get(f"s{k}", (B, n_out)))
             else:

@@ -20,12 +20,20 @@ updates all K.
 - the optimizer arithmetic: SGD and Adam are the element-wise formulas of
   ``torch.optim``'s single-tensor implementations (what a separate CPU run uses).
 
-What cannot be identical is the order in which floating-point sums are added inside a
-batched matrix product or a grouped convolution compared with the per-model kernels;
-those differences are of the order of float32 rounding per step and grow slowly
-through training. ``tests/test_fused.py`` measures them: the initial weights, data
-orders and dropout masks are equal exactly, one step agrees to rounding, and a full
-training run agrees within a stated bound.
+On the CPU a fused MLP is therefore *bitwise* the K separately trained MLPs, at any
+thread count: each member's matrix products are the very calls a separate model makes
+(MKL's batched product is no faster here), and evaluation's first layer, one wide
+product over all members, gives the same bits. What cannot be bitwise equal is a
+grouped convolution (ConvNets) and, on CUDA, the batched products: they add the same
+numbers in another order, so the difference is float rounding, which training then
+amplifies as it amplifies any rounding-sized change. ``tests/test_fused.py`` shows the
+bitwise equality and bounds the ConvNet difference by separate training's own
+sensitivity to a rounding-sized change of its initial weights.
+
+What fusion saves on a CPU is the per-step overhead of K separate loops (launching
+small operations, the optimizer, the autograd engine), large for small networks and
+small for networks whose matrix products already run near the machine's peak; on a GPU,
+where one small network leaves the device idle, it saves most of the time.
 
 Resumable like :func:`singledir.training.train`: a checkpoint every
 ``checkpoint_every`` epochs and on SIGTERM/SIGUSR1 (then :class:`TrainingInterrupted`),
@@ -294,12 +302,28 @@ class FusedNet(nn.Module):
                 raise ValueError(f"fused training: stage {name!r} ({type(ref).__name__}) is not supported")
             self.kinds.append((name, kind))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """``x``: (K, B, ...), or with ``shared`` one (B, ...) batch that every member sees
+        (evaluation): the first mixing stage is then one wide product for all members."""
         k = self.k
         grouped = False  # layout: (K, B, ...) or (B, K*C, H, W)
         h = x
         for name, kind in self.kinds:
             mod = self.stages[name]
+            if shared:
+                if kind == "linear":  # (B, F) @ (F, K*out): one wide product
+                    w = mod.weight.reshape(-1, mod.weight.shape[-1])
+                    h = (h @ w.t() if mod.bias is None else torch.addmm(mod.bias.reshape(-1), h, w.t()))
+                    h = h.view(h.shape[0], k, -1).transpose(0, 1)
+                    shared = False
+                elif kind == "conv":  # all members' filters on the one input: the grouped layout
+                    h = F.conv2d(h, mod.weight, mod.bias, mod.stride, mod.padding, mod.dilation)
+                    grouped, shared = True, False
+                elif kind == "flatten":
+                    h = h.flatten(1)
+                else:
+                    h = mod(h)
+                continue
             if kind in ("conv", "grouped") and not grouped:
                 h = h.transpose(0, 1).reshape(h.shape[1], k * h.shape[2], *h.shape[3:])
                 grouped = True
@@ -439,10 +463,9 @@ def evaluate_fused(net: FusedNet, xs: list[torch.Tensor], ys: list[torch.Tensor]
     shared = all(x is xs[0] for x in xs)
     for i in range(0, n, batch_size):
         if shared:
-            xb = xs[0][i:i + batch_size].unsqueeze(0).expand(k, *xs[0][i:i + batch_size].shape)
+            logits = net(xs[0][i:i + batch_size], shared=True)
         else:
-            xb = torch.stack([x[i:i + batch_size] for x in xs])
-        logits = net(xb)
+            logits = net(torch.stack([x[i:i + batch_size] for x in xs]))
         for m in range(k):
             yb = ys[m][i:i + batch_size]
             loss[m] += F.cross_entropy(logits[m], yb, reduction="sum").item()
