@@ -226,3 +226,17 @@ def test_markdown_has_a_row_per_claim_and_the_rules(tmp_path):
     assert len(body) == len(C.CLAIMS)
     assert "Scale: **demo** (MNIST: 8x8 digits)" in md and "**1 of 1** claims tested are reproduced" in md
     assert all(f"**{k}**" in md for k in C.RULES)
+
+
+def test_selection_rates_not_computed_or_trivial_at_this_scale_are_not_run(tmp_path):
+    res = tmp_path / "results"
+    write_stats(res, "cifar10", [("fig4", "selection_top1_percent", 20.0, 10.0, 30.0, 6),
+                                 ("fig4", "selection_top10_percent", 100.0, 100.0, 100.0, 6)])
+    src = C.Sources.from_results(res)
+    top1 = claim("fig4c_selection_top1", "cifar10").evaluate(src, 10)
+    assert top1["reproduced"] == "yes" and top1["our_value"] == 20.0  # 13 within [10, 30] +/- 10
+    top5 = claim("fig4c_selection_top5", "cifar10").evaluate(src, 10)
+    assert top5["reproduced"] == "not run" and "has no 5" in top5["note"]
+    top10 = claim("fig4c_selection_top10", "cifar10").evaluate(src, 10)
+    assert top10["reproduced"] == "not run" and "only 6 settings" in top10["note"]
+

@@ -44,7 +44,7 @@ def _family(name):
     elif name in ("convnet_bn", "convnet_nobn"):
         model = ConvNet(3, 10, width=0.1, batch_norm=name == "convnet_bn")
         _randomize_bn(model, 1)
-        x = torch.randn(50, 3, 16, 16)
+        x = torch.randn(36, 3, 16, 16)
         layers = ["relu9", "relu10", "relu11"]
     else:  # torchvision ResNet-18: not Sequential, hooks on a few modules called once per pass
         model = torchvision.models.resnet18(num_classes=10)
@@ -127,11 +127,11 @@ def test_linear_readout_path_equals_reference(family, layers):
     model, x, y, _ = _family(family)
     for mode in ("zero", "mean"):
         moments = activation_moments(model, x, layers)
-        curve = cumulative_ablation_curve(model, x, y, layers, 3, 7, seed=2, mode=mode, moments=moments,
+        curve = cumulative_ablation_curve(model, x, y, layers, 2, 6, seed=2, mode=mode, moments=moments,
                                           chunk_size=64, max_rows=8)
         sizes = layer_sizes(model, layers, x)
-        ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 3, 2),
-                              curve_points(sum(sizes.values()), 7),
+        ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 2, 2),
+                              curve_points(sum(sizes.values()), 6),
                               ablation_fill(mode, moments, layers) if mode == "mean" else None)
         _check_rows(curve, ref)
 

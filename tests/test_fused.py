@@ -72,17 +72,17 @@ def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, opti
     """The K fused MLPs are exactly the K separately trained ones: init, data order,
     labels, dropout masks, lr, weight decay, the optimizer arithmetic and each member's
     matrix products are its own (any thread count; training jobs use one)."""
-    datas, cfgs, build = _members(digits, optimizer)
+    datas, cfgs, build = _members(digits, optimizer, epochs=3 if n_threads == 1 else 1)
     with threads(n_threads):
         sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
     for (m, hist, snaps), fm, (fhist, fsnaps) in zip(sep, fused_models, res):
         for k, v in m.state_dict().items():
             assert torch.equal(v, fm.state_dict()[k]), k
         assert fhist.equals(hist)
-        assert sorted(fsnaps) == sorted(snaps) == [0, 2]
+        assert sorted(fsnaps) == sorted(snaps) == [e for e in (0, 2) if e <= cfgs[0].epochs]
         assert all(torch.equal(snaps[e][k], fsnaps[e][k]) for e in snaps for k in snaps[e])
-    assert res[0][0]["test_accuracy"].iloc[-1] > 0.8  # they really train
-    assert res[2][0]["test_accuracy"].iloc[-1] < 0.5  # the shuffled-label member learns no rule
+    assert res[0][0]["test_accuracy"].iloc[-1] > 0.6  # they really train
+    assert res[2][0]["test_accuracy"].iloc[-1] < 0.4  # the shuffled-label member learns no rule
 
 
 def test_fused_convnets_agree_within_rounding(digits, tmp_path):
@@ -131,7 +131,7 @@ def test_fused_resume_after_sigterm_equals_uninterrupted(digits, tmp_path):
     def send_sigterm(mod, inp, out):
         if mod.training and type(mod).__name__ == "_FusedLinear":
             calls["n"] += 1
-            if calls["n"] == 40:  # epoch 2 (22 steps per epoch), mid-epoch, during a step
+            if calls["n"] == 40:  # 3 fused Linear calls per step: mid-epoch, during a step
                 os.kill(os.getpid(), signal.SIGTERM)
 
     handle = torch.nn.modules.module.register_module_forward_hook(send_sigterm)

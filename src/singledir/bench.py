@@ -238,7 +238,7 @@ def main(argv=None) -> dict:
     mlp = _variance_preserving(MLP(784, hidden, 10), 0)
     x, y = _data(mlp, 300 if q else 10000, (1, 28, 28), 1)
     res_mlp = ablation_benchmark("mlp", mlp, x, y, ["relu1", "relu2"], 3 if q else 10, 6 if q else 21,
-                                 2 if q else 3, 2048, log)
+                                 2 if q else 3, 5000, log)
     peaks.append(gemm_flops(n_gemm))
     width = args.convnet_width or (0.0625 if q else 0.5)
     conv = _variance_preserving(ConvNet(3, 10, width=width, batch_norm=True), 1)

@@ -183,6 +183,24 @@ def from_stat(figure: str, statistic: str) -> Callable[["Sources", str, int, int
     return estimate
 
 
+def selection_rate(k: int) -> Callable[["Sources", str, int, int], Estimate]:
+    """Fig. 4c: % of random subselections whose max-AUC setting is a top-k setting. Which k
+    are computed is configurable (families.<family>.figures.fig4.top), and with at most k
+    settings in the sweep every pick is trivially in the top k: both say "not run"."""
+    statistic = f"selection_top{k}_percent"
+
+    def estimate(src: Sources, family: str, n_boot: int, seed: int) -> Estimate:
+        try:
+            e = from_stat("fig4", statistic)(src, family, n_boot, seed)
+        except ClaimsInputError:
+            raise NotRun(f"{statistic} was not computed (families.{family}.figures.fig4.top has no {k})") from None
+        if e.n <= k:
+            raise NotRun(f"not testable at this scale: the sweep has only {e.n} settings, so every pick is in "
+                         f"the top {k}")
+        return e
+    return estimate
+
+
 def auc_peak_vs_min_test_loss(src: Sources, family: str, n_boot: int, seed: int) -> Estimate:
     """Fig. 4a: epoch of the mean-AUC peak minus epoch of the minimum test loss.
 
@@ -465,12 +483,11 @@ def _claims() -> list[Claim]:
         out.append(Claim(f"fig4c_selection_top{k}", "4c", "cifar10",
                          f"Picking the max-AUC setting of random subsets selects a top-{k} setting",
                          "% of random subselections", Value(paper, tol=10.0, signed=False, text=f"{paper:g} %"),
-                         "hyperparameter settings (random subselections redrawn)",
-                         from_stat("fig4", f"selection_top{k}_percent")))
+                         "hyperparameter settings", selection_rate(k)))
     out.append(Claim("fig4c_selection_gap", "4c", "cifar10",
                      "Test accuracy of the max-AUC pick is close to the best setting's",
                      "mean gap to the best setting (% test accuracy)",
-                     Value(1.0, tol=1.1, signed=False, text="1 +/- 1.1 %"), "hyperparameter settings (random subselections redrawn)",
+                     Value(1.0, tol=1.1, signed=False, text="1 +/- 1.1 %"), "hyperparameter settings",
                      from_stat("fig4", "selection_gap_to_best_percent")))
     out.append(Claim("fig5a_dropout_kept_clean", "5a", "mnist",
                      "Dropout nets (clean labels) lose little accuracy up to the dropout fraction",

@@ -112,14 +112,16 @@ def paper_figure(figure: str, family: str) -> tuple[str, str]:
 
 
 def pdf_to_png(pdf: str | os.PathLike, scale: float = 2.0) -> bytes:
-    """First page of a PDF rasterized to PNG (PDFium), for browsers that cannot show PDFs inline."""
+    """First page of a PDF rasterized to a 256-colour PNG (PDFium), for browsers that cannot show
+    PDFs inline. The palette keeps a page of all figures small: browsers refuse ``data:`` URLs
+    over 2 MB, and the report embeds each page as one."""
     import io
 
     import pypdfium2 as pdfium
 
     doc = pdfium.PdfDocument(str(pdf))
     try:
-        image = doc[0].render(scale=scale).to_pil()
+        image = doc[0].render(scale=scale).to_pil().convert("RGB").quantize(colors=256, method=2)
     finally:
         doc.close()
     buf = io.BytesIO()

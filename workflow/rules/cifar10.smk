@@ -2,35 +2,7 @@
 # A2a, A3a; the A2/A3 scripts are shared with the ImageNet family). Figs. 1b, 2b, 7b-c and
 # A4b-c come from the generic rules in figures.smk. Which models feed which figure:
 # singledir.plan.FIGURES["cifar10"]; per-figure settings: families.cifar10.figures.
-
-
-def cifar10_files(figure, pattern):
-    """Per-model files of the models a CIFAR-10 figure uses."""
-    return lambda w: figure_inputs(figure, "cifar10", pattern)
-
-
-def cifar10_figure_cfg(figure):
-    return family_cfg("cifar10").get("figures", {}).get(figure, {})
-
-
-def cifar10_outputs(figure):
-    return dict(
-        pdf=report(f"{RESULTS}/{figure}_cifar10.pdf", caption=f"../report/{figure}.rst", category="Figures",
-                   subcategory="cifar10"),
-        csv=f"{RESULTS}/{figure}_cifar10.csv",
-        stats=f"{RESULTS}/stats/cifar10/{figure}.csv",
-    )
-
-
-def cifar10_params(figure):
-    return dict(
-        specs=specs_for(figure, "cifar10"),
-        scale=config["scale"],
-        label=lambda w: family_cfg("cifar10").get("label", "cifar10"),
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-        figure=lambda w: cifar10_figure_cfg(figure),
-    )
+# Helpers (cifar10_files, cifar10_outputs, cifar10_params): workflow/rules/common.smk.
 
 
 rule fig3_cifar10:

@@ -1,6 +1,8 @@
 # Target lists and small helpers, built from the config by singledir.plan.
 import os
+import re
 
+import singledir.fused as fused
 import singledir.plan as plan
 
 plan.check_config(config)
@@ -17,9 +19,9 @@ os.environ.setdefault("SINGLEDIR_ROOT", workflow.basedir)
 
 
 def profile_resources(rule_name):
-    """The resources the profile's set-resources gives rule ``rule_name`` (gpu: 1 in the
-    GPU profiles, runtime, mem_mb), for rules made in a loop, whose names no profile can
-    list (e.g. the fused training groups inherit train_model's). Literal values only."""
+    """What the profile's set-resources gives the named rule (e.g. gpu=1 in the GPU
+    profiles, runtime, mem_mb), for rules made in a loop, whose names no profile can
+    list (the fused training groups inherit train_model's). Literal values only."""
     given = workflow.resource_settings.overwrite_resources.get(rule_name, {})
     return {name: getattr(res, "raw", res) for name, res in dict(given).items()}
 # Families served by the generic rules ({family} wildcard). The imagenet family keeps its
@@ -135,3 +137,60 @@ def claims_inputs(wildcards):
         "stats": [t for t in targets if t.startswith(f"{RESULTS}/stats/") and t.endswith(".csv")],
         "tables": [t for t in targets if t in tidy],
     }
+
+
+# Fused training (singledir.fused). An experiment with `fuse: K` (K > 1) trains its
+# models in groups of up to K same-shaped models, one job per group
+# (fused.fusion_groups: grid order; grid variables that change the shape or the schedule
+# split groups). Each group is its own rule, defined at the end of train.smk from the
+# config, whose outputs are its members' usual model.pt and history.csv in the usual
+# formats, so every downstream rule is unchanged. train_model's `model` wildcard excludes
+# each family's fused models, so no file has two producing rules. Changing `fuse`
+# changes which job produces a model, so Snakemake retrains the regrouped models.
+FUSED_GROUPS = {
+    fam: fused.fusion_groups(config, fam)
+    for fam in plan.enabled_families(config)
+    if fam in FAMILIES.split("|")
+}
+
+
+def unfused_model_regex():
+    """The `model` wildcard of train_model: any id except a fused one of the same family
+    (a lookahead on '<id>/' with a lookbehind on '<family>/')."""
+    alts = [
+        f"(?<={re.escape(fam)}/)(?:{'|'.join(re.escape(m) for ms in groups.values() for m in ms)})"
+        for fam, groups in FUSED_GROUPS.items()
+        if groups
+    ]
+    base = r"[A-Za-z0-9_.\-]+"
+    return f"(?!(?:{'|'.join(alts)})/){base}" if alts else base
+
+
+# Inputs, outputs and params of the CIFAR-10 figure rules (cifar10.smk).
+def cifar10_files(figure, pattern):
+    """Per-model files of the models a CIFAR-10 figure uses."""
+    return lambda w: figure_inputs(figure, "cifar10", pattern)
+
+
+def cifar10_figure_cfg(figure):
+    return family_cfg("cifar10").get("figures", {}).get(figure, {})
+
+
+def cifar10_outputs(figure):
+    return dict(
+        pdf=report(f"{RESULTS}/{figure}_cifar10.pdf", caption=f"../report/{figure}.rst", category="Figures",
+                   subcategory="cifar10"),
+        csv=f"{RESULTS}/{figure}_cifar10.csv",
+        stats=f"{RESULTS}/stats/cifar10/{figure}.csv",
+    )
+
+
+def cifar10_params(figure):
+    return dict(
+        specs=specs_for(figure, "cifar10"),
+        scale=config["scale"],
+        label=lambda w: family_cfg("cifar10").get("label", "cifar10"),
+        bootstrap=config["bootstrap"],
+        seed=config["seed"],
+        figure=lambda w: cifar10_figure_cfg(figure),
+    )

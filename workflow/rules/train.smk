@@ -1,34 +1,6 @@
 # Training. One model per job (train_model), or a fused group of same-shaped models per
 # job (train_group_*), where an experiment sets `fuse: K` in the config.
-import re
-
-import singledir.fused as fused
-
-# Fused training (singledir.fused). An experiment with `fuse: K` (K > 1) trains its
-# models in groups of up to K same-shaped models, one job per group
-# (fused.fusion_groups: grid order; grid variables that change the shape or the schedule
-# split groups). Each group is its own rule, defined at the end of this file from the
-# config, whose outputs are its members' usual model.pt and history.csv in the usual
-# formats, so every downstream rule is unchanged. train_model's `model` wildcard excludes
-# each family's fused models, so no file has two producing rules. Changing `fuse`
-# changes which job produces a model, so Snakemake retrains the regrouped models.
-FUSED_GROUPS = {
-    fam: fused.fusion_groups(config, fam)
-    for fam in plan.enabled_families(config)
-    if fam in FAMILIES.split("|")
-}
-
-
-def unfused_model_regex():
-    """The `model` wildcard of train_model: any id except a fused one of the same family
-    (a lookahead on '<id>/' with a lookbehind on '<family>/')."""
-    alts = [
-        f"(?<={re.escape(fam)}/)(?:{'|'.join(re.escape(m) for ms in groups.values() for m in ms)})"
-        for fam, groups in FUSED_GROUPS.items()
-        if groups
-    ]
-    base = r"[A-Za-z0-9_.\-]+"
-    return f"(?!(?:{'|'.join(alts)})/){base}" if alts else base
+# FUSED_GROUPS and unfused_model_regex(): workflow/rules/common.smk.
 
 
 rule train_model:
