@@ -203,3 +203,25 @@ def test_cuda_matches_cpu(precision):
     loss_g, acc_g, _ = _stats_for(model.cuda(), x.cuda(), y.cuda(), layers, "plan", sets=sets, precision=precision)
     tol = TOL if precision == "fp32" else 0.02
     np.testing.assert_allclose(loss_g, loss_c, atol=tol)
+
+
+def test_plan_handles_inplace_activations_and_other_stage_types():
+    """A Sequential with in-place ReLUs, max-pooling, a Linear head without bias and
+    LeakyReLU: the channel plan applies and equals the reference."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(12, 16, 3, padding=1), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10, bias=False)).eval()
+    _randomize_bn(model, 4)
+    x = torch.randn(30, 3, 8, 8)
+    y = torch.randint(0, 10, (30,))
+    layers = ["2", "4", "7"]
+    sizes = layer_sizes(model, layers, x)
+    rng = np.random.default_rng(1)
+    sets = [rng.choice(36, k, replace=False) for k in (0, 5, 12, 20, 30, 36)] + [np.arange(20, 36)]
+    loss, acc, stats = _stats_for(model, x, y, layers, "plan", sets=sets, chunk_size=16)
+    ref = [reference_ablation_eval(model, x, y, split_units(s, sizes)) for s in sets]
+    np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
+    np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)

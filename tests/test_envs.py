@@ -1,7 +1,6 @@
 """envs/*.yaml: the conda environments of the rules list what pyproject.toml lists."""
 import re
 import subprocess
-import tomllib
 
 import pytest
 import yaml
@@ -9,6 +8,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from conftest import REPO
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ENVS = REPO / "envs"
 # PyPI name -> conda-forge name, where they differ.

@@ -33,11 +33,12 @@ def clone(dst: Path) -> Path:
 
 def tiny_config() -> dict:
     """The demo's MNIST family, cut to two corruption models and one selectivity model
-    that train in a few epochs (all_figures then draws fig1, fig2, fig7, figA4)."""
+    that train in a few epochs, one job per model (all_figures then draws fig1, fig2,
+    fig7, figA4)."""
     cfg = tiny_mnist_config(None,
                             corruption={"grid": {"fraction": [0.0, 1.0], "seed": [0]},
-                                        "model": {"hidden": [16, 16]}},
-                            selectivity={"grid": {"seed": [0]}, "model": {"hidden": [8, 8]}})
+                                        "model": {"hidden": [16, 16]}, "fuse": 1},
+                            selectivity={"grid": {"seed": [0]}, "model": {"hidden": [8, 8]}, "fuse": 1})
     cfg["bootstrap"] = 50
     mn = cfg["families"]["mnist"]
     mn["train"].update(epochs=3, checkpoint_every=1)

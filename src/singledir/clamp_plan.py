@@ -302,7 +302,9 @@ class ClampPlan:
                     if st.kind in ("linear", "conv"):
                         flops["base"] += _mix_flops(st, B, h_in.shape[1], h.shape[1])
                     if k in cache_at:
-                        cache[k] = h.float()
+                        nxt = self.stages[k + 1].module if k + 1 < len(self.stages) else None
+                        # an in-place activation next would overwrite the cached tensor
+                        cache[k] = h.float().clone() if getattr(nxt, "inplace", False) else h.float()
             logits0 = h.float()
             if len(none):
                 score(logits0.unsqueeze(0).expand(len(none), *logits0.shape), yb, none)
