@@ -14,6 +14,15 @@ from singledir.perturb import PerturbationBatch, activation_moments, evaluate_pe
 from singledir.selectivity import class_selectivity_index, mutual_information
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small convolutions: one intra-op thread is faster than two on busy CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _shapes(model, x):
     out = {}
     hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, tuple(o.shape)))

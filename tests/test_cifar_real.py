@@ -27,10 +27,18 @@ from singledir.models import build_model, resolve_layers
 from singledir.training import TrainConfig, train
 
 
+@pytest.fixture
+def one_thread():
+    """Small convolutions: one intra-op thread is faster than two on busy CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_convnet_on_real_cifar_subset(tmp_path):
+def test_convnet_on_real_cifar_subset(tmp_path, one_thread):
     path = shared_file("cifar10_jpeg_12k.npz")
-    torch.set_num_threads(1)  # 2 threads on 2 busy cores are slower than one
     data = load_dataset({"source": "npz", "path": str(path), "train_limit": 1000})
     assert data.x_train.shape == (1000, 3, 32, 32) and data.x_test.shape == (2000, 3, 32, 32)
     data.x_test, data.y_test = data.x_test[:500], data.y_test[:500]

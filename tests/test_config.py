@@ -62,6 +62,8 @@ def _mnist(cfg):
     (lambda c: _mnist(c)["dataset"].update(source="ftp"), "'ftp' is not one of"),
     (lambda c: _mnist(c)["experiments"]["corruption"]["grid"].update(fraction=[0.0, 1.5]), "1.5 is greater than the maximum of 1"),
     (lambda c: _mnist(c)["train"].update(epochs=0), "0 is less than the minimum of 1"),
+    (lambda c: _mnist(c)["analysis"].update(method="fast"), "'fast' is not one of"),
+    (lambda c: _mnist(c)["analysis"].update(precision="fp16"), "'fp16' is not one of"),
 ])
 def test_schema_rejects(demo, mutate, schema_msg):
     mutate(demo)
@@ -77,6 +79,11 @@ def test_semantic_checks(demo, tmp_path):
     bad = copy.deepcopy(demo)
     _mnist(bad)["dataset"] = {"source": "npz", "path": str(tmp_path / "missing.npz")}
     with pytest.raises(plan.ConfigError, match=r"families.mnist.dataset.path: npz file not found"):
+        plan.check_config(bad)
+    bad = copy.deepcopy(demo)
+    bad["device"] = "cpu"
+    _mnist(bad)["analysis"]["precision"] = "tf32"
+    with pytest.raises(plan.ConfigError, match=r"families.mnist.analysis.precision: tf32 needs a CUDA device"):
         plan.check_config(bad)
 
 

@@ -111,11 +111,11 @@ def test_both_paths_equal_reference_on_arbitrary_masks(family):
     for mode in ("zero", "mean"):
         fill = ablation_fill(mode, moments, layers) if mode == "mean" else None
         ref = [reference_ablation_eval(model, x, y, split_units(s, sizes), fill) for s in sets]
-        for method in ("plan", "generic"):
+        for method in ("plan", "generic", "reference"):
             loss, acc, stats = _stats_for(model, x, y, layers, method, mode, moments, sets, chunk_size=40)
             assert stats["path"] == method
-            # duplicates (one on purpose) are evaluated once
-            assert stats["unique_perturbations"] == len({tuple(sorted(s)) for s in sets}) < len(sets)
+            if method != "reference":  # duplicates (one on purpose) are evaluated once
+                assert stats["unique_perturbations"] == len({tuple(sorted(s)) for s in sets}) < len(sets)
             np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
             np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)
 
@@ -177,6 +177,27 @@ def test_noise_takes_the_generic_path_and_is_deterministic():
                                            stats=stats, chunk_size=32))
         assert stats["path"] == "generic"
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_reference_method_noise_is_the_plain_definition():
+    """method="reference" adds each perturbation's noise with a hook in a full forward
+    pass: no noise gives the clean numbers, the same generator seed the same numbers,
+    and its noise statistics match the engine's (loss rises with the noise)."""
+    model, x, y, layers = _family("mlp")
+    sizes = layer_sizes(model, layers, x)
+    clean = reference_ablation_eval(model, x, y, {n: [] for n in layers})
+    scales = [0.0, 0.5, 2.0]
+    std = {n: torch.tensor([[s] * c for s in scales]) for n, c in sizes.items()}
+    runs = [evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std),
+                                   generator=torch.Generator().manual_seed(seed), method="reference", chunk_size=64)
+            for seed in (1, 1, 2)]
+    assert torch.equal(runs[0][0], runs[1][0]) and not torch.equal(runs[0][0], runs[2][0])
+    loss, acc = runs[0]
+    assert float(loss[0]) == pytest.approx(clean[0], abs=TOL) and float(acc[0]) == pytest.approx(clean[1], abs=TOL)
+    assert float(loss[0]) < float(loss[1]) < float(loss[2])
+    engine = evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std),
+                                    generator=torch.Generator().manual_seed(1), chunk_size=64)
+    assert float(engine[0][2]) == pytest.approx(float(loss[2]), rel=0.3)
 
 
 def test_reduced_precision_is_measured_against_fp32():

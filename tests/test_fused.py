@@ -1,5 +1,5 @@
-"""Fused training equals separate training: bitwise for MLPs, within float rounding for
-ConvNets (grouped convolutions); resume after SIGTERM; grouping from the config; the
+"""Fused training equals separate training: bitwise for MLPs with one thread, within float
+rounding for MLPs with several threads and for ConvNets (grouped convolutions); resume after SIGTERM; grouping from the config; the
 Snakemake rules."""
 
 import contextlib
@@ -67,13 +67,13 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
-@pytest.mark.parametrize("optimizer,n_threads", [("sgd", 1), ("adam", 2)])
-def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, optimizer, n_threads):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, optimizer):
     """The K fused MLPs are exactly the K separately trained ones: init, data order,
     labels, dropout masks, lr, weight decay, the optimizer arithmetic and each member's
-    matrix products are its own (any thread count; training jobs use one)."""
-    datas, cfgs, build = _members(digits, optimizer, epochs=3 if n_threads == 1 else 1)
-    with threads(n_threads):
+    matrix products are its own (one intra-op thread, as the workflow's training jobs)."""
+    datas, cfgs, build = _members(digits, optimizer, epochs=3 if optimizer == "sgd" else 2)
+    with threads(1):
         sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
     for (m, hist, snaps), fm, (fhist, fsnaps) in zip(sep, fused_models, res):
         for k, v in m.state_dict().items():
@@ -83,6 +83,30 @@ def test_fused_mlps_equal_separately_trained_ones_bitwise(digits, tmp_path, opti
         assert all(torch.equal(snaps[e][k], fsnaps[e][k]) for e in snaps for k in snaps[e])
     assert res[0][0]["test_accuracy"].iloc[-1] > 0.6  # they really train
     assert res[2][0]["test_accuracy"].iloc[-1] < 0.4  # the shuffled-label member learns no rule
+
+
+def test_fused_mlps_with_two_threads_agree_within_rounding(digits, tmp_path):
+    """With several intra-op threads MKL may split a separate model's small matrix
+    product across threads (another summation order) while the batched product gives
+    each member one thread, so bitwise equality is impossible; the difference is float
+    rounding, bounded as for ConvNets by separate training's own sensitivity to moving
+    its initial weights by one part in 10^7."""
+    datas, cfgs, build = _members(digits, "adam", epochs=1)
+
+    def build_jittered(i):
+        m = build(i)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(1 + 1e-7)
+        return m
+    with threads(2):
+        sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
+        for i, ((m, hist, _), fm, (fhist, _)) in enumerate(zip(sep, fused_models, res)):
+            jittered = build_jittered(i)
+            train(jittered, datas[i], cfgs[i], tmp_path / f"jitter{i}", log=QUIET)
+            sensitivity = _max_diff(m.state_dict(), jittered.state_dict())
+            assert _max_diff(m.state_dict(), fm.state_dict()) <= 10 * sensitivity + 1e-6
+            assert (fhist - hist).abs().max().max() < 1e-3
 
 
 def test_fused_convnets_agree_within_rounding(digits, tmp_path):

@@ -2,16 +2,15 @@
 profiles/local-gpu (singledir.gpu)."""
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from conftest import REPO, write_yaml
 from workflow_runs import gpu_rules, snakemake, tiny_config, workflow_rules
@@ -96,7 +95,7 @@ def test_figure_and_table_rules_are_local(rules):
 
 
 def test_slurm_profile():
-    assert version("snakemake-executor-plugin-slurm") >= "2.7"
+    assert Version(version("snakemake-executor-plugin-slurm")) >= Version("2.7")
     p = profile("slurm")
     assert p["executor"] == "slurm"
     assert p["jobs"] >= 1

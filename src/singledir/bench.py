@@ -128,8 +128,22 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
             "engine_flops_per_s": total_rate, "max_abs_loss_diff": max_dloss, "max_abs_accuracy_diff": max_dacc}
 
 
-def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log) -> dict:
-    """K sequential trainings vs one fused training of K MLPs (same seeds, same work)."""
+def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
+    """FLOPs of training one MLP as :func:`singledir.training.train` does: per epoch a
+    forward and a backward pass over the training set (weight gradients everywhere, input
+    gradients below the first layer), and a forward pass over the training and test sets
+    for each history row (epochs + 1 rows)."""
+    macs = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    step = 2 * (2 * sum(macs) + sum(macs[1:]))  # forward + weight grads + input grads
+    return epochs * n_train * step + (epochs + 1) * (n_train + n_test) * 2 * sum(macs)
+
+
+def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None) -> dict:
+    """K sequential trainings vs one fused training of K MLPs (same seeds, same work).
+
+    With ``peak`` (the machine's GEMM FLOP/s) it also reports the ceiling: fusion saves
+    per-step overheads, not arithmetic, so no fused run can beat ``peak`` divided by the
+    FLOP/s that sequential training already achieves."""
     import tempfile
 
     from .data import Tensors
@@ -165,11 +179,20 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log) -
         train_fused(models, datas, cfgs, os.path.join(tmp, "fused"), log=quiet)
         t_fused = time.perf_counter() - t
     work = k * n * epochs
+    flops = k * mlp_training_flops([784, *hidden, 10], n, len(x_test), epochs)
     log(f"[fused] {k} MLPs 784-{'-'.join(map(str, hidden))}-10, {epochs} epoch(s) of {n} examples, batch {batch_size}: "
-        f"sequential {t_seq:.2f} s ({work / t_seq:,.0f} model-examples/s), fused {t_fused:.2f} s "
-        f"({work / t_fused:,.0f} model-examples/s) -> {t_seq / t_fused:.2f}x")
-    return {"k": k, "sequential_s": t_seq, "fused_s": t_fused, "speedup": t_seq / t_fused,
-            "sequential_throughput": work / t_seq, "fused_throughput": work / t_fused}
+        f"sequential {t_seq:.2f} s ({work / t_seq:,.0f} model-examples/s, {flops / t_seq / 1e9:.1f} GFLOP/s), "
+        f"fused {t_fused:.2f} s ({work / t_fused:,.0f} model-examples/s, {flops / t_fused / 1e9:.1f} GFLOP/s) "
+        f"-> {t_seq / t_fused:.2f}x")
+    res = {"k": k, "sequential_s": t_seq, "fused_s": t_fused, "speedup": t_seq / t_fused,
+           "sequential_throughput": work / t_seq, "fused_throughput": work / t_fused,
+           "sequential_flops_per_s": flops / t_seq, "fused_flops_per_s": flops / t_fused}
+    if peak:
+        res["speedup_ceiling"] = peak * t_seq / flops
+        log(f"[fused] ceiling on this machine: sequential training already runs at {100 * flops / t_seq / peak:.0f} % "
+            f"of the measured GEMM FLOP/s, so no fusion can exceed {res['speedup_ceiling']:.2f}x; fused reaches "
+            f"{100 * flops / t_fused / peak:.0f} %")
+    return res
 
 
 def gpu_benchmark(x, y, log) -> list[dict]:
@@ -266,8 +289,8 @@ def main(argv=None) -> dict:
     k = args.fuse_k or (4 if q else 16)
     # The paper's smallest MNIST MLP (Figs. 7a, A4a: 128 units per layer), and a small one
     # such as the demo trains, where per-step overheads rather than FLOPs dominate.
-    fused = fused_benchmark(k, [32, 32] if q else [128, 128], 512 if q else 10000, 1, 128, log)
-    fused_small = fused_benchmark(k, [16, 16] if q else [32, 32], 512 if q else 10000, 1, 128, log)
+    fused = fused_benchmark(k, [32, 32] if q else [128, 128], 512 if q else 10000, 1, 128, log, peak)
+    fused_small = fused_benchmark(k, [16, 16] if q else [32, 32], 512 if q else 10000, 1, 128, log, peak)
     for name, res in (("fused_training", fused), ("fused_training_small", fused_small)):
         for key, value in res.items():
             add(name, key, value)
@@ -275,6 +298,7 @@ def main(argv=None) -> dict:
     summary = {"mlp_speedup": res_mlp["speedup"], "convnet_speedup": res_conv["speedup"],
                "gemm_fraction": gemm_fraction, "fused_training_speedup": fused["speedup"],
                "fused_training_speedup_small": fused_small["speedup"],
+               "fused_training_speedup_ceiling": fused["speedup_ceiling"],
                "gemm_flops_per_s": peak, "convnet_width": width, "threads": threads, "quick": q}
     if torch.cuda.is_available():
         for row in gpu_benchmark(x, y, log):

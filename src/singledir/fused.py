@@ -20,15 +20,17 @@ updates all K.
 - the optimizer arithmetic: SGD and Adam are the element-wise formulas of
   ``torch.optim``'s single-tensor implementations (what a separate CPU run uses).
 
-On the CPU a fused MLP is therefore *bitwise* the K separately trained MLPs, at any
-thread count: each member's matrix products are the very calls a separate model makes
-(MKL's batched product is no faster here), and evaluation's first layer, one wide
-product over all members, gives the same bits. What cannot be bitwise equal is a
-grouped convolution (ConvNets) and, on CUDA, the batched products: they add the same
-numbers in another order, so the difference is float rounding, which training then
-amplifies as it amplifies any rounding-sized change. ``tests/test_fused.py`` shows the
-bitwise equality and bounds the ConvNet difference by separate training's own
-sensitivity to a rounding-sized change of its initial weights.
+With one intra-op thread (how the workflow's training jobs run) a fused MLP is
+therefore *bitwise* the K separately trained MLPs: each member's slice of a batched
+matrix product is computed by the very kernel of the separate product, and evaluation's
+first layer, one wide product over all members, gives the same bits. What cannot be
+bitwise equal is a grouped convolution (ConvNets), MLPs with several intra-op threads
+(MKL may split a separate model's small product across threads, another summation
+order) and, on CUDA, the batched products: they add the same numbers in another order,
+so the difference is float rounding, which training then amplifies as it amplifies any
+rounding-sized change. ``tests/test_fused.py`` shows the bitwise equality and bounds
+the other differences by separate training's own sensitivity to a rounding-sized
+change of its initial weights.
 
 What fusion saves on a CPU is the per-step overhead of K separate loops (launching
 small operations, the optimizer, the autograd engine), large for small networks and
@@ -118,48 +120,30 @@ def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
 class _FusedLinearFn(torch.autograd.Function):
     """y[k] = x[k] @ W[k]^T + b[k] for K members, gradients as autograd computes F.linear's.
 
-    On the CPU each member's products are the very calls a separate model makes
-    (``addmm(b, x, W^T)``; backward ``g @ W``, ``g^T @ x``, ``g.sum(0)``), written into
-    stacked tensors: on these CPUs MKL is faster this way than its batched product, and
-    the results are bitwise those of separate training at any thread count. On CUDA one
-    batched product per step (``baddbmm``/``bmm``) keeps the GPU busy.
+    One batched product per pass (``baddbmm``/``bmm``): member k's slice is the product
+    a separate model computes (``addmm(b, x, W^T)``; backward ``g @ W``, ``g^T @ x``,
+    ``g.sum(0)``). With one intra-op thread (how the workflow runs training jobs) MKL
+    computes each slice with the very kernel of the separate product, so the results are
+    bitwise equal; with more threads a separate model's small product may be split
+    across threads (another summation order), so they agree to float rounding
+    (``tests/test_fused.py`` checks both).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        if x.is_cuda:
-            if bias is None:
-                return torch.bmm(x, weight.transpose(1, 2))
-            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-        out = x.new_empty(x.shape[0], x.shape[1], weight.shape[1])
-        for k in range(x.shape[0]):
-            if bias is None:
-                torch.mm(x[k], weight[k].t(), out=out[k])
-            else:
-                torch.addmm(bias[k], x[k], weight[k].t(), out=out[k])
-        return out
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         g = g.contiguous()
-        if g.is_cuda:
-            gx = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
-            gw = torch.bmm(g.transpose(1, 2), x)
-            gb = g.sum(1) if ctx.has_bias else None
-            return gx, gw, gb
-        k = x.shape[0]
-        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        gw = torch.empty_like(weight)
-        gb = g.new_empty(k, g.shape[2]) if ctx.has_bias else None
-        for m in range(k):
-            if gx is not None:
-                torch.mm(g[m], weight[m], out=gx[m])
-            torch.mm(g[m].t(), x[m], out=gw[m])
-            if gb is not None:
-                torch.sum(g[m], 0, out=gb[m])
+        gx = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x)
+        gb = g.sum(1) if ctx.has_bias else None
         return gx, gw, gb
 
 
@@ -533,6 +517,9 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     n = len(datas[0].x_train)
     steps_per_epoch = math.ceil(n / cfg0.batch_size)
     shared_x = all(d.x_train is datas[0].x_train for d in datas)
+    x_shape = tuple(datas[0].x_train.shape[1:])
+    x_rows = datas[0].x_train.reshape(n, -1)
+    x_buf = x_rows.new_empty(k * cfg0.batch_size, x_rows.shape[1]) if shared_x else None
     y_stack = torch.stack([d.y_train for d in datas])  # (K, n)
     take_snapshots(0)
     if not histories[0]:
@@ -548,7 +535,11 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
                 idx = perm_stack[:, step * cfg0.batch_size:(step + 1) * cfg0.batch_size]  # (K, B)
                 yb = y_stack.gather(1, idx)
                 if shared_x:
-                    xb = datas[0].x_train[idx]  # (K, B, ...) in one gather
+                    # (K, B, ...) in one gather: index_select on rows is far faster than
+                    # advanced indexing of a 4-d tensor, and a buffer kept across steps
+                    # saves the page faults of a fresh multi-megabyte tensor per step.
+                    flat = idx.reshape(-1)
+                    xb = torch.index_select(x_rows, 0, flat, out=x_buf[:len(flat)]).view(k, -1, *x_shape)
                 else:
                     xb = torch.stack([d.x_train[i] for d, i in zip(datas, idx)])
                 if cfg0.augment:

@@ -150,7 +150,7 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-METHODS = ("auto", "plan", "generic")
+METHODS = ("auto", "plan", "generic", "reference")
 
 
 class PrecisionError(RuntimeError):
@@ -206,7 +206,8 @@ def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p
     Returns two float64 tensors of shape (M,) on the CPU. The model is put in eval mode.
     Noise (if any) is drawn from ``generator``; with fixed ``chunk_size`` and
     ``max_rows`` the result is deterministic. ``method`` forces a path (``"plan"``
-    raises when the channel plan does not apply); ``stats``, when given, receives the
+    raises when the channel plan does not apply; ``"reference"`` is the plain definition,
+    one full forward pass per perturbation, for checking results); ``stats``, when given, receives the
     path taken, the FLOPs and time of the base and suffix work, and the precision check.
     """
     if method not in METHODS:
@@ -262,6 +263,9 @@ def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, 
     device = x.device
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else None
     stats.setdefault("perturbations", pert.n)
+    if method == "reference":
+        stats["path"] = "reference"
+        return _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast)
     if pert.noise_std or not pert.keep:
         stats["path"] = "generic"
         return _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast)
@@ -282,6 +286,43 @@ def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, 
                                           autocast=autocast, stats=stats)
     inv = torch.as_tensor(inverse, device=loss_sum.device)
     return loss_sum.index_select(0, inv), correct.index_select(0, inv)
+
+
+def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast):
+    """The plain definition, one perturbation at a time: ablation masks through
+    :func:`singledir.reference.reference_ablation_eval` (a forward hook clamps the units,
+    the whole network runs on every example); noise through a forward hook that adds
+    this perturbation's noise. Slow by design (``method="reference"``)."""
+    from .reference import reference_ablation_eval
+
+    device = x.device
+    loss_sum = torch.zeros(pert.n, dtype=torch.float64, device=device)
+    correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
+    ctx = autocast if autocast is not None else contextlib.nullcontext
+    n = len(x)
+    if not pert.noise_std:
+        for m in range(pert.n):
+            units = {name: (k[m] == 0).nonzero().flatten().tolist() for name, k in pert.keep.items()}
+            fill = {name: pert.fill.get(name) for name in pert.keep}
+            with ctx():
+                loss, acc = reference_ablation_eval(model, x, y, units, fill, batch_size=chunk_size, topk=topk)
+            loss_sum[m], correct[m] = loss * n, acc * n
+        return loss_sum, correct
+    hooks = _Hooks(model, sorted(pert.layers()))
+    hooks.generator = generator
+    try:
+        for m in range(pert.n):
+            hooks.pert = pert.slice(m, m + 1)
+            for i in range(0, n, chunk_size):
+                with ctx():
+                    logits = model(x[i:i + chunk_size]).float()
+                yb = y[i:i + chunk_size]
+                loss_sum[m] += F.cross_entropy(logits, yb, reduction="sum").double()
+                correct[m] += topk_correct(logits, yb, topk).sum(dtype=torch.float64)
+    finally:
+        hooks.pert = None
+        hooks.remove()
+    return loss_sum, correct
 
 
 def _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast):

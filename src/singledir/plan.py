@@ -269,6 +269,9 @@ def check_config(config: dict) -> None:
             for problem in config_problems(config, family):
                 raise ConfigError(problem)
         analysis = fams[family].get("analysis", {})
+        if analysis.get("precision") == "tf32" and config.get("device", "auto") == "cpu":
+            raise ConfigError(f"families.{family}.analysis.precision: tf32 needs a CUDA device but device is 'cpu'; "
+                              f"use precision fp32 (exact) or set device to auto/cuda")
         for key in ("ablation_layers", "unit_layers"):
             layers = analysis.get(key, "all")
             if not isinstance(layers, list):

@@ -84,7 +84,7 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
         ax2.set_xlabel(xlabel)
         ax2.set_ylabel("Impact of ablation on loss (per-layer fit)")
         if len(layers) <= 12:
-            ax2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            ax2.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     suptitle(fig, title, scale, label)
     fig.tight_layout()
     return fig

@@ -169,6 +169,7 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
                    ckpt_path)
 
     n = len(data.x_train)
+    x_rows, x_shape = data.x_train.reshape(n, -1), tuple(data.x_train.shape[1:])
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     snapshot_epochs = set(cfg.snapshot_epochs)
     if 0 in snapshot_epochs and not (work_dir / "snapshot_0.pt").exists():
@@ -187,7 +188,9 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
                 perm = torch.randperm(n, generator=gen, device=device)
             for step in range(start_step, steps_per_epoch):
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                xb, yb = data.x_train[idx], data.y_train[idx]
+                # index_select on rows: far faster than advanced indexing of a 4-d tensor
+                xb = x_rows.index_select(0, idx).view(len(idx), *x_shape)
+                yb = data.y_train.index_select(0, idx)
                 if cfg.augment:
                     xb = augment_batch(xb, gen)
                 loss = F.cross_entropy(model(xb), yb)

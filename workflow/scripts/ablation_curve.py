@@ -2,7 +2,7 @@ from singledir.ablation import cumulative_ablation_curve
 from singledir.io import save_csv
 from singledir.models import resolve_layers
 from singledir.perturb import activation_moments
-from singledir.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -19,7 +19,7 @@ with log_to(snakemake.log[0]):
     moments = activation_moments(model, data.x_train, layers, a["chunk_size"]) if mode == "mean" else None
     curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"],
                                       seed=snakemake.params.seed, mode=mode, moments=moments,
-                                      chunk_size=a["chunk_size"], max_rows=a["max_rows"], topk=a["topk"])
+                                      chunk_size=a["chunk_size"], max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
     curve.insert(0, "model", state["spec"]["id"])
     curve.insert(1, "mode", mode)
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

@@ -57,7 +57,7 @@ ax2.text(0.98, 0.97, f"Spearman r = {r['value']:.3f}, p = {r['p']:.3g}\n95% CI [
 ax2.set_xlabel("Generalization error (1 - test accuracy)")
 ax2.set_ylabel("Area under ablation curve (normalized)")
 ax2.set_title("b", loc="left", fontweight="bold")
-plotting.suptitle(fig, "Networks which generalize poorly are more reliant on single directions",
+plotting.suptitle(fig, "Reliance on single directions vs generalization (same topology, clean labels)",
                   sm.params.scale, sm.params.label)
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)

@@ -31,7 +31,7 @@ ax.set_xlabel("Number of feature maps ablated")
 ax.set_ylabel("Training accuracy")
 ax.set_ylim(0, 1.02)
 ax.legend(fontsize=7)
-plotting.suptitle(fig, "Batch norm reduces reliance on single directions", sm.params.scale, sm.params.label)
+plotting.suptitle(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label)
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 

@@ -40,7 +40,7 @@ for ax, col, xlabel, panel in ((axes[0], "selectivity", "Class selectivity index
     ax.set_ylabel("Density (feature maps)")
     ax.legend(fontsize=7)
     ax.set_title(panel, loc="left", fontweight="bold")
-plotting.suptitle(fig, "Batch norm decreases class selectivity and increases mutual information",
+plotting.suptitle(fig, "Class selectivity and mutual information with and without batch norm",
                   sm.params.scale, sm.params.label)
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)

@@ -6,7 +6,7 @@ from singledir.ablation import cumulative_ablation_curve
 from singledir.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
 from singledir.io import save_csv
 from singledir.resnet import analysis_layers, load_trained
-from singledir.runtime import log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, log_to, pick_device, setup_torch
 
 sm = snakemake
 a = sm.params.analysis
@@ -23,7 +23,7 @@ with log_to(sm.log[0]):
     print(f"{state['spec']['id']}: {len(x)} training images, layers {layers}, top-{a['topk']}")
     curve = cumulative_ablation_curve(model, x.to(device), y.to(device), layers, a["orderings"], a["curve_points"],
                                       seed=sm.params.seed, chunk_size=a["chunk_size"], max_rows=a["max_rows"],
-                                      topk=a["topk"])
+                                      topk=a["topk"], **engine_options(a))
     curve.insert(0, "model", state["spec"]["id"])
     curve.insert(1, "mode", "zero")
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

@@ -9,7 +9,7 @@ from singledir.ablation import single_unit_impact
 from singledir.imagenet import IndexedImages, dataset_transform, load_images, spatial_mean_activations
 from singledir.io import save_csv
 from singledir.resnet import analysis_layers, load_trained, unit_weights
-from singledir.runtime import log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, log_to, pick_device, setup_torch
 from singledir.selectivity import class_selectivity_index, mutual_information
 
 sm = snakemake
@@ -32,7 +32,7 @@ with log_to(sm.log[0]):
     print(f"{state['spec']['id']}: {len(layers)} layers; selectivity on {len(y)} test images, impact on "
           f"{len(y_imp)}, top-{a['topk']}")
     impact = single_unit_impact(model, x_imp.to(device), y_imp.to(device), layers, chunk_size=a["chunk_size"],
-                                max_rows=a["max_rows"], topk=a["topk"])
+                                max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
     parts = []
     for depth, name in enumerate(layers, start=1):
         act = means[name]

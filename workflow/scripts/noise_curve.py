@@ -2,7 +2,7 @@ from singledir.io import save_csv
 from singledir.models import resolve_layers
 from singledir.noise import noise_curve
 from singledir.perturb import activation_moments
-from singledir.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]):
         x, y = x[sub], y[sub]
     curve = noise_curve(model, x, y, layers, {n: m["var"] for n, m in moments.items()}, a["noise_scales"],
                         a["noise_repeats"], seed=snakemake.params.seed, chunk_size=a["chunk_size"],
-                        max_rows=a["max_rows"], topk=a["topk"])
+                        max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
     curve.insert(0, "model", state["spec"]["id"])
     print(curve.groupby("scale")["accuracy"].mean().to_string())
     save_csv(curve, snakemake.output.curve)

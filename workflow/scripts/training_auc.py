@@ -3,7 +3,7 @@ import pandas as pd
 from singledir.ablation import cumulative_ablation_curve, curve_aucs
 from singledir.io import save_csv
 from singledir.models import resolve_layers
-from singledir.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -21,7 +21,7 @@ with log_to(snakemake.log[0]):
         layers = resolve_layers(model, a["ablation_layers"])
         curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"],
                                           seed=snakemake.params.seed, chunk_size=a["chunk_size"],
-                                          max_rows=a["max_rows"], topk=a["topk"])
+                                          max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
         aucs = curve_aucs(curve)
         aucs.insert(0, "epoch", epoch)
         rows.append(aucs)

@@ -4,7 +4,7 @@ from singledir.ablation import single_unit_impact
 from singledir.io import save_csv
 from singledir.models import first_linear_weights, resolve_layers
 from singledir.perturb import layer_activations
-from singledir.runtime import load_data, load_model, log_to, pick_device, setup_torch
+from singledir.runtime import engine_options, load_data, load_model, log_to, pick_device, setup_torch
 from singledir.selectivity import class_selectivity_index, mutual_information
 
 a = snakemake.params.analysis
@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]):
     acts = layer_activations(model, data.x_test, layers, a["chunk_size"])
     y = data.y_test.cpu().numpy()
     impact = single_unit_impact(model, data.x_test, data.y_test, layers, chunk_size=a["chunk_size"],
-                                max_rows=a["max_rows"], topk=a["topk"])
+                                max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
     parts = []
     for depth, name in enumerate(layers, start=1):
         act = acts[name].numpy()
