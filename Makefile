@@ -12,6 +12,8 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
 # The config the results in results/ were made with (make report).
 REPORT_CONFIG ?= config/demo.yaml
+# Extra snakemake options for demo/report, e.g. SNAKEMAKE_ARGS=-n for a dry run.
+SNAKEMAKE_ARGS ?=
 
 .PHONY: install demo test report readme-status clean-demo
 
@@ -26,15 +28,16 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 
 install: $(VENV)/.installed
 
+# Targets come first: --configfile takes every word up to the next option.
 demo: install
-	$(BIN)/snakemake --profile profiles/local --configfile config/demo.yaml all_figures
+	$(BIN)/snakemake all_figures --profile profiles/local --configfile config/demo.yaml $(SNAKEMAKE_ARGS)
 
 # The HTML report of the run (figures with captions, claims table, config, runtimes):
 # finishes the workflow for REPORT_CONFIG, then renders results/report.html.
 report: install
-	$(BIN)/snakemake --profile profiles/local --configfile $(REPORT_CONFIG) all_figures report_pages
-	$(BIN)/snakemake --profile profiles/local --configfile $(REPORT_CONFIG) --report results/report.html \
-		all_figures report_pages
+	$(BIN)/snakemake all_figures report_pages --profile profiles/local --configfile $(REPORT_CONFIG) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake all_figures report_pages --profile profiles/local --configfile $(REPORT_CONFIG) \
+		--report results/report.html
 
 # The README's "Reproduction status" section, regenerated from results/claims.md.
 readme-status: install

@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .io import save_torch
-from .training import TrainingInterrupted, _catch_stop_signals
+from .training import TrainingInterrupted, _catch_stop_signals, make_optimizer  # same optimizers as one model
 
 
 @dataclass
@@ -204,14 +204,6 @@ def _autocast(cfg: StepConfig, device: torch.device):
     if cfg.amp == "none" or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
-
-
-def make_optimizer(params, cfg: StepConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}; choose 'sgd' or 'adam'")
 
 
 def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: str | os.PathLike,

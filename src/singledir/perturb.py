@@ -371,16 +371,12 @@ def _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, 
     return loss_sum, correct
 
 
-@torch.no_grad()
-def layer_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                      chunk_size: int = 1024) -> dict[str, torch.Tensor]:
-    """Unperturbed activations of ``layers`` for all of ``x`` (eval mode), on the CPU."""
+def _forward_with_hooks(model: nn.Module, x: torch.Tensor, chunk_size: int, hooks: dict) -> None:
+    """Run ``model`` (eval mode) over ``x`` in chunks with forward hooks ``{layer: fn}``."""
     was_training = model.training
     model.eval()
     modules = dict(model.named_modules())
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    handles = [modules[name].register_forward_hook(
-        lambda mod, inp, out, name=name: store[name].append(out.detach().cpu())) for name in layers]
+    handles = [modules[name].register_forward_hook(fn) for name, fn in hooks.items()]
     try:
         for i in range(0, len(x), chunk_size):
             model(x[i:i + chunk_size])
@@ -388,6 +384,15 @@ def layer_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+@torch.no_grad()
+def layer_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
+                      chunk_size: int = 1024) -> dict[str, torch.Tensor]:
+    """Unperturbed activations of ``layers`` for all of ``x`` (eval mode), on the CPU."""
+    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    _forward_with_hooks(model, x, chunk_size, {
+        name: (lambda mod, inp, out, name=name: store[name].append(out.detach().cpu())) for name in layers})
     return {name: torch.cat(v) for name, v in store.items()}
 
 
@@ -400,9 +405,6 @@ def activation_moments(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
     variance (over examples and, for feature maps, spatial positions) scales the noise
     of the noise analysis (section 2.2). Accumulated in float64 chunk by chunk.
     """
-    was_training = model.training
-    model.eval()
-    modules = dict(model.named_modules())
     acc: dict[str, dict] = {}
 
     def hook(name):
@@ -417,14 +419,7 @@ def activation_moments(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
             a["count"] += o.numel() // o.shape[1]
         return fn
 
-    handles = [modules[name].register_forward_hook(hook(name)) for name in layers]
-    try:
-        for i in range(0, len(x), chunk_size):
-            model(x[i:i + chunk_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _forward_with_hooks(model, x, chunk_size, {name: hook(name) for name in layers})
     out = {}
     for name in layers:
         a = acc[name]

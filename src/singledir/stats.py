@@ -58,3 +58,14 @@ def stat_row(statistic: str, result: dict) -> dict:
     """One row of a ``results/stats/<family>.csv`` table."""
     return {"statistic": statistic, "value": result["value"], "ci_low": result["ci_low"],
             "ci_high": result["ci_high"], "n": result["n"], "p": result.get("p", float("nan"))}
+
+
+def by_fraction_stats(table, value: str, name: str, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Stats rows for a value observed per corrupted-label fraction (Figs. 1 and 2):
+    Spearman's r of ``value`` with ``corrupted_fraction`` over the rows of ``table``
+    (orderings or noise repeats, the resampling unit), then the mean per fraction."""
+    rows = [stat_row(f"spearman_{name}_vs_corrupted_fraction",
+                     spearman(table["corrupted_fraction"], table[value], n_boot, seed))]
+    for f, g in table.groupby("corrupted_fraction"):
+        rows.append(stat_row(f"{name}_fraction_{f:g}", mean_ci(g[value], n_boot, seed)))
+    return rows

@@ -64,7 +64,9 @@ class TrainConfig:
         return cfg
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """SGD (momentum) or Adam from a config with ``optimizer``, ``lr``, ``momentum`` and
+    ``weight_decay`` (a :class:`TrainConfig` or a distributed ``StepConfig``)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":

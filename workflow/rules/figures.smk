@@ -99,6 +99,8 @@ rule fig7:
     params:
         **fig_params("fig7"),
         predictor="selectivity",
+        xlabel="Selectivity index",
+        title="Class selectivity vs ablation impact",
     log:
         f"{RESULTS}/logs/figures/fig7_{{family}}.log",
     benchmark:
@@ -107,7 +109,7 @@ rule fig7:
     conda:
         ENV_CPU
     script:
-        "../scripts/fig7_unit_importance.py"
+        "../scripts/unit_importance.py"
 
 
 rule figA4:
@@ -119,6 +121,8 @@ rule figA4:
     params:
         **fig_params("figA4"),
         predictor="mutual_information",
+        xlabel="Mutual information (bits)",
+        title="Mutual information vs ablation impact",
     log:
         f"{RESULTS}/logs/figures/figA4_{{family}}.log",
     benchmark:
@@ -127,7 +131,7 @@ rule figA4:
     conda:
         ENV_CPU
     script:
-        "../scripts/figA4_mi_importance.py"
+        "../scripts/unit_importance.py"
 
 
 rule stats_table:

@@ -182,8 +182,11 @@ rule imagenet_fig1:
         **imagenet_fig_outputs("fig1"),
     params:
         **imagenet_fig_params("fig1"),
-        layers_note=lambda w: (f"last {-analysis_cfg(IMAGENET)['ablation_layers']} layers"
-                               if isinstance(analysis_cfg(IMAGENET).get("ablation_layers"), int) else "chosen layers"),
+        xlabel=lambda w: "Number of feature maps ablated ({})".format(
+            f"last {-analysis_cfg(IMAGENET)['ablation_layers']} layers"
+            if isinstance(analysis_cfg(IMAGENET).get("ablation_layers"), int) else "chosen layers"),
+        ylabel="Training accuracy (top-5)",
+        title="ResNet: cumulative ablation vs label corruption",
     log:
         f"{RESULTS}/logs/figures/fig1_{IMAGENET}.log",
     benchmark:
@@ -192,7 +195,7 @@ rule imagenet_fig1:
     conda:
         ENV_CPU
     script:
-        "../scripts/imagenet_fig1_ablation.py"
+        "../scripts/fig1_ablation_by_corruption.py"
 
 
 rule imagenet_fig7:

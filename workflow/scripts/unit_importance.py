@@ -1,5 +1,7 @@
-"""Fig. A4: mutual information vs impact of single-unit ablation on test loss, coloured by
-layer, with Spearman r and p (bootstrap CI over units); per-layer correlations too."""
+"""Figs. 7 and A4 (MNIST, CIFAR-10): a unit statistic (``params.predictor``: class
+selectivity for Fig. 7, mutual information for Fig. A4) vs the impact of ablating each
+unit alone on the test loss, coloured by layer, with Spearman r and p (bootstrap CI over
+units); per-layer correlations too."""
 import functools
 
 import pandas as pd
@@ -13,8 +15,8 @@ units = pd.concat([pd.read_csv(f) for f in sm.input.units])
 save_csv(units, sm.output.csv)
 corr = functools.partial(spearman, n_boot=sm.params.bootstrap, seed=sm.params.seed)
 x = sm.params.predictor
-fig = plotting.unit_scatter(units, x, "Mutual information (bits)", "Mutual information vs ablation impact",
-                            sm.params.scale, sm.params.label, corr, per_layer=units["layer"].nunique() > 2)
+fig = plotting.unit_scatter(units, x, sm.params.xlabel, sm.params.title, sm.params.scale, sm.params.label, corr,
+                            per_layer=units["layer"].nunique() > 2)
 plotting.save(fig, sm.output.pdf)
 rows = [stat_row(f"spearman_{x}_vs_impact", corr(units[x], units["impact"]))]
 for layer, g in units.groupby("depth"):
