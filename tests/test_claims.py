@@ -239,4 +239,12 @@ def test_selection_rates_not_computed_or_trivial_at_this_scale_are_not_run(tmp_p
     assert top5["reproduced"] == "not run" and "has no 5" in top5["note"]
     top10 = claim("fig4c_selection_top10", "cifar10").evaluate(src, 10)
     assert top10["reproduced"] == "not run" and "only 6 settings" in top10["note"]
+    # subselections of 3 settings: a top-5 pick is certain, a top-2 pick is not
+    res3 = tmp_path / "results3"
+    write_stats(res3, "cifar10", [("fig4", "selection_top2_percent", 100.0, 70.0, 100.0, 6),
+                                  ("fig4", "selection_top5_percent", 100.0, 100.0, 100.0, 6),
+                                  ("fig4", "selection_subset_size", 3, np.nan, np.nan, 6)])
+    src3 = C.Sources.from_results(res3)
+    top5 = claim("fig4c_selection_top5", "cifar10").evaluate(src3, 10)
+    assert top5["reproduced"] == "not run" and "each random subselection has only 3 settings" in top5["note"]
 

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .auc import curve_aucs, normalized_auc  # noqa: F401  (torch-free, for figure jobs)
 from .perturb import PerturbationBatch, activation_moments, evaluate_perturbations
 from .reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
 
@@ -136,32 +137,6 @@ def cumulative_ablation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     df["accuracy"] = acc
     df["loss"] = loss
     return df
-
-
-def normalized_auc(fraction: np.ndarray, accuracy: np.ndarray) -> float:
-    """Area under accuracy vs fraction ablated, divided by the unablated accuracy.
-
-    ``fraction`` must start at 0 and end at 1. A flat curve gives exactly 1.0.
-    """
-    fraction, accuracy = np.asarray(fraction, float), np.asarray(accuracy, float)
-    order = np.argsort(fraction)
-    fraction, accuracy = fraction[order], accuracy[order]
-    if fraction[0] != 0 or not np.isclose(fraction[-1], 1.0):
-        raise ValueError("normalized_auc needs a curve from fraction 0 to fraction 1")
-    if accuracy[0] <= 0:
-        return 0.0
-    area = float(np.sum((fraction[1:] - fraction[:-1]) * (accuracy[1:] + accuracy[:-1]) / 2))
-    return area / accuracy[0]
-
-
-def curve_aucs(curve: pd.DataFrame) -> pd.DataFrame:
-    """Normalized AUC per ordering of a tidy curve (extra id columns are kept)."""
-    ids = [c for c in curve.columns if c not in ("ordering", "n_ablated", "fraction", "accuracy", "loss")]
-    rows = []
-    for key, g in curve.groupby(ids + ["ordering"], sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append(dict(zip(ids + ["ordering"], key), auc=normalized_auc(g["fraction"].values, g["accuracy"].values)))
-    return pd.DataFrame(rows)
 
 
 def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pandas as pd
-import torch
 
 
 @contextlib.contextmanager
@@ -38,6 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def save_torch(obj, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
+        import torch  # here, so that jobs writing only tables and figures never import it
+
         torch.save(obj, tmp)
 
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .ablation import curve_aucs
+from .auc import curve_aucs
 
 
 def final_performance(history_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from ``params`` (the ImageNet rule names its layers and top-5)."""
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from singledir.ablation import curve_aucs
+from singledir.auc import curve_aucs
 from singledir.io import save_csv
 from singledir import plotting
 from singledir.stats import by_fraction_stats

@@ -103,4 +103,8 @@ for k in top:
     rows.append(stat_row(f"selection_top{k}_percent", sel[f"top{k}_percent"]))
 rows.append(stat_row("selection_gap_to_best_percent", sel["gap_mean_percent"]))
 rows.append(stat_row("selection_gap_to_best_std_percent", sel["gap_std_percent"]))
+# settings per random subselection (n: settings in the sweep): with at most k of them,
+# every pick is trivially in the top k
+rows.append(stat_row("selection_subset_size", {"value": subset, "ci_low": float("nan"), "ci_high": float("nan"),
+                                               "n": n_settings}))
 save_csv(pd.DataFrame(rows), sm.output.stats)

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir.ablation import curve_aucs
+from singledir.auc import curve_aucs
 from singledir.io import save_csv
 from singledir import plotting
 from singledir.stats import mean_ci, stat_row
