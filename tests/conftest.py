@@ -17,6 +17,18 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (small convolutions run faster than with two
+    threads on busy CI cores); the previous count is restored."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared (test data); skips the test when absent."""
     path = SHARED / "data" / name

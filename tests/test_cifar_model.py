@@ -14,13 +14,8 @@ from singledir.perturb import PerturbationBatch, activation_moments, evaluate_pe
 from singledir.selectivity import class_selectivity_index, mutual_information
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions: one intra-op thread is faster than two on busy CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# Small convolutions: one intra-op thread (conftest's fixture) is faster on busy CI cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _shapes(model, x):

@@ -27,15 +27,6 @@ from singledir.models import build_model, resolve_layers
 from singledir.training import TrainConfig, train
 
 
-@pytest.fixture
-def one_thread():
-    """Small convolutions: one intra-op thread is faster than two on busy CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
 def test_convnet_on_real_cifar_subset(tmp_path, one_thread):
     path = shared_file("cifar10_jpeg_12k.npz")

@@ -1,5 +1,6 @@
 """Fused training equals separate training: bitwise for MLPs with one thread, within float
-rounding for MLPs with several threads and for ConvNets (grouped convolutions); resume after SIGTERM; grouping from the config; the
+rounding for MLPs with several threads and for ConvNets (grouped convolutions); resume
+after SIGTERM; grouping from the config; the
 Snakemake rules."""
 
 import contextlib
@@ -63,6 +64,14 @@ def _separate_and_fused(datas, cfgs, build, tmp_path):
     return sep, fused_models, res
 
 
+def _jittered(model, eps=1e-7):
+    """``model`` with every weight moved by one part in 1/eps: a rounding-sized change."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + eps)
+    return model
+
+
 def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
@@ -92,17 +101,10 @@ def test_fused_mlps_with_two_threads_agree_within_rounding(digits, tmp_path):
     rounding, bounded as for ConvNets by separate training's own sensitivity to moving
     its initial weights by one part in 10^7."""
     datas, cfgs, build = _members(digits, "adam", epochs=1)
-
-    def build_jittered(i):
-        m = build(i)
-        with torch.no_grad():
-            for p in m.parameters():
-                p.mul_(1 + 1e-7)
-        return m
     with threads(2):
         sep, fused_models, res = _separate_and_fused(datas, cfgs, build, tmp_path)
         for i, ((m, hist, _), fm, (fhist, _)) in enumerate(zip(sep, fused_models, res)):
-            jittered = build_jittered(i)
+            jittered = _jittered(build(i))
             train(jittered, datas[i], cfgs[i], tmp_path / f"jitter{i}", log=QUIET)
             sensitivity = _max_diff(m.state_dict(), jittered.state_dict())
             assert _max_diff(m.state_dict(), fm.state_dict()) <= 10 * sensitivity + 1e-6
@@ -121,13 +123,9 @@ def test_fused_convnets_agree_within_rounding(digits, tmp_path):
                  digits.x_test[:200].repeat(1, 3, 1, 1), digits.y_test[:200], 10)
     cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=lr, seed=s) for s, lr in ((0, 0.05), (3, 0.1))]
 
-    def build_conv(i, jitter=0.0):
+    def build_conv(i):
         torch.manual_seed(cfgs[i].seed)
-        model = ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
-        with torch.no_grad():
-            for p in model.parameters():
-                p.mul_(1 + jitter)
-        return model
+        return ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
     # The source of the difference: one grouped convolution vs per-model convolutions.
     convs = [build_conv(i) for i in range(2)]
     net = FusedNet(convs, _MemberRNG([0, 3], torch.device("cpu"))).eval()
@@ -137,7 +135,7 @@ def test_fused_convnets_agree_within_rounding(digits, tmp_path):
         assert (fused_out[i] - c.eval()(xb)).abs().max() < 1e-5
     sep, fused_models, res = _separate_and_fused([x3, x3], cfgs, build_conv, tmp_path / "conv")
     for i, ((m, hist, _), fm, (fhist, _)) in enumerate(zip(sep, fused_models, res)):
-        jittered = build_conv(i, jitter=1e-7)
+        jittered = _jittered(build_conv(i))
         train(jittered, x3, cfgs[i], tmp_path / f"jitter{i}", log=QUIET)
         sensitivity = _max_diff(m.state_dict(), jittered.state_dict())
         assert _max_diff(m.state_dict(), fm.state_dict()) <= 10 * sensitivity + 1e-6

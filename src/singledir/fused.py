@@ -122,11 +122,7 @@ class _FusedLinearFn(torch.autograd.Function):
 
     One batched product per pass (``baddbmm``/``bmm``): member k's slice is the product
     a separate model computes (``addmm(b, x, W^T)``; backward ``g @ W``, ``g^T @ x``,
-    ``g.sum(0)``). With one intra-op thread (how the workflow runs training jobs) MKL
-    computes each slice with the very kernel of the separate product, so the results are
-    bitwise equal; with more threads a separate model's small product may be split
-    across threads (another summation order), so they agree to float rounding
-    (``tests/test_fused.py`` checks both).
+    ``g.sum(0)``); when that is bitwise equal, see the module docstring.
     """
 
     @staticmethod

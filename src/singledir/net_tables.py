@@ -48,6 +48,14 @@ def mean_auc(curves: pd.DataFrame) -> pd.DataFrame:
     return a.groupby("model", sort=False)["auc"].agg(auc="mean", auc_std="std").reset_index()
 
 
+def with_corrupted_fraction(paths: Iterable[str | os.PathLike], specs: dict) -> pd.DataFrame:
+    """The tidy per-model tables at ``paths`` stacked, with each row's model's
+    corrupted-label fraction (from its spec) as column ``corrupted_fraction`` (second)."""
+    table = pd.concat([pd.read_csv(p) for p in paths])
+    table.insert(1, "corrupted_fraction", table["model"].map(lambda m: specs[m]["labels"]["fraction"]))
+    return table
+
+
 def spec_value(models: Sequence[str], specs: dict, section: str, key: str, default=None) -> list:
     """``specs[m][section][key]`` for each model id (e.g. ('train', 'lr'))."""
     return [specs[m][section].get(key, default) for m in models]

@@ -301,9 +301,9 @@ def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast
     ctx = autocast if autocast is not None else contextlib.nullcontext
     n = len(x)
     if not pert.noise_std:
+        fill = {name: pert.fill.get(name) for name in pert.keep}
         for m in range(pert.n):
             units = {name: (k[m] == 0).nonzero().flatten().tolist() for name, k in pert.keep.items()}
-            fill = {name: pert.fill.get(name) for name in pert.keep}
             with ctx():
                 loss, acc = reference_ablation_eval(model, x, y, units, fill, batch_size=chunk_size, topk=topk)
             loss_sum[m], correct[m] = loss * n, acc * n

@@ -39,14 +39,6 @@ def mean_std_by(df: pd.DataFrame, x: str, y: str, rep: str):
     return table.columns.values, table.values
 
 
-def with_corrupted_fraction(paths, specs: dict) -> pd.DataFrame:
-    """The tidy tables at ``paths`` stacked, with each row's model's corrupted-label
-    fraction (from its spec) as column ``corrupted_fraction``."""
-    table = pd.concat([pd.read_csv(p) for p in paths])
-    table.insert(1, "corrupted_fraction", table["model"].map(lambda m: specs[m]["labels"]["fraction"]))
-    return table
-
-
 def bands_by_fraction(ax, table: pd.DataFrame, x: str, rep: str, marker=None) -> None:
     """Mean +/- std of accuracy over ``rep`` against ``x``, one band per corrupted
     fraction (plasma colours), with the legend (Figs. 1 and 2)."""

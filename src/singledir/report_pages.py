@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .claims import FAMILY_NAMES, RULES, _not_run
+from .claims import FAMILY_NAMES, RULES, not_run_phrase
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px; margin: 1.2em; color: #1e293b; }
@@ -77,7 +77,7 @@ def claims_html(table: pd.DataFrame, scale: str) -> str:
         rows.append(f"<tr class='{r.reproduced.replace(' ', '')}' id='{html.escape(r.claim_id)}'>{tds}</tr>")
     rules = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}.</li>" for k, v in RULES.items())
     body = (f"<p>Scale: <b>{html.escape(scale)}</b>. <b>{int(counts.get('yes', 0))} of {ran}</b> claims tested are "
-            f"reproduced, {int(counts.get('no', 0))} are not, {_not_run(counts)} at "
+            f"reproduced, {int(counts.get('no', 0))} are not, {not_run_phrase(counts)} at "
             "this scale. Confidence intervals are 95 % percentile bootstraps over the unit named in "
             "<i>Resampled</i>.</p>"
             f"<table class='claims'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"

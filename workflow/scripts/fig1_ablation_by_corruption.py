@@ -7,11 +7,12 @@ import pandas as pd
 
 from singledir.auc import curve_aucs
 from singledir.io import save_csv
+from singledir.net_tables import with_corrupted_fraction
 from singledir import plotting
 from singledir.stats import by_fraction_stats
 
 sm = snakemake
-curves = plotting.with_corrupted_fraction(sm.input.curves, sm.params.specs)
+curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
 save_csv(curves, sm.output.csv)
 
 fig, ax = plt.subplots(figsize=(4.6, 3.4))

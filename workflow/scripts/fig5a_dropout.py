@@ -8,14 +8,14 @@ import pandas as pd
 
 from singledir.auc import curve_aucs
 from singledir.io import save_csv
+from singledir.net_tables import with_corrupted_fraction
 from singledir import plotting
 from singledir.stats import mean_ci, stat_row
 
 sm = snakemake
 specs = sm.params.specs
-c = pd.concat([pd.read_csv(f) for f in sm.input.curves])
+c = with_corrupted_fraction(sm.input.curves, specs)
 c.insert(1, "dropout", c["model"].map(lambda m: specs[m]["model"]["dropout"]))
-c.insert(2, "corrupted_fraction", c["model"].map(lambda m: specs[m]["labels"]["fraction"]))
 save_csv(c, sm.output.csv)
 
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
