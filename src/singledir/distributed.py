@@ -17,7 +17,8 @@ Determinism and resumption come from deriving everything random from (seed, step
 - weights are initialized from ``train.seed`` on every process.
 
 A checkpoint (model, optimizer, grad scaler, step, history) is written atomically every
-``checkpoint_every`` steps; a rerun resumes from it, and on the CPU the result equals an
+``checkpoint_every`` steps; a rerun resumes from it (from the one before, or from scratch,
+if it does not load: :mod:`singledir.checkpoint`), and on the CPU the result equals an
 uninterrupted run. SIGTERM or SIGUSR1 (what SLURM sends before a time limit or
 preemption) makes every process finish the current step, write a checkpoint and exit
 non-zero (the processes agree on stopping through an all-reduce each step).
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .io import save_torch
+from .checkpoint import load_checkpoint, save_checkpoint as save_checkpoint_file
 from .training import TrainingInterrupted, _catch_stop_signals, make_optimizer  # same optimizers as one model
 
 
@@ -226,15 +227,23 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
     start, history = 0, []
     meter = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images since the last log
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    # One process sets a bad checkpoint aside; the others then load what it chose.
+    required = ("model", "optimizer", "scaler", "step", "history", "meter")
+    state = None
+    if info.main:
+        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log)
+    if info.world > 1:
+        dist.barrier()
+    if not info.main:
+        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log, move_bad=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, history = int(state["step"]), list(state["history"])
         meter.copy_(state["meter"].to(device) if info.main else torch.zeros_like(meter))
         if info.main:
-            log(f"resuming from {ckpt_path} at step {start}")
+            log(f"resuming from {loaded} at step {start}")
     ddp = None
     if info.world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
@@ -257,9 +266,9 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
     def save_checkpoint(step):
         partial = meter_total()  # a collective: every process takes part
         if info.main:
-            save_torch({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                        "history": history, "meter": partial.cpu(), "config": cfg.__dict__}, ckpt_path)
+            save_checkpoint_file({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                                  "history": history, "meter": partial.cpu(), "config": cfg.__dict__}, ckpt_path)
         if info.world > 1:
             dist.barrier()
 

@@ -60,6 +60,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
 from .data import Tensors
 from .io import save_torch
 from .training import TrainConfig, TrainingInterrupted, _catch_stop_signals, augment_batch, lr_at
@@ -478,8 +479,9 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     opt = _FusedOptimizer(list(net.parameters()), cfgs)
     start_epoch, start_step, perms = 0, 0, None
     histories: list[list[dict]] = [[] for _ in range(k)]
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
+                                    required=("net", "optimizer", "epoch", "step", "perms", "histories", "seeds"))
+    if state is not None:
         if state["seeds"] != [c.seed for c in cfgs]:
             raise ValueError(f"{ckpt_path} belongs to a group with seeds {state['seeds']}; remove it to start over")
         net.load_state_dict(state["net"])
@@ -488,12 +490,12 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
             g.set_state(s.to("cpu") if device.type == "cpu" else s)
         rng.states = state["rng_states"]
         start_epoch, start_step, perms, histories = state["epoch"], state["step"], state["perms"], state["histories"]
-        log(f"resuming fused group from {ckpt_path} at epoch {start_epoch}, step {start_step}")
+        log(f"resuming fused group from {loaded} at epoch {start_epoch}, step {start_step}")
 
     def save_checkpoint(epoch, step, perms):
-        save_torch({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                    "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
-                    "rng_states": rng.states, "seeds": [c.seed for c in cfgs]}, ckpt_path)
+        write_checkpoint({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+                          "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
+                          "rng_states": rng.states, "seeds": [c.seed for c in cfgs]}, ckpt_path)
 
     def snapshot_path(m, e):
         return work_dir / f"member{m}_snapshot_{e}.pt"
@@ -563,7 +565,7 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     out = []
     for m, model in enumerate(models):
         model.load_state_dict(net.member_state_dict(m, model))
-        snaps = {e: torch.load(snapshot_path(m, e), map_location="cpu", weights_only=True)
+        snaps = {e: load_snapshot(snapshot_path(m, e), work_dir)
                  for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
         out.append((pd.DataFrame(histories[m]), snaps))
     return out

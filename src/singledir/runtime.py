@@ -80,12 +80,30 @@ def load_data(dataset_path, labels_path=None, device="cpu") -> Tensors:
     return to_tensors(data, labels, device)
 
 
+class ModelFileError(RuntimeError):
+    """A trained model file does not load; the message names it and the command that retrains it."""
+
+
+def model_file_error(path: str | os.PathLike, err: BaseException) -> ModelFileError:
+    return ModelFileError(
+        f"{path} does not load ({type(err).__name__}: {err}); it is truncated or corrupt. Retrain it, and "
+        f"remake everything made from it, by adding `--forcerun {path}` to the snakemake command you ran "
+        f"(e.g. `snakemake --forcerun {path} all_figures --configfile config/demo.yaml`).")
+
+
 def load_model(path: str | os.PathLike, device="cpu", snapshot: int | None = None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained model from ``model.pt`` (final weights, or snapshot ``epoch``)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(state["spec"]["model"], state["in_shape"], state["n_classes"])
-    weights = state["state_dict"] if snapshot is None else state["snapshots"][snapshot]
-    model.load_state_dict(weights)
+    """Rebuild a trained model from ``model.pt`` (final weights, or snapshot ``epoch``).
+
+    A file that does not load raises :class:`ModelFileError` naming the file and the one
+    command that retrains it (the model is not moved or deleted: Snakemake's
+    ``--forcerun`` replaces it)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model = build_model(state["spec"]["model"], state["in_shape"], state["n_classes"])
+        weights = state["state_dict"] if snapshot is None else state["snapshots"][snapshot]
+        model.load_state_dict(weights)
+    except Exception as err:  # any failure here means: this file cannot be used as it is
+        raise model_file_error(path, err) from err
     return model.to(device).eval(), state
 
 

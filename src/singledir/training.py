@@ -7,7 +7,9 @@ Nothing is lost when a job dies:
 
 - a resume checkpoint (model, optimizer, RNG states, position in the epoch, history)
   is written atomically every ``checkpoint_every`` epochs to ``work_dir`` (which is not
-  a Snakemake output, so Snakemake never deletes it);
+  a Snakemake output, so Snakemake never deletes it), keeping the one before it; a
+  checkpoint that does not load is reported and set aside, and training resumes from the
+  previous one or from scratch (:mod:`singledir.checkpoint`);
 - on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) the loop
   finishes the current minibatch, writes a checkpoint and raises
   :class:`TrainingInterrupted` (the job exits non-zero; a retry resumes);
@@ -30,6 +32,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
 from .data import Tensors
 from .io import save_torch
 
@@ -152,8 +155,9 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     optimizer = make_optimizer(model.parameters(), cfg)
     start_epoch, start_step, perm, history = 0, 0, None, []
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
+                                    required=("model", "optimizer", "epoch", "step", "perm", "history"))
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         gen.set_state(state["gen_state"].to("cpu") if device.type == "cpu" else state["gen_state"])
@@ -161,14 +165,14 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
         if device.type == "cuda" and state.get("cuda_rng_state") is not None:
             torch.cuda.set_rng_state(state["cuda_rng_state"], device)
         start_epoch, start_step, perm, history = state["epoch"], state["step"], state["perm"], state["history"]
-        log(f"resuming from {ckpt_path} at epoch {start_epoch}, step {start_step}")
+        log(f"resuming from {loaded} at epoch {start_epoch}, step {start_step}")
 
     def save_checkpoint(epoch, step, perm):
-        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "step": step, "perm": perm, "history": history, "gen_state": gen.get_state(),
-                    "torch_rng_state": torch.get_rng_state(),
-                    "cuda_rng_state": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                   ckpt_path)
+        write_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                          "step": step, "perm": perm, "history": history, "gen_state": gen.get_state(),
+                          "torch_rng_state": torch.get_rng_state(),
+                          "cuda_rng_state": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                         ckpt_path)
 
     n = len(data.x_train)
     x_rows, x_shape = data.x_train.reshape(n, -1), tuple(data.x_train.shape[1:])
@@ -214,6 +218,6 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
                 save_checkpoint(epoch + 1, 0, None)
             log(f"epoch {epoch + 1}/{cfg.epochs} train_loss={tr_loss:.4f} train_acc={tr_acc:.4f} "
                 f"test_loss={te_loss:.4f} test_acc={te_acc:.4f}")
-    snapshots = {e: torch.load(work_dir / f"snapshot_{e}.pt", map_location="cpu", weights_only=True)
+    snapshots = {e: load_snapshot(work_dir / f"snapshot_{e}.pt", work_dir)
                  for e in sorted(snapshot_epochs) if (work_dir / f"snapshot_{e}.pt").exists()}
     return pd.DataFrame(history), snapshots

@@ -1,9 +1,18 @@
+import singledir.data as data_lib
+
+# Content digests of npz sources, remembered per file identity (singledir.data.file_sha256):
+# a file is hashed again only when its size, mtime, ctime or inode changed.
+SOURCE_DIGESTS = f"{RESULTS}/.work/source_digests.json"
+
+
 rule prepare_dataset:
-    """Load the family's dataset from its source and store it as one npz."""
+    """Load the family's dataset from its source, validate it and store it as one npz.
+    An npz source's content digest is part of `spec`, so a file replaced at the same path
+    reruns this rule and everything downstream."""
     output:
         dataset=f"{RESULTS}/data/{{family}}/dataset.npz",
     params:
-        spec=lambda w: family_cfg(w.family)["dataset"],
+        spec=lambda w: data_lib.with_source_digest(family_cfg(w.family)["dataset"], SOURCE_DIGESTS),
     log:
         f"{RESULTS}/logs/prepare_dataset/{{family}}.log",
     benchmark:
