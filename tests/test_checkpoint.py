@@ -1,0 +1,183 @@
+"""A resume checkpoint that does not load (truncated: a full disk, a copy cut short) is
+reported with its path, set aside (moved, never deleted), and training resumes from the
+previous checkpoint, or from scratch, ending with the weights of an uninterrupted run.
+One protocol (singledir.checkpoint) serves the single, fused and distributed loops."""
+import json
+
+import pytest
+import torch
+
+from singledir.checkpoint import CheckpointError, load_checkpoint, load_snapshot, previous_of, save_checkpoint
+from singledir.data import load_dataset, to_tensors
+from singledir.fused import train_fused
+from singledir.models import MLP
+from singledir.training import TrainConfig, train
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return data[: len(data) // 2]
+
+
+def test_previous_checkpoint_is_kept_and_taken_when_the_newest_does_not_load(tmp_path):
+    ckpt = tmp_path / "work" / "resume.pt"
+    save_checkpoint({"epoch": 1}, ckpt)
+    assert not previous_of(ckpt).exists()
+    save_checkpoint({"epoch": 2}, ckpt)
+    assert previous_of(ckpt).name == "resume.prev.pt"
+    assert torch.load(previous_of(ckpt), weights_only=False)["epoch"] == 1
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["resume.prev.pt", "resume.pt"]
+    logs = []
+    state, loaded = load_checkpoint(ckpt, required=["epoch"], log=logs.append)
+    assert (state, loaded, logs) == ({"epoch": 2}, ckpt, [])
+
+    bad = truncate(ckpt)
+    state, loaded = load_checkpoint(ckpt, required=["epoch"], log=logs.append)
+    assert state == {"epoch": 1} and loaded == previous_of(ckpt)
+    aside = tmp_path / "work.corrupt" / "resume.pt"
+    assert aside.read_bytes() == bad and not ckpt.exists()  # moved, not deleted
+    assert logs == [f"WARNING: checkpoint {ckpt} does not load ({logs[0].split('(', 1)[1].split(')')[0]}); "
+                    f"moved it to {aside}"]
+
+    # Neither loads: both set aside (a second name in the same folder), start from scratch.
+    save_checkpoint({"epoch": 3}, ckpt)
+    truncate(ckpt)
+    truncate(previous_of(ckpt))
+    logs.clear()
+    assert load_checkpoint(ckpt, log=logs.append) == (None, None)
+    assert sorted(p.name for p in aside.parent.iterdir()) == ["resume.2.pt", "resume.prev.pt", "resume.pt"]
+    assert logs[-1] == f"WARNING: no loadable checkpoint in {ckpt.parent}; training starts from scratch"
+    assert list(ckpt.parent.iterdir()) == []
+
+    # A file of another loop (a key missing) is not used either.
+    save_checkpoint({"step": 5}, ckpt)
+    assert load_checkpoint(ckpt, required=["epoch"], log=logs.append) == (None, None)
+    assert "not a checkpoint of this training loop: no ['epoch']" in logs[-2]
+
+
+def test_a_snapshot_that_does_not_load_says_how_to_recover(tmp_path):
+    p = tmp_path / "snapshot_2.pt"
+    save_checkpoint({"w": torch.ones(3)}, p)
+    truncate(p)
+    with pytest.raises(CheckpointError, match=rf"snapshot {p} does not load .*move {tmp_path} aside"):
+        load_snapshot(p, tmp_path)
+
+
+# --- the training loops ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return to_tensors(load_dataset({"source": "sklearn_digits", "test_fraction": 0.25}))
+
+
+def _cfg(epochs, seed=7):
+    # A constant learning rate: a run of 2 epochs continued to 4 is a run of 4 epochs.
+    return TrainConfig(epochs=epochs, batch_size=64, lr=0.05, seed=seed, checkpoint_every=1, snapshot_epochs=[0, 2])
+
+
+def _mlp(seed=7, dropout=0.2):
+    torch.manual_seed(seed)  # as train_model.py: the seed fixes the initialization
+    return MLP(64, [32, 32], 10, dropout=dropout)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+@pytest.mark.parametrize("also_previous", [False, True], ids=["previous", "scratch"])
+def test_single_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, also_previous, one_thread):
+    ref = _mlp()
+    ref_hist, ref_snaps = train(ref, digits, _cfg(4), tmp_path / "ref", log=lambda *a: None)
+
+    work = tmp_path / "run"
+    train(_mlp(), digits, _cfg(2), work, log=lambda *a: None)  # stops after epoch 2: resume.pt = epoch 2
+    truncate(work / "resume.pt")
+    if also_previous:
+        truncate(work / "resume.prev.pt")
+    logs = []
+    model = _mlp()
+    hist, snaps = train(model, digits, _cfg(4), work, log=logs.append)
+    assert logs[0].startswith(f"WARNING: checkpoint {work / 'resume.pt'} does not load (")
+    assert logs[0].endswith(f"moved it to {tmp_path / 'run.corrupt' / 'resume.pt'}")
+    if also_previous:
+        assert f"WARNING: no loadable checkpoint in {work}; training starts from scratch" in logs
+        assert not any(line.startswith("resuming") for line in logs)
+    else:
+        assert f"resuming from {work / 'resume.prev.pt'} at epoch 1, step 0" in logs
+    assert _same_weights(ref.state_dict(), model.state_dict())
+    assert hist.equals(ref_hist)
+    assert sorted(snaps) == [0, 2] and all(_same_weights(ref_snaps[e], snaps[e]) for e in snaps)
+
+
+def test_fused_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, one_thread):
+    seeds, dropouts = (0, 1), (0.0, 0.2)
+
+    def members(epochs):
+        return [_mlp(s, p) for s, p in zip(seeds, dropouts)], [digits, digits], [_cfg(epochs, s) for s in seeds]
+
+    ref, datas, cfgs = members(4)
+    ref_res = train_fused(ref, datas, cfgs, tmp_path / "ref", log=lambda *a: None)
+    work = tmp_path / "run"
+    train_fused(*members(2), work, log=lambda *a: None)
+    truncate(work / "resume.pt")
+    logs = []
+    models, datas, cfgs = members(4)
+    res = train_fused(models, datas, cfgs, work, log=logs.append)
+    assert logs[0].startswith(f"WARNING: checkpoint {work / 'resume.pt'} does not load (")
+    assert f"resuming fused group from {work / 'resume.prev.pt'} at epoch 1, step 0" in logs
+    assert (tmp_path / "run.corrupt" / "resume.pt").exists()
+    for a, b, (ha, _), (hb, _) in zip(ref, models, ref_res, res):
+        assert _same_weights(a.state_dict(), b.state_dict())
+        assert ha.equals(hb)
+
+
+def _ddp_job(tmp_path, name, steps):
+    from singledir.distributed import write_job
+    from singledir.imagenet import scan
+    from singledir.io import save_csv
+    from test_imagenet import write_image_folder
+
+    root = tmp_path / "imgs"
+    if not root.exists():
+        index, _ = scan(write_image_folder(root, classes=("a", "b", "c", "d"), n_train=8, n_val=2, size=18))
+        save_csv(index, tmp_path / "index.csv.gz")
+    train = dict(steps=steps, batch_size=4, workers=2, optimizer="sgd", lr=0.05, momentum=0.9, augment=True, seed=3,
+                 checkpoint_every=2, log_every=2, lr_schedule="constant", warmup_steps=0)
+    job = {"id": name, "model": {"arch": "torchvision", "name": "resnet18", "width": 0.0625}, "train": train,
+           "dataset": {"source": "imagefolder", "image_size": 16, "resize_size": 16}, "root": str(root),
+           "index": str(tmp_path / "index.csv.gz"), "labels": None, "work_dir": str(tmp_path / "work" / name),
+           "device": "cpu", "threads": 1}
+    return write_job(job, tmp_path / f"{name}_{steps}.json")
+
+
+def _final(tmp_path, name):
+    return torch.load(tmp_path / "work" / name / "resume.pt", map_location="cpu", weights_only=False)
+
+
+@pytest.mark.parametrize("procs", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_distributed_loop_recovers_from_a_truncated_checkpoint(tmp_path, procs):
+    from singledir.distributed import launch
+
+    log = tmp_path / "run.log"
+    launch(_ddp_job(tmp_path, "ref", 6), 1, procs, log_path=tmp_path / "ref.log", log=lambda *a: None)
+    launch(_ddp_job(tmp_path, "run", 4), 1, procs, log_path=log, log=lambda *a: None)
+    ckpt = tmp_path / "work" / "run" / "resume.pt"
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    assert torch.load(previous_of(ckpt), weights_only=False)["step"] == 2
+    truncate(ckpt)
+    lines = []
+    launch(_ddp_job(tmp_path, "run", 6), 1, procs, log_path=log, log=lines.append)
+    text = "\n".join(lines) + (log.read_text() if log.exists() else "")
+    assert f"WARNING: checkpoint {ckpt} does not load (" in text
+    assert f"resuming from {previous_of(ckpt)} at step 2" in text
+    assert (tmp_path / "work" / "run.corrupt" / "resume.pt").exists()
+    final, ref = _final(tmp_path, "run"), _final(tmp_path, "ref")
+    assert final["step"] == 6
+    for k, v in ref["model"].items():
+        if v.is_floating_point():
+            torch.testing.assert_close(final["model"][k], v, atol=1e-6, rtol=0, msg=k)  # observed: bitwise equal
+        else:
+            assert torch.equal(final["model"][k], v), k
+    assert [r["train_loss"] for r in final["history"]] == pytest.approx([r["train_loss"] for r in ref["history"]],
+                                                                       rel=1e-6)
