@@ -8,6 +8,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,19 @@ from .models import build_model
 
 @contextlib.contextmanager
 def log_to(path: str | os.PathLike | None):
-    """Send stdout and stderr (Python-level) to ``path`` for the duration."""
+    """Send stdout and stderr (Python-level) to ``path`` for the duration. An error that
+    ends the block is written to the log too (with its traceback), then raised on, so it
+    also reaches the console Snakemake shows."""
     if not path:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        yield
+        try:
+            yield
+        except Exception:
+            traceback.print_exc(file=fh)
+            raise
 
 
 @contextlib.contextmanager
