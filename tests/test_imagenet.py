@@ -138,3 +138,30 @@ def test_config_checks():
     bad["families"]["imagenet"]["analysis"]["unit_layers"] = ["layer4.2.relu"]
     with pytest.raises(plan.ConfigError, match="unknown layer 'layer4.2.relu'"):
         plan.check_config(bad)
+
+
+def test_index_refuses_empty_class_folders_and_empty_images(tmp_path):
+    spec = write_image_folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "train" / "fox").mkdir()
+    (tmp_path / "imgs" / "val" / "fox").mkdir()
+    with pytest.raises(DataError, match=r"train has class folders without images \(.*fox.*\); add the images or "
+                                        "remove the empty folders"):
+        scan(spec)
+    (tmp_path / "imgs" / "train" / "fox").rmdir()
+    (tmp_path / "imgs" / "val" / "fox").rmdir()
+    (tmp_path / "imgs" / "val" / "dog" / "dog_1.png").write_bytes(b"")  # an interrupted copy
+    with pytest.raises(DataError, match=r"1 image files under .*imgs are empty \(0 bytes\), e\.g\. "
+                                        r"\['val/dog/dog_1.png'\]; .*copy them again"):
+        scan(spec)
+
+
+def test_index_check_compares_targets_with_the_classes(tmp_path):
+    from singledir.imagenet import check_index
+
+    spec = write_image_folder(tmp_path / "imgs")
+    index, classes = scan(spec)
+    check_index(index, classes, spec)
+    with pytest.raises(DataError, match=r"the val split has no images of 1 classes \(e\.g\. \['eel'\]\)"):
+        check_index(index[~((index["split"] == "val") & (index["target"] == 2))], classes, spec)
+    with pytest.raises(DataError, match=r"1 images have targets outside the 3 classes"):
+        check_index(index.assign(target=index["target"].where(index.index != 0, 3)), classes, spec)

@@ -103,7 +103,10 @@ def check_layout(spec: dict) -> None:
 def scan(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """List every image: (index with columns split, path, target; classes with target, folder, name).
 
-    Paths are relative to ``dataset.root``. Train and val must have the same classes.
+    Paths are relative to ``dataset.root``. The index is validated before anything is
+    written (:func:`check_index`): train and val have the same class folders, no class
+    folder is empty, no image file is empty (one ``stat`` per image; a 0-byte file is what
+    an interrupted copy leaves), and every target is a class of the table.
     """
     import torchvision
 
@@ -112,13 +115,17 @@ def scan(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     dirs = split_dirs(spec)
     rows, classes = [], {}
     for split, folder in dirs.items():
-        if spec["source"] == "imagenet":
-            ds = torchvision.datasets.ImageNet(str(root), split=split)
-            folders = ds.wnids
-            names = [", ".join(c) if isinstance(c, tuple) else str(c) for c in ds.classes]
-        else:
-            ds = torchvision.datasets.ImageFolder(str(root / folder))
-            folders = names = ds.classes
+        try:
+            if spec["source"] == "imagenet":
+                ds = torchvision.datasets.ImageNet(str(root), split=split)
+                folders = ds.wnids
+                names = [", ".join(c) if isinstance(c, tuple) else str(c) for c in ds.classes]
+            else:
+                ds = torchvision.datasets.ImageFolder(str(root / folder))
+                folders = names = ds.classes
+        except FileNotFoundError as err:  # torchvision: "Found no valid file for the classes ..."
+            raise layout_error(spec, f"{root / folder} has class folders without images ({err}); add the images "
+                                     "or remove the empty folders from both splits") from err
         classes[split] = (list(folders), list(names))
         rows.append(pd.DataFrame({"split": split,
                                   "path": [os.path.relpath(p, root) for p, _ in ds.samples],
@@ -128,7 +135,30 @@ def scan(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise layout_error(spec, f"{dirs['train']}/ and {dirs['val']}/ have different class folders (e.g. {only[:5]})")
     folders, names = classes["train"]
     table = pd.DataFrame({"target": range(len(folders)), "folder": folders, "name": names})
-    return pd.concat(rows, ignore_index=True), table
+    index = pd.concat(rows, ignore_index=True)
+    check_index(index, table, spec)
+    return index, table
+
+
+def check_index(index: pd.DataFrame, classes: pd.DataFrame, spec: dict) -> None:
+    """Raise :class:`DataError` unless every target is a class of ``classes``, every class
+    has images in every split, and no image file under ``dataset.root`` is empty."""
+    root = _root(spec)
+    n = len(classes)
+    bad = index[(index["target"] < 0) | (index["target"] >= n)]
+    if len(bad):
+        raise DataError(f"dataset.root: {len(bad)} images have targets outside the {n} classes "
+                        f"(e.g. {bad['path'].iloc[0]} -> {bad['target'].iloc[0]})")
+    for split, rows in index.groupby("split"):
+        absent = sorted(set(range(n)) - set(rows["target"].unique().tolist()))
+        if absent:
+            names = classes.set_index("target").loc[absent[:5], "folder"].tolist()
+            raise layout_error(spec, f"the {split} split has no images of {len(absent)} classes "
+                               f"(e.g. {names}); every class needs images in both splits")
+    empty = [p for p in index["path"] if os.stat(root / p).st_size == 0]
+    if empty:
+        raise DataError(f"dataset.root: {len(empty)} image files under {root} are empty (0 bytes), e.g. "
+                        f"{empty[:3]}; an interrupted copy leaves such files: copy them again, or remove them")
 
 
 def balanced_subset(targets: np.ndarray, per_class: int, seed: int) -> pd.DataFrame:
