@@ -183,8 +183,8 @@ def test_source_digest_changes_with_the_content_and_is_cached(tmp_path, monkeypa
     assert first["content_sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
     assert spec.get("content_sha256") is None  # the config is not modified
     reads = []
-    real = hashlib.file_digest
-    monkeypatch.setattr(hashlib, "file_digest", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a, **k: reads.append(1) or real(*a, **k))
     assert with_source_digest(spec, cache) == first and reads == []  # unchanged file: a stat, no read
     os.utime(p)  # touched, same content: read again, same digest
     assert with_source_digest(spec, cache) == first and len(reads) == 1

@@ -23,6 +23,13 @@ from typing import Callable, Iterable
 from .io import atomic_path, torch_bytes
 
 
+def brief(err: BaseException) -> str:
+    """An exception as one short line: torch's load errors run to several sentences."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    first = text.split(". ")[0]
+    return f"{type(err).__name__}: {first[:200]}"
+
+
 class CheckpointError(RuntimeError):
     """A file written during training does not load and cannot be rebuilt from the checkpoint."""
 
@@ -96,10 +103,10 @@ def load_checkpoint(path: str | os.PathLike, map_location=None, required: Iterab
             failed = True
             if move_bad:
                 aside = set_aside(candidate)
-                log(f"WARNING: checkpoint {candidate} does not load ({type(err).__name__}: {err}); "
+                log(f"WARNING: checkpoint {candidate} does not load ({brief(err)}); "
                     f"moved it to {aside}")
             else:
-                log(f"WARNING: checkpoint {candidate} does not load ({type(err).__name__}: {err})")
+                log(f"WARNING: checkpoint {candidate} does not load ({brief(err)})")
     if failed:
         log(f"WARNING: no loadable checkpoint in {path.parent}; training starts from scratch")
     return None, None
@@ -113,6 +120,6 @@ def load_snapshot(path: str | os.PathLike, work_dir: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"snapshot {path} does not load ({type(err).__name__}: {err}). It cannot be rebuilt "
+        raise CheckpointError(f"snapshot {path} does not load ({brief(err)}). It cannot be rebuilt "
                               f"from the resume checkpoint: move {work_dir} aside (e.g. `mv {work_dir} "
                               f"{work_dir}.bad`) and rerun; training then starts from scratch") from err

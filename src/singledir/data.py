@@ -322,8 +322,11 @@ def file_sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None = 
     hit = cache.get(str(path))
     if hit and hit.get("stat") == ident:
         return hit["sha256"]
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:  # hashlib.file_digest needs Python 3.11; 3.10 is supported
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
     if cache_path is not None:
         cache[str(path)] = {"stat": ident, "sha256": digest}
         with atomic_path(cache_path) as tmp:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import brief
 from .data import Tensors, load_prepared, to_tensors
 from .gpu import claim_gpus
 from .io import atomic_path
@@ -93,7 +94,7 @@ class ModelFileError(RuntimeError):
 
 def model_file_error(path: str | os.PathLike, err: BaseException) -> ModelFileError:
     return ModelFileError(
-        f"{path} does not load ({type(err).__name__}: {err}); it is truncated or corrupt. Retrain it, and "
+        f"{path} does not load ({brief(err)}); it is truncated or corrupt. Retrain it, and "
         f"remake everything made from it, by adding `--forcerun {path}` to the snakemake command you ran "
         f"(e.g. `snakemake --forcerun {path} all_figures --configfile config/demo.yaml`).")
 
