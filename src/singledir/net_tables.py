@@ -31,21 +31,88 @@ def final_performance(history_paths: Iterable[str | os.PathLike]) -> pd.DataFram
                      "train_loss": last["train_loss"], "train_accuracy": last["train_accuracy"],
                      "test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"]})
     out = pd.DataFrame(rows)
+    out["failed"] = training_failed(out)
     out["generalization_error"] = 1.0 - out["test_accuracy"]
     out["generalization_gap"] = out["train_accuracy"] - out["test_accuracy"]
     return out
 
 
+def final_accuracies(history_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One row per model: final train loss, train and test accuracy, and ``failed``.
+
+    Reads epoch-based histories (MNIST/CIFAR-10: train/test accuracy evaluated after the
+    last epoch) and step-based ImageNet histories (``train_top1`` of the last logging
+    window; no test accuracy, so nan).
+    """
+    rows = []
+    for path in history_paths:
+        h = pd.read_csv(path)
+        if h.empty:
+            raise ValueError(f"{path}: empty training history")
+        last = h.sort_values("epoch" if "epoch" in h else "step").iloc[-1]
+        rows.append({"model": os.path.basename(os.path.dirname(os.fspath(path))),
+                     "train_loss": last["train_loss"],
+                     "train_accuracy": last["train_accuracy"] if "train_accuracy" in h else last["train_top1"],
+                     "test_accuracy": last["test_accuracy"] if "test_accuracy" in h else float("nan")})
+    out = pd.DataFrame(rows)
+    out["failed"] = training_failed(out)
+    return out
+
+
+def memorization_rows(nets: pd.DataFrame) -> list[dict]:
+    """Stats rows (Figs. 1, 2): per corrupted fraction, the lowest final training
+    accuracy of its nets, and ``final_train_accuracy_min_most_corrupted`` for the nets at
+    the largest fraction (the memorization gate of the corruption claims)."""
+    nan = float("nan")
+    rows = []
+    for f, g in nets.groupby("corrupted_fraction"):
+        rows.append({"statistic": f"final_train_accuracy_min_fraction_{f:g}", "value": float(g["train_accuracy"].min()),
+                     "ci_low": nan, "ci_high": nan, "n": len(g), "unit": "networks", "p": nan, "p_min": nan})
+    top = nets[nets["corrupted_fraction"] == nets["corrupted_fraction"].max()]
+    rows.append({"statistic": "final_train_accuracy_min_most_corrupted", "value": float(top["train_accuracy"].min()),
+                 "ci_low": nan, "ci_high": nan, "n": len(top), "unit": "networks", "p": nan, "p_min": nan})
+    return rows
+
+
+# A net "failed to train" when its final training accuracy is within this margin of chance
+# (1 / number of classes) or its final loss is not finite (diverged). Such a net's flat
+# ablation curve scores the maximal normalized AUC of 1.0, so it is excluded from
+# cross-network statistics (Figs. 3, 4c, 5b) and the count is reported.
+FAILED_MARGIN = 0.05
+
+
+def training_failed(nets: pd.DataFrame, n_classes: int = 10, margin: float = FAILED_MARGIN) -> pd.Series:
+    """Per row of a :func:`final_performance` table: True if the net never learned
+    (training accuracy < chance + ``margin``) or diverged (non-finite train loss/accuracy)."""
+    chance = 1.0 / n_classes
+    acc = pd.to_numeric(nets["train_accuracy"], errors="coerce")
+    loss = pd.to_numeric(nets["train_loss"], errors="coerce")
+    diverged = ~np.isfinite(acc.to_numpy(float)) | ~np.isfinite(loss.to_numpy(float))
+    return pd.Series(diverged | (acc.to_numpy(float) < chance + margin), index=nets.index, name="failed")
+
+
+def failed_stat_rows(nets: pd.DataFrame) -> list[dict]:
+    """Stats rows reporting how many nets a figure used and how many it excluded as failed."""
+    nan = float("nan")
+    failed = nets["failed"].astype(bool)
+    return [{"statistic": "networks_failed_excluded", "value": int(failed.sum()), "ci_low": nan, "ci_high": nan,
+             "n": len(nets), "unit": "networks", "p": nan, "p_min": nan},
+            {"statistic": "networks_used", "value": int((~failed).sum()), "ci_low": nan, "ci_high": nan,
+             "n": len(nets), "unit": "networks", "p": nan, "p_min": nan}]
+
+
 def model_aucs(curves: pd.DataFrame) -> pd.DataFrame:
-    """Normalized AUC per (model, ordering) of tidy curves (columns model, ordering, auc)."""
+    """Normalized and raw AUC per (model, ordering) of tidy curves (columns model, ordering, auc, raw_auc)."""
     keep = [c for c in ("model", "ordering", "n_ablated", "fraction", "accuracy", "loss") if c in curves]
     return curve_aucs(curves[keep])
 
 
 def mean_auc(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per model: mean and std of the normalized AUC over its orderings (columns model, auc, auc_std)."""
+    """Per model, over its orderings: mean and std of the normalized AUC and the mean raw
+    area (columns model, auc, auc_std, raw_auc)."""
     a = model_aucs(curves)
-    return a.groupby("model", sort=False)["auc"].agg(auc="mean", auc_std="std").reset_index()
+    g = a.groupby("model", sort=False)
+    return g["auc"].agg(auc="mean", auc_std="std").join(g["raw_auc"].mean()).reset_index()
 
 
 def with_corrupted_fraction(paths: Iterable[str | os.PathLike], specs: dict) -> pd.DataFrame:

@@ -33,6 +33,11 @@ def band(ax, x, values: pd.DataFrame | np.ndarray, label=None, color=None, ls="-
     return line
 
 
+def count(n: int, noun: str = "net") -> str:
+    """'1 net', '3 nets' (legends and annotations)."""
+    return f"{int(n)} {noun}{'' if int(n) == 1 else 's'}"
+
+
 def mean_std_by(df: pd.DataFrame, x: str, y: str, rep: str):
     """Pivot a tidy table to (repeats x x-values) for :func:`band`."""
     table = df.pivot_table(index=rep, columns=x, values=y)
