@@ -142,3 +142,47 @@ def curve_matrix(curves: pd.DataFrame, x: str = "n_ablated", y: str = "accuracy"
     """(x values, rows = (model, ordering) x columns = x) for :func:`singledir.plotting.band`."""
     t = curves.pivot_table(index=["model", "ordering"], columns=x, values=y)
     return t.columns.values, t.values
+
+
+def dropout_readings(curves: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5a, per (model, dropout, corrupted, ordering): ``kept`` = accuracy at exactly
+    round(p * N) units ablated / unablated accuracy, and ``past`` = mean accuracy from
+    there to all units ablated (trapezoid over the fraction) / the accuracy there.
+
+    ``curves`` has columns model, dropout, corrupted_fraction, ordering, n_ablated,
+    fraction, accuracy. A curve without the point round(p * N) is an error (rule
+    ablation_curve adds it for dropout nets), never a read at a neighbouring point.
+    """
+    n_total = int(curves["n_ablated"].max())
+    rows = []
+    for (model, p, f, o), g in curves.groupby(["model", "dropout", "corrupted_fraction", "ordering"]):
+        g = g.sort_values("n_ablated")
+        k = int(round(p * n_total))
+        at = g.loc[g["n_ablated"] == k, "accuracy"]
+        if at.empty:
+            raise ValueError(f"{model}: its ablation curve has no point at round({p:g} x {n_total}) = {k} units; "
+                             "rerun rule ablation_curve (it adds that point for dropout nets)")
+        at_p, base = float(at.iloc[0]), float(g["accuracy"].iloc[0])
+        past = g[g["n_ablated"] >= k]
+        span = float(past["fraction"].iloc[-1] - past["fraction"].iloc[0])
+        mean_past = float(np.trapezoid(past["accuracy"], past["fraction"]) / span) if span > 0 else at_p
+        rows.append({"model": model, "dropout": p, "corrupted": f > 0, "ordering": o, "n_at_p": k,
+                     "kept": at_p / max(base, 1e-12), "past": mean_past / max(at_p, 1e-12)})
+    return pd.DataFrame(rows)
+
+
+def live_map_summary(units: pd.DataFrame, high_selectivity: float = 0.5) -> pd.DataFrame:
+    """Fig. 6, one row per (model, batch_norm): median selectivity and median mutual
+    information of the live feature maps, the fraction of live maps with selectivity
+    above ``high_selectivity``, and the dead fraction (maps with no activity on the test
+    set, selectivity 0 by definition, so left out of the other three)."""
+    rows = []
+    for (model, bn), g in units.groupby(["model", "batch_norm"], sort=False):
+        dead = g["mean_activity"] <= 0
+        live = g[~dead]
+        rows.append({"model": model, "batch_norm": bn, "median_selectivity": live["selectivity"].median(),
+                     "median_mi": live["mutual_information"].median(),
+                     "high_selectivity_fraction": float((live["selectivity"] > high_selectivity).mean())
+                     if len(live) else float("nan"),
+                     "dead_fraction": float(dead.mean()), "n_maps": len(g)})
+    return pd.DataFrame(rows)

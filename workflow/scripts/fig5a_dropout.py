@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir.net_tables import with_corrupted_fraction
+from singledir.net_tables import dropout_readings, with_corrupted_fraction
 from singledir import plotting
 from singledir.stats import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
 
@@ -45,22 +45,7 @@ plotting.save(fig, sm.output.pdf)
 
 # Statistics, one set per dropout fraction p. Each curve is read exactly at
 # round(p * N) units (rule ablation_curve puts that point on every dropout net's curve).
-N = int(c["n_ablated"].max())
-per_curve = []
-for (model, p, f, o), g in c.groupby(["model", "dropout", "corrupted_fraction", "ordering"]):
-    g = g.sort_values("n_ablated")
-    k = int(round(p * N))
-    at = g.loc[g["n_ablated"] == k, "accuracy"]
-    if at.empty:
-        raise ValueError(f"{model}: its ablation curve has no point at round({p:g} x {N}) = {k} units; rerun rule "
-                         f"ablation_curve (it adds that point for dropout nets)")
-    at_p, base = float(at.iloc[0]), float(g["accuracy"].iloc[0])
-    past = g[g["n_ablated"] >= k]
-    span = float(past["fraction"].iloc[-1] - past["fraction"].iloc[0])
-    mean_past = float(np.trapezoid(past["accuracy"], past["fraction"]) / span) if span > 0 else at_p
-    per_curve.append({"model": model, "dropout": p, "corrupted": f > 0, "ordering": o,
-                      "kept": at_p / max(base, 1e-12), "past": mean_past / max(at_p, 1e-12)})
-per_curve = pd.DataFrame(per_curve)
+per_curve = dropout_readings(c)
 boot, seed = sm.params.bootstrap, sm.params.seed
 rows = []
 for p, gp in per_curve.groupby("dropout"):

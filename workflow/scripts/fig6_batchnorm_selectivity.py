@@ -19,7 +19,7 @@ import pandas as pd
 
 from singledir import plotting
 from singledir.io import save_csv
-from singledir.net_tables import spec_value
+from singledir.net_tables import live_map_summary, spec_value
 from singledir.stats import difference_ci, mean_ci, stat_row
 
 sm = snakemake
@@ -55,11 +55,7 @@ plotting.suptitle(fig, "Class selectivity and mutual information with and withou
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 
-per_net = units.groupby(["model", "batch_norm"]).apply(lambda g: pd.Series({
-    "median_selectivity": g.loc[~g["dead"], "selectivity"].median(),
-    "median_mi": g.loc[~g["dead"], "mutual_information"].median(),
-    "high_selectivity_fraction": (g.loc[~g["dead"], "selectivity"] > high).mean(),
-    "dead_fraction": g["dead"].mean()}), include_groups=False).reset_index()
+per_net = live_map_summary(units, high)
 bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
 rows = []
 for col, name in (("median_selectivity", "selectivity"), ("median_mi", "mi"),
