@@ -34,7 +34,7 @@ for i, p in enumerate(ps):
             x, v = plotting.mean_std_by(g, "n_ablated", "accuracy", "ordering")
             plotting.band(ax, x, v, color=colors(i), ls=ls,
                           label=f"p={p:g}, {'corrupted' if f > 0 else 'clean'} labels")
-    ax.axvline(p * total, color=colors(i), ls="--", lw=0.8)
+    ax.axvline(round(p * total), color=colors(i), ls="--", lw=0.8)  # where the statistics read it
 ax.set_xlabel("Number of units ablated")
 ax.set_ylabel("Training accuracy")
 ax.set_ylim(0, 1.02)
