@@ -175,3 +175,23 @@ def test_noise_and_fig3_layer_keys():
     noise = (REPO / "workflow" / "scripts" / "noise_curve.py").read_text()
     assert 'a.get("noise_layers", "all")' in noise and 'a["ablation_layers"]' not in noise
     assert "fig3_ablation_layers" in (REPO / "workflow" / "scripts" / "ablation_curve.py").read_text()
+
+
+def test_stratified_bootstrap_keeps_strata_and_matches_normal_theory():
+    from singledir.stats import bootstrap_ci
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 3.0, 100)
+    v, g = np.r_[a, b], np.r_[np.zeros(300), np.ones(100)]
+    sizes = set()
+
+    def diff(v, g):
+        sizes.add((int((g == 0).sum()), int((g == 1).sum())))
+        return v[g == 0].mean() - v[g == 1].mean()
+
+    lo, hi = bootstrap_ci(diff, v, g, n_boot=2000, seed=0, strata=g)
+    half = 1.96 * np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.12)
+    assert sizes == {(300, 100)}  # each stratum resampled at its own size
+    assert bootstrap_ci(np.mean, np.arange(20.0), n_boot=200, seed=3) == \
+        bootstrap_ci(np.mean, np.arange(20.0), n_boot=200, seed=3)
+    assert all(np.isnan(bootstrap_ci(lambda x: np.nan, np.arange(5.0), n_boot=20)))
