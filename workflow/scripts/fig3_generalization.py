@@ -63,8 +63,8 @@ if len(bad):
 fig.colorbar(sc, ax=ax2, pad=0.01).set_label("Learning rate")
 r = spearman(ok["auc"], ok["generalization_error"], boot, seed, "networks", permutation=True)
 # The statistic goes in the panel title, out of the data.
-ax2.set_title(f"Spearman r = {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], p = {r['p']:.3g}, "
-              f"{plotting.count(r['n'])}", fontsize=7, loc="right")
+ax2.set_title(f"Spearman r = {r['value']:.3f}, p = {r['p']:.3g}, {plotting.count(r['n'])}\n"
+              f"95% CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}]", fontsize=7, loc="right")
 ax2.set_xlabel("Generalization error (1 - test accuracy)")
 ax2.set_ylabel("Area under ablation curve (normalized)")
 ax2.set_title("b", loc="left", fontweight="bold")

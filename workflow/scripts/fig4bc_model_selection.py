@@ -68,8 +68,8 @@ ax.plot(trained["test_loss"], trained["auc"], color="0.75", lw=0.8, zorder=1)
 sc = ax.scatter(trained["test_loss"], trained["auc"], c=trained["epoch"], cmap="viridis", s=18, zorder=2,
                 edgecolor="k", linewidth=0.3)
 fig.colorbar(sc, ax=ax, pad=0.01).set_label("Epoch")
-ax.set_title(f"Spearman r = {r_b['value']:.3f} [{r_b['ci_low']:.3f}, {r_b['ci_high']:.3f}], "
-             f"{plotting.count(r_b['n'], 'snapshot')}", fontsize=7, loc="right")
+ax.set_title(f"Spearman r = {r_b['value']:.3f}, {plotting.count(r_b['n'], 'snapshot')}\n"
+             f"95% CI [{r_b['ci_low']:.3f}, {r_b['ci_high']:.3f}]", fontsize=7, loc="right")
 ax.set_xlabel("Test loss")
 ax.set_ylabel("Area under ablation curve (normalized)")
 ax.set_title("b", loc="left", fontweight="bold")
@@ -86,10 +86,10 @@ if len(markers) <= 8:
     ax2.legend(fontsize=6, loc="lower right", markerscale=0.8)
 top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
 chance_txt = " / ".join(f"{sel[f'top{k}_percent']['chance']:.0f}" for k in top)
-ax2.set_title(f"Spearman r = {r_c['value']:.3f} [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}], p = {r_c['p']:.2g}, "
-              f"{plotting.count(r_c['n'])}", fontsize=7, loc="right")
+ax2.set_title(f"Spearman r = {r_c['value']:.3f}, p = {r_c['p']:.2g}, {plotting.count(r_c['n'])}\n"
+              f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}]", fontsize=7, loc="right")
 # The model-selection statistic, under the panel (section 3.2).
-ax2.text(0.5, -0.25, f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
+ax2.text(0.5, -0.3, f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
          f"{top_txt} % of subsets (chance {chance_txt});\nits test accuracy is {sel['gap_mean_percent']['value']:.1f} +/- "
          f"{sel['gap_std_percent']['value']:.1f} % below the subset's best", fontsize=7, ha="center", va="top",
          transform=ax2.transAxes)
