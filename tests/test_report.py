@@ -175,7 +175,7 @@ def test_claims_and_report_of_a_tiny_run(tmp_path):
     stats = pd.read_csv(res / "stats" / "mnist.csv").set_index("statistic")
     assert ran.loc["fig7a_selectivity_vs_impact", "our_value"] == pytest.approx(
         stats.loc["spearman_selectivity_vs_impact", "value"])
-    assert "| 7a | MNIST |" in (res / "claims.md").read_text()
+    assert "| 7a | MNIST (8x8 digits (MNIST stand-in)) |" in (res / "claims.md").read_text()  # Data: what ran
     runtimes = pd.read_csv(res / "report" / "runtimes.csv")
     assert {"train_model", "unit_analysis", "fig7", "claims"} <= set(runtimes["rule"])
     run_snakemake(tmp_path, "--report", "results/report.html", "all_figures", "report_pages", configfile=cfgfile)
