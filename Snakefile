@@ -1,14 +1,18 @@
 # singledir: Morcos et al. (ICLR 2018), "On the importance of single directions for
 # generalization", figure by figure. See README.md.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+import singledir.config_check as config_check
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
+# The config of this run, checked before any job: the --configfile files describe the
+# whole run (config/config.yaml only when none is given; no `configfile:` directive, which
+# would merge the two), keys they omit take the schema's defaults, and a bad key, a
+# duplicate key or a YAML error stops here with one message naming the file and line
+# (singledir.config_check; schema: workflow/schemas/config.schema.yaml).
+CONFIG = config_check.workflow_config(workflow, config)
 
 
 include: "workflow/rules/common.smk"

@@ -5,8 +5,6 @@ import re
 import singledir.fused as fused
 import singledir.plan as plan
 
-plan.check_config(config)
-
 RESULTS = "results"
 
 # Software environments for --software-deployment-method conda (paths relative to
