@@ -1,5 +1,8 @@
 # singledir: Morcos et al. (ICLR 2018), "On the importance of single directions for
 # generalization", figure by figure. See README.md.
+import os
+import sys
+
 from snakemake.utils import min_version
 
 import singledir.config_check as config_check
@@ -13,6 +16,12 @@ min_version("9.0")
 # duplicate key or a YAML error stops here with one message naming the file and line
 # (singledir.config_check; schema: workflow/schemas/config.schema.yaml).
 CONFIG = config_check.workflow_config(workflow, config)
+# What the run will do and cost, before any job (not in the jobs Snakemake spawns, nor
+# with SINGLEDIR_QUIET_PLAN=1, which the tests set: counting FLOPs takes a few seconds).
+if workflow.is_main_process and not os.environ.get("SINGLEDIR_QUIET_PLAN"):
+    import singledir.plan
+
+    print(singledir.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults), file=sys.stderr, flush=True)
 
 
 include: "workflow/rules/common.smk"
