@@ -45,3 +45,24 @@ rule all:
     default_target: True
     input:
         rules.all_figures.input,
+
+
+rule unknown_figure:
+    """A results/fig*_*.pdf or .csv this project does not draw: stops before any job with
+    the figures and families it knows (input function unknown_figure in common.smk)."""
+    input:
+        unknown_figure,
+    output:
+        f"{RESULTS}/{{target}}.{{ext}}",
+    wildcard_constraints:
+        target=unknown_figure_regex(),
+        ext="pdf|csv",
+    log:
+        f"{RESULTS}/logs/unknown_figure/{{target}}.{{ext}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/unknown_figure/{{target}}.{{ext}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
+    shell:
+        "echo '{output} is not a figure of this project' > {log}; exit 1"

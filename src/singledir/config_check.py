@@ -132,7 +132,10 @@ def _validator_class(filled: list):
 
 
 def _dotted(path) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
 
 
 def _location(path, positions) -> str:
@@ -162,6 +165,9 @@ def _short_message(err, positions, files) -> str:
     value = repr(err.instance)
     if len(value) > 80:
         value = value[:77] + "..."
+    if err.parent is not None and err.parent.validator in ("oneOf", "anyOf"):
+        err = err.parent  # a value none of the alternatives admits: say what they are
+        err.message = f"{value} is not valid here"
     hint = err.schema.get("description")
     hint = f" ({' '.join(str(hint).split())})" if hint and len(str(hint)) < 200 else ""
     msg = err.message if len(err.message) < 200 else f"{value} is not valid here"

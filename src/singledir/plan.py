@@ -422,6 +422,7 @@ def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
 
 def main(argv=None) -> int:
     import argparse
+    import sys
 
     from . import config_check
 
@@ -434,8 +435,8 @@ def main(argv=None) -> int:
     try:
         loaded = config_check.load_config(args.configfile)
         jobs = None if args.no_jobs else count_jobs(args.configfile)
-    except ConfigError as err:
-        print(f"error: {err}")
+    except config_check.ConfigError as err:  # (run as __main__, this module's ConfigError is another class)
+        print(f"error: {err}", file=sys.stderr)
         return 1
     print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
     return 0
