@@ -200,25 +200,22 @@ def validate(config: dict, schema: dict | None = None, positions: dict | None = 
 
 
 def _filled_paths(config, filled) -> list[str]:
-    ids = {}
+    """Dotted paths of the filled-in values, in the config's own order (the validator
+    visits some mappings in set order)."""
+    order: dict = {}
 
     def walk(obj, path):
         if isinstance(obj, dict):
-            ids[id(obj)] = path
             for k, v in obj.items():
+                order[(id(obj), k)] = (len(order), path + (k,))
                 walk(v, path + (k,))
         elif isinstance(obj, list):
             for i, v in enumerate(obj):
                 walk(v, path + (i,))
 
     walk(config, ())
-    out = []
-    for oid, name in filled:
-        if oid in ids:
-            dotted = _dotted(ids[oid] + (name,))
-            if dotted not in out:
-                out.append(dotted)
-    return out
+    found = sorted({order[f] for f in filled if f in order})
+    return [_dotted(path) for _, path in found]
 
 
 @dataclass

@@ -373,7 +373,10 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
         rate, source = rates[kind]
         lines.append(f"    {_fmt_hours(total / rate / 3600)} {unit} at {rate:.3g} FLOP/s ({source})")
     shown = default_values(config, defaults)
-    lines.append(f"  from schema defaults: {'; '.join(shown) if shown else 'none'}")
+    import textwrap
+
+    lines.extend(textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
+                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
     return "\n".join(lines)
 
 
