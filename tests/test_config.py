@@ -270,3 +270,11 @@ def test_workflow_config_errors_are_short(demo, tmp_path, case):
     assert f"{path}, line" in out and expected in out
     assert len(out.splitlines()) < 15, out  # not the schema and the config (770 lines before)
     assert not (tmp_path / "results").exists()
+
+
+def test_command_line_overrides_apply_and_are_named(tmp_path):
+    demo_file = REPO / "config" / "demo.yaml"
+    loaded = config_check.load_config([demo_file], overrides={"scale": "x", "bootstrap": 50})
+    assert (loaded.config["scale"], loaded.config["bootstrap"]) == ("x", 50)
+    with pytest.raises(config_check.ConfigFileError, match=r"^--config: bootstrap: 5 is less than the minimum of 10"):
+        config_check.load_config([demo_file], overrides={"bootstrap": 5})

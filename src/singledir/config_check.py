@@ -144,7 +144,7 @@ def _location(path, positions) -> str:
     for n in range(len(path), 0, -1):
         if path[:n] in positions:
             file, line = positions[path[:n]]
-            return f"{file}, line {line}"
+            return f"{file}, line {line}" if line else str(file)
     return ""
 
 
@@ -238,6 +238,14 @@ def load_config(files, overrides: dict | None = None, schema: dict | None = None
         merge(config, load_yaml(f, positions))
     if overrides:
         merge(config, dict(overrides))
+
+        def mark(obj, path):  # values given with --config are reported as such
+            for key, value in obj.items():
+                positions[path + (key,)] = ("--config", None)
+                if isinstance(value, dict):
+                    mark(value, path + (key,))
+
+        mark(dict(overrides), ())
     defaults = validate(config, schema, positions, files)
     try:
         check_config(config)
