@@ -278,3 +278,14 @@ def test_command_line_overrides_apply_and_are_named(tmp_path):
     assert (loaded.config["scale"], loaded.config["bootstrap"]) == ("x", 50)
     with pytest.raises(config_check.ConfigFileError, match=r"^--config: bootstrap: 5 is less than the minimum of 10"):
         config_check.load_config([demo_file], overrides={"bootstrap": 5})
+
+
+def test_a_disabled_family_needs_nothing_else(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("families:\n  mnist:\n    enabled: false\n")
+    cfg = config_check.load_config([path]).config
+    assert plan.enabled_families(cfg) == [] and cfg["scale"] == "custom"  # never labelled as the paper's
+    path.write_text("families:\n  cifar10:\n    dataset: {source: sklearn_digits}\n    experiments: {}\n")
+    with pytest.raises(config_check.ConfigFileError, match=rf"^{path}, line 2: families.cifar10: 'model' is a "
+                                                           r"required property"):
+        config_check.load_config([path])
