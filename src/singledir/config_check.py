@@ -272,7 +272,9 @@ def workflow_config(workflow, config: dict) -> LoadedConfig:
     """Replace Snakemake's ``config`` (in place) by the checked config of this run; the
     whole run is described by the command-line config files when any are given."""
     files = configfiles_of(workflow)
-    loaded = load_config(files, overrides=dict(workflow.config_settings.config or {}))
+    with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as fh:
+        schema = yaml.safe_load(fh)
+    loaded = load_config(files, overrides=dict(workflow.config_settings.config or {}), schema=schema)
     config.clear()
     config.update(loaded.config)
     for f in files:
