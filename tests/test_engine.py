@@ -246,25 +246,3 @@ def test_plan_handles_inplace_activations_and_other_stage_types():
     ref = [reference_ablation_eval(model, x, y, split_units(s, sizes)) for s in sets]
     np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
     np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)
-
-
-@pytest.mark.parametrize("family", ["mlp", "convnet_bn"])
-def test_row_blocks_equal_reference(family, monkeypatch):
-    """The plan computes a chain of masks one block of examples at a time (so that the
-    running pre-activation stays in cache); with blocks of 7 rows (a chunk of 64 is then
-    10 blocks, the last one short) every point still equals the plain definition."""
-    from singledir import clamp_plan
-
-    monkeypatch.setattr(clamp_plan, "_BLOCK_BYTES", 1)
-    monkeypatch.setattr(clamp_plan, "_MIN_BLOCK_ROWS", 7)
-    model, x, y, layers = _family(family)
-    for mode in ("zero", "mean"):
-        moments = activation_moments(model, x, layers) if mode == "mean" else None
-        curve = cumulative_ablation_curve(model, x, y, layers, 2, 5, seed=3, mode=mode, moments=moments,
-                                          chunk_size=64)
-        sizes = layer_sizes(model, layers, x)
-        ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 2, 3),
-                              curve_points(sum(sizes.values()), 5),
-                              ablation_fill(mode, moments, layers) if mode == "mean" else None)
-        _check_rows(curve, ref)
-        assert curve.loss.max() - curve.loss.min() > 1e-3

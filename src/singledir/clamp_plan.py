@@ -68,10 +68,6 @@ _POINTWISE = (nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigm
 # Relative cost of copying one (B, n) activation compared with one unit of a
 # (B, |units|, n) matrix product, for choosing how to reach a mask's pre-activation.
 _GATHER_COST = 8
-# Bytes of one chain buffer per block of examples (see ClampPlan._chain_block): small
-# enough that a block's running pre-activation and its temporaries stay in a core's cache.
-_BLOCK_BYTES = 8 << 20
-_MIN_BLOCK_ROWS = 64
 
 
 def _stage_kind(mod: nn.Module) -> str | None:
@@ -183,7 +179,7 @@ class ClampPlan:
     def _mix_full(self, j: int, x: torch.Tensor) -> torch.Tensor:
         """Stage j on all channels, with bias, in float32 (used on one constant example)."""
         mod = self.stages[j].module
-        if not bool(x.any()):  # zero-ablated constants: only the bias (a one-example conv is slow)
+        if not bool(x.any()):  # zero-ablated constants: the bias alone (a one-example conv is slow)
             out = x.new_zeros((x.shape[0], *self.stages[j].out_shape))
             return out if mod.bias is None else out + mod.bias.view(1, -1, *([1] * (out.dim() - 2)))
         return mod(x)
@@ -463,82 +459,60 @@ class ClampPlan:
                 w_chain = mod_j.weight.index_select(0, order_t).t().contiguous()  # (in, n0)
             else:
                 w_chain = mod_j.weight.index_select(0, order_t)  # (n0, in, kh, kw)
-            spatial = int(np.prod(pre_full.shape[2:])) if pre_full.dim() > 2 else 1
-            block = max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // max(1, 4 * n0 * spatial))
-            memo: dict = {}
-            for r0 in range(0, B, block):
-                r1 = min(B, r0 + block)
-                flops += self._chain_block(chain, j, P, order, order_t, w_chain, r0, r1, d, d_units, pre_full,
-                                           pre_empty, keep_np, keep_t, fillc, yb, score, cdtype, ws, wdim, memo)
-        return flops
-
-    def _chain_block(self, chain, j, P, order, order_t, w_chain, r0, r1, d, d_units, pre_full, pre_empty,
-                     keep_np, keep_t, fillc, yb, score, cdtype, ws, wdim, memo) -> float:
-        """Rows r0:r1 of every mask of one chain. The chain's running pre-activation and
-        the per-mask temporaries of a block stay in the CPU cache (the blocks are sized in
-        bytes, ``_BLOCK_BYTES``): the whole chain is computed on one block of examples
-        before the next, instead of streaming every (B, C) tensor through memory per mask."""
-        device = d.device
-        st_j = self.stages[j]
-        C_out = st_j.out_shape[0]
-        n0 = len(order)
-        B = r1 - r0
-        yb = yb[r0:r1]
-        flops = 0.0
-        buf = ws.get("chain", (B, n0, *pre_full.shape[2:]))
-        base_t = pre_full[r0:r1] if chain[0][1] == "full" else pre_empty
-        if n0 == C_out and np.array_equal(order, np.arange(C_out)):
-            buf.copy_(base_t.expand_as(buf))
-        elif base_t.shape[0] == B:
-            torch.index_select(base_t, 1, order_t, out=buf)
-        else:
-            buf.copy_(base_t.index_select(1, order_t).expand_as(buf))
-        for m, _, idx, sign, needed in chain:
-            off = 0 if needed is None else n0 - int(needed.sum())
-            view, rows = buf[:, off:], order_t[off:]
-            n_out = n0 - off
-            if len(idx) and n_out:
-                idx_t = torch.as_tensor(idx, device=device)
-                # base - A(d * sign): with one sign throughout it goes into alpha
-                alpha = -1.0 if (sign > 0).all() else (1.0 if (sign < 0).all() else None)
-                sign_t = None if alpha is not None else torch.as_tensor(sign, device=device)
-                if st_j.kind == "linear":
-                    w = w_chain.index_select(0, idx_t)[:, off:]  # (|idx|, n_out)
-                    if sign_t is not None:
-                        w = w * sign_t.view(-1, 1)
-                    dsub = d_units[:, r0:r1].index_select(0, idx_t).t()  # (B, |idx|)
-                    if cdtype is None:
-                        view.addmm_(dsub, w, alpha=-1.0 if alpha is None else alpha)
-                    else:
-                        inc = (dsub.to(cdtype) @ w.to(cdtype)).float()
-                        view.add_(inc, alpha=-1.0 if alpha is None else alpha)
-                else:
-                    w = w_chain[off:].index_select(1, idx_t)
-                    if sign_t is not None:
-                        w = w * sign_t.view(wdim)
-                    dsub = d[r0:r1].index_select(1, idx_t).contiguous(memory_format=torch.channels_last)
-                    inc = self._mix(j, dsub, w, cdtype)
-                    view.add_(inc, alpha=-1.0 if alpha is None else alpha)
-                flops += _mix_flops(st_j, B, len(idx), n_out)
-            live, S, const = view, rows, pre_empty
-            if P == st_j.name:
-                live, S, const = self._clamp(P, m, live, S, const, keep_t, fillc)
-            for k in range(j + 1, len(self.stages)):
-                st = self.stages[k]
-                if st.kind in ("linear", "conv"):
-                    live, S, const, f = self._sparse_mix(k, live, S, const, keep_np, m, cdtype, ws, memo)
-                    flops += f
-                else:
-                    live, const = self._channelwise(k, live, S, const, ws)
-                if st.name in keep_t:
-                    live, S, const = self._clamp(st.name, m, live, S, const, keep_t, fillc)
-            C = const.shape[1]
-            if len(S) == C and bool((S == torch.arange(C, device=device)).all()):
-                logits = live
+            buf = ws.get("chain", (B, n0, *pre_full.shape[2:]))
+            base_t = pre_full if chain[0][1] == "full" else pre_empty
+            if n0 == C_out and np.array_equal(order, np.arange(C_out)):
+                buf.copy_(base_t.expand_as(buf))
+            elif base_t.shape[0] == B:
+                torch.index_select(base_t, 1, order_t, out=buf)
             else:
-                logits = const.expand(B, *const.shape[1:]).clone()
-                logits[:, S] = live
-            score(logits.unsqueeze(0), yb, [m])
+                buf.copy_(base_t.index_select(1, order_t).expand_as(buf))
+            for m, _, idx, sign, needed in chain:
+                off = 0 if needed is None else n0 - int(needed.sum())
+                view, rows = buf[:, off:], order_t[off:]
+                n_out = n0 - off
+                if len(idx) and n_out:
+                    idx_t = torch.as_tensor(idx, device=device)
+                    # base - A(d * sign): with one sign throughout it goes into alpha
+                    alpha = -1.0 if (sign > 0).all() else (1.0 if (sign < 0).all() else None)
+                    sign_t = None if alpha is not None else torch.as_tensor(sign, device=device)
+                    if st_j.kind == "linear":
+                        w = w_chain.index_select(0, idx_t)[:, off:]  # (|idx|, n_out)
+                        if sign_t is not None:
+                            w = w * sign_t.view(-1, 1)
+                        dsub = d_units.index_select(0, idx_t).t()  # (B, |idx|)
+                        if cdtype is None:
+                            view.addmm_(dsub, w, alpha=-1.0 if alpha is None else alpha)
+                        else:
+                            inc = (dsub.to(cdtype) @ w.to(cdtype)).float()
+                            view.add_(inc, alpha=-1.0 if alpha is None else alpha)
+                    else:
+                        w = w_chain[off:].index_select(1, idx_t)
+                        if sign_t is not None:
+                            w = w * sign_t.view(wdim)
+                        dsub = d.index_select(1, idx_t).contiguous(memory_format=torch.channels_last)
+                        inc = self._mix(j, dsub, w, cdtype)
+                        view.add_(inc, alpha=-1.0 if alpha is None else alpha)
+                    flops += _mix_flops(st_j, B, len(idx), n_out)
+                live, S, const = view, rows, pre_empty
+                if P == st_j.name:
+                    live, S, const = self._clamp(P, m, live, S, const, keep_t, fillc)
+                for k in range(j + 1, len(self.stages)):
+                    st = self.stages[k]
+                    if st.kind in ("linear", "conv"):
+                        live, S, const, f = self._sparse_mix(k, live, S, const, keep_np, m, cdtype, ws)
+                        flops += f
+                    else:
+                        live, const = self._channelwise(k, live, S, const, ws)
+                    if st.name in keep_t:
+                        live, S, const = self._clamp(st.name, m, live, S, const, keep_t, fillc)
+                C = const.shape[1]
+                if len(S) == C and bool((S == torch.arange(C, device=device)).all()):
+                    logits = live
+                else:
+                    logits = const.expand(B, *const.shape[1:]).clone()
+                    logits[:, S] = live
+                score(logits.unsqueeze(0), yb, [m])
         return flops
 
     def _clamp(self, name, m, live, S, const, keep_t, fillc):
@@ -551,7 +525,7 @@ class ClampPlan:
         const = torch.where(view, const, fillc[name])
         return live, S, const
 
-    def _sparse_mix(self, k, live, S, const, keep_np, m, cdtype, ws, memo=None):
+    def _sparse_mix(self, k, live, S, const, keep_np, m, cdtype, ws):
         st = self.stages[k]
         mod = st.module
         P = self.clamp_at[k]
@@ -562,14 +536,8 @@ class ClampPlan:
             N_t = torch.as_tensor(np.flatnonzero(keep_np[P][m]), device=device)
         else:
             N_t = None
-        key = (k, m)
-        if memo is not None and key in memo:  # the same for every block of rows
-            const_out = memo[key]
-        else:
-            masked = const.index_fill(1, S, 0.0) if len(S) else const
-            const_out = self._mix_full(k, masked)  # constant channels' contribution, with the bias
-            if memo is not None:
-                memo[key] = const_out
+        masked = const.index_fill(1, S, 0.0) if len(S) else const
+        const_out = self._mix_full(k, masked)  # constant channels' contribution, with the bias
         n_out = C_out if N_t is None else len(N_t)
         bias = const_out if N_t is None else const_out.index_select(1, N_t)
         if len(S) and n_out:
