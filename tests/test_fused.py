@@ -251,8 +251,7 @@ def test_fusion_trial_decides_by_measured_time_and_touches_nothing(digits, monke
     assert all(_max_diff(b, m.state_dict()) == 0 for b, m in zip(before, models))
     # The decision follows the timings: K separate steps of 1 ms against a fused step of t.
     for t_fused, expected in ((1e-3, True), (3e-3 / fused_mod.FUSE_MARGIN, True), (2.9e-3, False), (5e-3, False)):
-        times = iter([1e-3, t_fused])
-        monkeypatch.setattr(fused_mod, "_time_steps", lambda step, steps, device: next(times))
+        monkeypatch.setattr(fused_mod, "_time_steps", lambda fns, rounds, device, t=t_fused: [1e-3, t])
         res = fusion_trial(models, datas, cfgs, steps=2)
         assert res["fuse"] is expected and res["speedup"] == pytest.approx(3e-3 / t_fused)
         assert ("at least" if expected else "less than") in res["reason"]

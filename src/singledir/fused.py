@@ -576,24 +576,27 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
 FUSE_MARGIN = 1.1
 
 
-def _time_steps(step, steps: int, device: torch.device) -> float:
-    """Median seconds of one call of ``step`` over ``steps`` calls, after one warm-up."""
+def _time_steps(steps_fns, rounds: int, device: torch.device) -> list[float]:
+    """Median seconds of one call of each function, measured interleaved (one call of
+    each per round, ``rounds`` rounds after two warm-up rounds), so that a change of the
+    machine's load during the trial affects both alike."""
     import time
 
-    step()
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
-    return float(sorted(times)[len(times) // 2])
+    times: list[list[float]] = [[] for _ in steps_fns]
+    for r in range(rounds + 2):
+        for i, step in enumerate(steps_fns):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if r >= 2:
+                times[i].append(time.perf_counter() - t)
+    return [float(sorted(ts)[len(ts) // 2]) for ts in times]
 
 
-def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], steps: int = 5) -> dict:
+def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], steps: int = 9) -> dict:
     """Measure, on copies, one training step of the K models fused against one step of a
     single member (the members have the same shape, so K separate steps cost K times
     that); returns the timings and the decision ``fuse`` (fused at least
@@ -631,8 +634,7 @@ def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[Train
             loss.backward()
             optk.step(lrs)
 
-        t_single = _time_steps(step_single, steps, device)
-        t_fused = _time_steps(step_fused, steps, device)
+        t_single, t_fused = _time_steps([step_single, step_fused], steps, device)
     finally:
         torch.set_rng_state(saved[0])
         if saved[1] is not None:
@@ -642,7 +644,7 @@ def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[Train
     return {"fuse": fuse, "k": k, "steps": steps, "single_step_s": t_single, "fused_step_s": t_fused,
             "speedup": ratio, "margin": FUSE_MARGIN,
             "reason": (f"one fused step of {k} models took {1e3 * t_fused:.2f} ms, {k} separate steps "
-                       f"{k} x {1e3 * t_single:.2f} ms = {1e3 * k * t_single:.2f} ms (median of {steps}): fused is "
+                       f"{k} x {1e3 * t_single:.2f} ms = {1e3 * k * t_single:.2f} ms (medians of {steps}, interleaved): fused is "
                        f"{ratio:.2f}x as fast, {'at least' if fuse else 'less than'} the margin {FUSE_MARGIN}")}
 
 
