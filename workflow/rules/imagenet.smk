@@ -152,11 +152,6 @@ rule imagenet_ablation:
         "../scripts/imagenet_ablation.py"
 
 
-def imagenet_unit_shards():
-    """Number of layer groups the per-map analysis is split into (analysis.unit_shards)."""
-    return int(analysis_cfg(IMAGENET).get("unit_shards", 1))
-
-
 rule imagenet_units_shard:
     """Per feature map of one group of layers (singledir.unit_shards): selectivity, mutual
     information, single-map ablation impact on the test loss, filter L1 norm. The shard
@@ -195,6 +190,8 @@ rule imagenet_units:
         units=f"{RESULTS}/analysis/{IMAGENET}/{{model}}/units.csv",
     log:
         f"{RESULTS}/logs/{IMAGENET}/units_{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{IMAGENET}/units_{{model}}.tsv"
     localrule: True
     conda:
         ENV_CPU
