@@ -102,3 +102,8 @@ def _imagenet_model_inputs(w):
 def imagenet_stats_parts():
     """The per-figure statistics files gathered into results/stats/imagenet.csv."""
     return [f"{RESULTS}/stats/{IMAGENET}/{os.path.basename(f).split('_')[0]}.csv" for f in figures_of(IMAGENET)]
+
+
+def imagenet_unit_shards():
+    """Number of layer groups the per-map analysis is split into (analysis.unit_shards)."""
+    return int(analysis_cfg(IMAGENET).get("unit_shards", 1))
