@@ -58,14 +58,14 @@ def test_throughput_from_config_bench_or_default(tmp_path):
 
 def test_summary_of_the_demo():
     loaded = config_check.load_config([REPO / "config" / "demo.yaml"])
-    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=156)
+    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=187)
     lines = text.splitlines()
     row = next(line.split() for line in lines if line.split()[:2] == ["mnist", "dropout"])
     n_dropout = len(plan.model_specs(loaded.config, "mnist")) - 8
     assert row[2] == str(n_dropout) and row[3:5] == ["300", "epochs"] and "fig5" in row
     assert any(line.split()[:3] == ["imagenet", "corruption", "3"] and "steps" in line for line in lines)
     nets = sum(len(plan.model_specs(loaded.config, f)) for f in plan.enabled_families(loaded.config))
-    assert f"total: {nets} networks, 156 jobs, 22 figures" in text
+    assert f"total: {nets} networks, 187 jobs, 22 figures" in text
     assert "CPU-hours on this machine" in text and "GPU-hours on one GPU" in text
     assert "families.mnist.analysis.method=auto" in text  # a value from a schema default is named
 
