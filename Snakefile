@@ -1,14 +1,27 @@
 # singledir: Morcos et al. (ICLR 2018), "On the importance of single directions for
 # generalization", figure by figure. See README.md.
-from snakemake.utils import min_version, validate
+import os
+import sys
+
+from snakemake.utils import min_version
+
+import singledir.config_check as config_check
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The config of this run, checked before any job: the --configfile files describe the
+# whole run (config/config.yaml only when none is given; no `configfile:` directive, which
+# would merge the two), keys they omit take the schema's defaults, and a bad key, a
+# duplicate key or a YAML error stops here with one message naming the file and line
+# (singledir.config_check; schema: workflow/schemas/config.schema.yaml).
+CONFIG = config_check.workflow_config(workflow, config)
+# What the run will do and cost, before any job (not in the jobs Snakemake spawns, nor
+# with SINGLEDIR_QUIET_PLAN=1, which the tests set: counting FLOPs takes a few seconds).
+if workflow.is_main_process and not os.environ.get("SINGLEDIR_QUIET_PLAN"):
+    import singledir.plan
 
-
-validate(config, "workflow/schemas/config.schema.yaml")
+    print(singledir.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults), file=sys.stderr, flush=True)
 
 
 include: "workflow/rules/common.smk"
@@ -32,3 +45,24 @@ rule all:
     default_target: True
     input:
         rules.all_figures.input,
+
+
+rule unknown_figure:
+    """A results/fig*_*.pdf or .csv this project does not draw: stops before any job with
+    the figures and families it knows (input function unknown_figure in common.smk)."""
+    input:
+        unknown_figure,
+    output:
+        f"{RESULTS}/{{target}}.{{ext}}",
+    wildcard_constraints:
+        target=unknown_figure_regex(),
+        ext="pdf|csv",
+    log:
+        f"{RESULTS}/logs/unknown_figure/{{target}}.{{ext}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/unknown_figure/{{target}}.{{ext}}.tsv"
+    localrule: True
+    conda:
+        ENV_CPU
+    shell:
+        "echo '{output} is not a figure of this project' > {log}; exit 1"

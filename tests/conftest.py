@@ -8,8 +8,11 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("SINGLEDIR_SHARED", REPO.parent / "shared"))  # test data beside the checkout
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# The workflow prints its plan summary (counting FLOPs: a few seconds) at every start;
+# the tests that run Snakemake skip it, except tests/test_plan.py, which checks it.
+os.environ.setdefault("SINGLEDIR_QUIET_PLAN", "1")
 
 
 @pytest.fixture(scope="session")

@@ -300,3 +300,150 @@ def unit_layer_names(model_spec: dict) -> list[str]:
         except ModelError as err:
             raise ConfigError(str(err)) from None
     raise ConfigError(f"model.arch: unknown architecture {arch!r}; choose 'mlp', 'convnet' or 'torchvision'")
+
+
+# --- the plan summary (printed at workflow start; python -m singledir.plan CONFIG) ------
+
+def _fmt_hours(h: float) -> str:
+    return f"{h:.2g}" if h < 10 else f"{h:,.0f}"
+
+
+def _fmt_value(v) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _get(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
+            bench_csv: str = "results/bench.csv") -> str:
+    """The plan of a (validated) config as text: per family and experiment the networks,
+    their training length, the dataset and its size, the figures they feed and their
+    counted cost; the totals (networks, jobs, CPU- and GPU-hours from :mod:`singledir.cost`);
+    and every value that came from a schema default."""
+    from . import cost
+
+    lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
+             f"device {config.get('device')}):"]
+    rows = [("family", "experiment", "nets", "training", "dataset (train/test, shape)", "figures",
+             "train PFLOP", "analysis PFLOP")]
+    nets = 0
+    train_total = analysis_total = 0.0
+    figures = set(figure_targets(config, ""))
+    for family, fam in config.get("families", {}).items():
+        if not fam.get("enabled", True):
+            lines.append(f"  {family}: off (enabled: false)")
+            continue
+        try:
+            data = cost.dataset_size(fam["dataset"])
+            data_text = f"{data.name} {data.n_train}/{data.n_test}, {'x'.join(map(str, data.shape))}"
+        except (OSError, KeyError, ValueError) as err:
+            data, data_text = None, f"size unknown ({err})"
+        for exp in enabled_experiments(config, family):
+            specs = experiment_specs(config, family, exp)
+            first = next(iter(specs.values()))
+            train = first["train"]
+            length = f"{train['steps']} steps" if "steps" in train else f"{train.get('epochs')} epochs"
+            feeds = [fig for fig, needs in FIGURES.get(family, {}).items()
+                     if any(parse_selection(n)[0] == exp for n in needs) and f"/{fig}_{family}.pdf" in figures]
+            t_flops = a_flops = float("nan")
+            if data is not None:
+                t_flops = sum(cost.training_flops(s, data) for s in specs.values())
+                a_flops = sum(cost.analysis_flops(s, data, fam.get("analysis", {})) for s in specs.values())
+                train_total += t_flops
+                analysis_total += a_flops
+            nets += len(specs)
+            rows.append((family, exp, str(len(specs)), length, data_text, ",".join(feeds) or "-",
+                         f"{t_flops / 1e15:.3g}", f"{a_flops / 1e15:.3g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) if i < 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    rates = cost.throughputs(config, bench_csv)
+    total = train_total + analysis_total
+    jobs_text = f"{jobs} jobs" if jobs is not None else "jobs: see Snakemake's job stats below"
+    lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures")
+    lines.append(f"  estimated cost: {total / 1e15:.3g} PFLOP ({train_total / 1e15:.3g} training + "
+                 f"{analysis_total / 1e15:.3g} analysis, a naive upper bound)")
+    for kind, unit in (("cpu", "CPU-hours on this machine"), ("gpu", "GPU-hours on one GPU")):
+        rate, source = rates[kind]
+        lines.append(f"    {_fmt_hours(total / rate / 3600)} {unit} at {rate:.3g} FLOP/s ({source})")
+    shown = default_values(config, defaults)
+    import textwrap
+
+    lines.extend(textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
+                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
+    return "\n".join(lines)
+
+
+def default_values(config: dict, defaults) -> list[str]:
+    """``key=value`` for every value that came from a schema default (empty sections
+    omitted), one entry for a setting shared by several experiments of a family:
+    ``families.mnist.experiments.{corruption,dropout}.fuse=1``."""
+    grouped: "OrderedDict[tuple, list]" = OrderedDict()
+    for dotted in defaults:
+        value = _get(config, dotted)
+        if value == {}:
+            continue
+        parts = dotted.split(".")
+        if len(parts) >= 5 and parts[0] == "families" and parts[2] == "experiments":
+            key = (".".join(parts[:3]), ".".join(parts[4:]), _fmt_value(value))
+            grouped.setdefault(key, []).append(parts[3])
+        else:
+            grouped[(dotted, None, _fmt_value(value))] = []
+    out = []
+    for (head, tail, value), exps in grouped.items():
+        if tail is None:
+            out.append(f"{head}={value}")
+        else:
+            names = exps[0] if len(exps) == 1 else "{" + ",".join(exps) + "}"
+            out.append(f"{head}.{names}.{tail}={value}")
+    return out
+
+
+def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
+    """Every job of the run (``snakemake -n --forceall TARGET``: as if nothing were done yet)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    snakefile = Path(snakefile or Path(__file__).resolve().parents[2] / "Snakefile")
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe) if exe.exists() else "snakemake", target, "-s", str(snakefile), "-n", "--forceall",
+           "--quiet", "rules", "--configfile", *map(str, configfiles)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SINGLEDIR_QUIET_PLAN="1"))
+    m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, re.M)
+    if proc.returncode != 0 or not m:
+        raise ConfigError(f"snakemake -n failed for {' '.join(map(str, configfiles))}:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return int(m.group(1))
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from . import config_check
+
+    ap = argparse.ArgumentParser(prog="python -m singledir.plan",
+                                 description="Check a config and print what it runs and what it costs.")
+    ap.add_argument("configfile", nargs="+", help="config file(s), merged in order like --configfile")
+    ap.add_argument("--no-jobs", action="store_true", help="skip the job count (a Snakemake dry run)")
+    ap.add_argument("--bench-csv", default="results/bench.csv", help="benchmark table with the measured CPU rate")
+    args = ap.parse_args(argv)
+    try:
+        loaded = config_check.load_config(args.configfile)
+        jobs = None if args.no_jobs else count_jobs(args.configfile)
+    except config_check.ConfigError as err:  # (run as __main__, this module's ConfigError is another class)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,8 +5,6 @@ import re
 import singledir.fused as fused
 import singledir.plan as plan
 
-plan.check_config(config)
-
 RESULTS = "results"
 
 # Software environments for --software-deployment-method conda (paths relative to
@@ -194,3 +192,28 @@ def cifar10_params(figure):
         seed=config["seed"],
         figure=lambda w: cifar10_figure_cfg(figure),
     )
+
+
+# A figure target the project does not draw (results/fig9_mnist.pdf, results/fig1_svhn.pdf)
+# reaches rule unknown_figure (Snakefile), whose input function stops the run before any
+# job with the figures and families this project knows.
+KNOWN_FIGURES = {f"{fig}_{fam}" for fam, figs in plan.FIGURES.items() for fig in figs}
+
+
+def unknown_figure_regex():
+    known = "|".join(sorted(re.escape(k) for k in KNOWN_FIGURES))
+    return rf"(?!(?:{known})$)fig[A-Za-z0-9]*_[A-Za-z0-9_]+"
+
+
+def unknown_figure(wildcards):
+    fig, _, fam = wildcards.target.partition("_")
+    known = {f: sorted(fig_ for fig_ in figs) for f, figs in plan.FIGURES.items()}
+    if fam in plan.FIGURES:
+        why = f"family {fam} has no figure {fig!r}; its figures are {', '.join(known[fam])}"
+    else:
+        why = f"there is no family {fam!r}; the families are {', '.join(plan.FIGURES)}"
+    enabled = plan.figure_targets(config, RESULTS)
+    raise plan.ConfigError(
+        f"{RESULTS}/{wildcards.target}.{wildcards.ext} is not a figure of this project: {why}. "
+        f"Figures are results/<figure>_<family>.pdf; this config draws {len(enabled)}: "
+        f"{', '.join(os.path.basename(f)[:-4] for f in enabled)} (snakemake all_figures draws them all).")
