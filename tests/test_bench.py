@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -49,3 +50,46 @@ def test_training_flop_count_matches_torch_flop_counter():
             model(x), model(x_test)
     assert step.get_total_flops() > 0
     assert mlp_training_flops([784, 32, 16, 10], 64, 20, 1) == step.get_total_flops() + evals.get_total_flops()
+
+
+def test_gpu_check_runs_its_code_on_cpu_tensors_when_the_device_query_is_stubbed(tmp_path, monkeypatch, capsys):
+    """`--device cuda`: the device query is the only stub (it answers the CPU), so every
+    measurement and the projection run their real code; tf32 is refused off CUDA and
+    reported as not run."""
+    from singledir import bench
+    from singledir.plan import experiment_models
+    from conftest import REPO, load_yaml
+
+    monkeypatch.setattr(bench, "_cuda_device", lambda: torch.device("cpu"))
+    config = REPO / "config" / "config.yaml"
+    csv = tmp_path / "gpu.csv"
+    with torch.random.fork_rng():
+        summary = bench.main([str(csv), "--device", "cuda", "--quick", "--budget-s", "120", "--config", str(config),
+                              "--threads", "1"])
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads(json.dumps(summary))
+    for name in ("mlp", "convnet"):
+        assert summary[f"gpu_{name}_fp32_images_per_s"] > 0 and summary[f"gpu_{name}_bf16_images_per_s"] > 0
+        assert summary[f"gpu_{name}_fp32_max_abs_accuracy_diff"] == 0
+        assert f"gpu_{name}_tf32_images_per_s" not in summary
+    assert "tf32: not run (precision: tf32 needs a CUDA device" in out
+    assert summary["gpu_fused_convnet_speedup"] > 0 and summary["gpu_convnet_epoch_s"] > 0
+    # The projection: models x epochs x measured epoch cost (CIFAR-10: 50,000 images per epoch).
+    cfg = load_yaml(config)
+    n = len(experiment_models(cfg, "cifar10", "generalization"))
+    epochs = cfg["families"]["cifar10"]["train"]["epochs"]
+    assert summary["gpu_hours_cifar10_generalization"] == pytest.approx(n * epochs * summary["gpu_convnet_epoch_s"] / 3600)
+    assert summary["gpu_hours_mnist_corruption"] > 0
+    assert "gpu_hours_imagenet_corruption" in summary  # listed, with its unmeasured models said in the log
+    assert "not measured" in out
+    table = pd.read_csv(csv)
+    assert {"gpu_engine_mlp_fp32", "gpu_fused_convnet", "gpu_convnet_epoch"} <= set(table.benchmark)
+
+
+def test_gpu_check_without_a_gpu_says_so():
+    from singledir import bench
+
+    if bench._cuda_device() is not None:
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="no CUDA device is visible"):
+        bench.main(["/dev/null", "--device", "cuda", "--quick"])

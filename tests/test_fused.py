@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from singledir.data import Tensors, load_dataset, to_tensors
-from singledir.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, train_fused
+from singledir import fused as fused_mod
+from singledir.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
 from singledir.models import MLP, ConvNet
 from singledir.plan import ConfigError, experiment_specs
 from singledir.training import TrainConfig, TrainingInterrupted, train
@@ -227,7 +228,7 @@ def test_workflow_trains_fused_groups_into_the_usual_files(tmp_path):
     targets = [f"results/models/mnist/corruption_f{f}_s0/model.pt" for f in ("0.0", "0.5", "1.0")]
     run_snakemake(tmp_path / "fused", *targets, configfile=fused_cfg)
     logs = tmp_path / "fused/results/logs"
-    assert (logs / "train_group/mnist/corruption_g0.log").exists()
+    assert "fusion decision for 2 models" in (logs / "train_group/mnist/corruption_g0.log").read_text()
     assert sorted(p.name for p in (logs / "train_model/mnist").iterdir()) == ["corruption_f1.0_s0.log"]
     member = "results/models/mnist/corruption_f0.5_s0"
     run_snakemake(tmp_path / "plain", f"{member}/model.pt", configfile=plain)
@@ -236,3 +237,45 @@ def test_workflow_trains_fused_groups_into_the_usual_files(tmp_path):
     sa, sb = torch.load(a / "model.pt", weights_only=False), torch.load(b / "model.pt", weights_only=False)
     assert sorted(sa) == sorted(sb) and sa["spec"] == sb["spec"]
     assert all(torch.equal(v, sb["state_dict"][k]) for k, v in sa["state_dict"].items())
+
+
+def test_fusion_trial_decides_by_measured_time_and_touches_nothing(digits, monkeypatch):
+    datas, cfgs, build = _members(digits)
+    models = [build(i) for i in range(3)]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    rng = torch.get_rng_state()
+    res = fusion_trial(models, datas, cfgs, steps=2)
+    assert res["single_step_s"] > 0 and res["fused_step_s"] > 0 and res["k"] == 3
+    assert res["fuse"] == (res["speedup"] >= fused_mod.FUSE_MARGIN)
+    assert torch.equal(torch.get_rng_state(), rng)  # the trial leaves the RNG where it was
+    assert all(_max_diff(b, m.state_dict()) == 0 for b, m in zip(before, models))
+    # The decision follows the timings: K separate steps of 1 ms against a fused step of t.
+    for t_fused, expected in ((1e-3, True), (3e-3 / fused_mod.FUSE_MARGIN, True), (2.9e-3, False), (5e-3, False)):
+        times = iter([1e-3, t_fused])
+        monkeypatch.setattr(fused_mod, "_time_steps", lambda step, steps, device: next(times))
+        res = fusion_trial(models, datas, cfgs, steps=2)
+        assert res["fuse"] is expected and res["speedup"] == pytest.approx(3e-3 / t_fused)
+        assert ("at least" if expected else "less than") in res["reason"]
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_train_group_either_way_equals_separate_training_and_keeps_its_choice(digits, tmp_path, fuse):
+    """Fused or one at a time, each member is bitwise the separately trained model (one
+    thread); the decision is written once and a rerun in the same work dir keeps it."""
+    datas, cfgs, build = _members(digits, epochs=2)
+    with threads(1):
+        sep = []
+        for i in range(3):
+            m = build(i)
+            sep.append((m, *train(m, datas[i], cfgs[i], tmp_path / f"sep{i}", log=QUIET)))
+        models = [build(i) for i in range(3)]
+        lines = []
+        res, decision = train_group(models, datas, cfgs, tmp_path / "group", fuse=fuse, log=lines.append)
+    assert decision["fuse"] is fuse and "fusion decision for 3 models" in lines[0]
+    assert ("fused" if fuse else "one at a time") in lines[0]
+    for (m_sep, h_sep, s_sep), m, (h, s) in zip(sep, models, res):
+        assert _max_diff(m_sep.state_dict(), m.state_dict()) == 0
+        assert h.equals(h_sep) and sorted(s) == sorted(s_sep) == [0, 2]
+    again = [build(i) for i in range(3)]
+    _, decision2 = train_group(again, datas, cfgs, tmp_path / "group", fuse=not fuse, log=QUIET)
+    assert decision2["fuse"] is fuse and decision2["resumed"]

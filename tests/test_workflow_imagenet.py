@@ -88,3 +88,22 @@ def test_paper_config_builds_its_dag(tmp_path):
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "does not exist" in text and "<root>/train/n01440764/" in text and "enabled: false" in text
+
+
+def test_unit_analysis_shards_in_the_dag(tmp_path):
+    """analysis.unit_shards: N plans N shard jobs per model and one cheap merge each; the
+    shard files name N, so a changed N makes new shards (the default, 1, one shard)."""
+    cfg = tiny_imagenet_config()
+    cfg["families"]["imagenet"]["analysis"]["unit_shards"] = 3
+    cfgfile = write_yaml(cfg, tmp_path / "sharded.yaml")
+    out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=cfgfile)
+    text = out.stdout + out.stderr
+    models = 1  # Fig. 7 analyses the selectivity experiment's one model
+    jobs = dict(line.split() for line in text.splitlines()
+                if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0].startswith("imagenet"))
+    assert int(jobs["imagenet_units_shard"]) == 3 * models and int(jobs["imagenet_units"]) == models, jobs
+    for i in range(3):
+        assert f"unit_shards/{i}_of_3.csv" in text
+    del cfg["families"]["imagenet"]["analysis"]["unit_shards"]
+    out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=write_yaml(cfg, tmp_path / "one.yaml"))
+    assert "unit_shards/0_of_1.csv" in out.stdout + out.stderr and "1_of_1" not in out.stdout + out.stderr

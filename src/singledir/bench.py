@@ -139,7 +139,10 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
 
 
 def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None) -> dict:
-    """K sequential trainings vs one fused training of K MLPs (same seeds, same work).
+    """K sequential trainings vs one job of K as ``fuse: K`` runs it
+    (:func:`singledir.fused.train_group`: a short measured trial, then fused or one at a
+    time, whichever the trial found faster; the trial's time is included), and vs forced
+    fusion (same seeds, same work).
 
     With ``peak`` (the machine's GEMM FLOP/s) it also reports the ceiling: fusion saves
     per-step overheads, not arithmetic, so no fused run can beat ``peak`` divided by the
@@ -147,7 +150,7 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
     import tempfile
 
     from .data import Tensors
-    from .fused import train_fused
+    from .fused import train_fused, train_group
     from .training import TrainConfig, train
 
     g = torch.Generator().manual_seed(0)
@@ -178,52 +181,295 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
         t = time.perf_counter()
         train_fused(models, datas, cfgs, os.path.join(tmp, "fused"), log=quiet)
         t_fused = time.perf_counter() - t
+        models = [build(c.seed) for c in cfgs]
+        t = time.perf_counter()
+        _, decision = train_group(models, datas, cfgs, os.path.join(tmp, "group"), log=quiet)
+        t_group = time.perf_counter() - t
     work = k * n * epochs
     flops = k * mlp_training_flops([784, *hidden, 10], n, len(x_test), epochs)
-    log(f"[fused] {k} MLPs 784-{'-'.join(map(str, hidden))}-10, {epochs} epoch(s) of {n} examples, batch {batch_size}: "
+    name = f"{k} MLPs 784-{'-'.join(map(str, hidden))}-10"
+    log(f"[fused] {name}, {epochs} epoch(s) of {n} examples, batch {batch_size}: "
         f"sequential {t_seq:.2f} s ({work / t_seq:,.0f} model-examples/s, {flops / t_seq / 1e9:.1f} GFLOP/s), "
-        f"fused {t_fused:.2f} s ({work / t_fused:,.0f} model-examples/s, {flops / t_fused / 1e9:.1f} GFLOP/s) "
+        f"forced fusion {t_fused:.2f} s ({work / t_fused:,.0f} model-examples/s, {flops / t_fused / 1e9:.1f} GFLOP/s) "
         f"-> {t_seq / t_fused:.2f}x")
-    res = {"k": k, "sequential_s": t_seq, "fused_s": t_fused, "speedup": t_seq / t_fused,
-           "sequential_throughput": work / t_seq, "fused_throughput": work / t_fused,
-           "sequential_flops_per_s": flops / t_seq, "fused_flops_per_s": flops / t_fused}
+    log(f"[fused] {name} as `fuse: {k}` runs it: {t_group:.2f} s -> {t_seq / t_group:.2f}x; the trial chose "
+        f"{'fusion' if decision['fuse'] else 'one at a time'}: {decision['reason']}")
+    res = {"k": k, "sequential_s": t_seq, "fused_s": t_group, "speedup": t_seq / t_group,
+           "forced_fused_s": t_fused, "forced_fused_speedup": t_seq / t_fused, "fused_chosen": float(decision["fuse"]),
+           "trial_speedup": decision["speedup"],
+           "sequential_throughput": work / t_seq, "fused_throughput": work / t_group,
+           "sequential_flops_per_s": flops / t_seq, "fused_flops_per_s": flops / t_group}
     if peak:
         res["speedup_ceiling"] = peak * t_seq / flops
         log(f"[fused] ceiling on this machine: sequential training already runs at {100 * flops / t_seq / peak:.0f} % "
-            f"of the measured GEMM FLOP/s, so no fusion can exceed {res['speedup_ceiling']:.2f}x; fused reaches "
-            f"{100 * flops / t_fused / peak:.0f} %")
+            f"of the measured GEMM FLOP/s, so no fusion can exceed {res['speedup_ceiling']:.2f}x; forced fusion "
+            f"reaches {100 * flops / t_fused / peak:.0f} %")
     return res
 
 
-def gpu_benchmark(x, y, log) -> list[dict]:
-    """The MLP analysis on the GPU in each precision: images/s and difference from fp32."""
-    dev = torch.device("cuda")
-    model = _variance_preserving(MLP(784, [2048, 2048], 10), 0).to(dev)
-    x, y = x.to(dev), y.to(dev)
-    layers = ["relu1", "relu2"]
+def _cuda_device() -> torch.device | None:
+    """The GPU the device check runs on, or None without one (the one device query; the
+    tests replace it to run the check's code on CPU tensors)."""
+    return torch.device("cuda") if torch.cuda.is_available() else None
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} (stand-in)"
+
+
+class _Budget:
+    """Wall-clock budget of the device check: each part asks for its share and is
+    skipped (and says so) when too little is left."""
+
+    def __init__(self, seconds: float):
+        self.end = time.perf_counter() + seconds
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+
+def gpu_engine_benchmark(name: str, model: nn.Module, x, y, layers, device, log, n_orderings: int = 10,
+                         n_points: int = 21, chunk_size: int = 2048) -> list[dict]:
+    """One full cumulative-ablation analysis on the device in each precision: images/s
+    (examples x points per second) and the difference from fp32. A precision the device
+    refuses is reported with its reason."""
+    model = model.to(device)
+    x, y = x.to(device), y.to(device)
     sizes = layer_sizes(model, layers, x)
     total = sum(sizes.values())
-    orders = random_orderings(total, 10, 0)
-    sets = [orders[o, :k] for o in range(10) for k in curve_points(total, 21)]
+    orders = random_orderings(total, n_orderings, 0)
+    sets = [orders[o, :k] for o in range(n_orderings) for k in curve_points(total, n_points)]
     keep = masks_from_sets(sets, sizes)
-    pert = PerturbationBatch(len(sets), {k: v.to(dev) for k, v in keep.items()}, {n: None for n in layers})
+    pert = PerturbationBatch(len(sets), {k: v.to(device) for k, v in keep.items()}, {n: None for n in layers})
     rows, ref = [], None
     for precision in ("fp32", "tf32", "bf16"):
-        stats: dict = {}
-        evaluate_perturbations(model, x[:512], y[:512], pert, chunk_size=8192, precision=precision)  # warm-up
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=8192, precision=precision, stats=stats)
-        torch.cuda.synchronize()
+        try:
+            # check_tol=1: measure the difference from fp32 and report it, never refuse
+            evaluate_perturbations(model, x[:64], y[:64], pert, chunk_size=chunk_size, precision=precision,
+                                   check_tol=1.0)  # warm-up
+            _sync(device)
+            t = time.perf_counter()
+            loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=chunk_size, precision=precision,
+                                               check_tol=1.0)
+            _sync(device)
+        except (ValueError, RuntimeError) as e:  # e.g. tf32 off a CUDA device, a refused precision
+            log(f"[gpu] {name} {precision}: not run ({e})")
+            rows.append({"model": name, "precision": precision, "error": str(e)})
+            continue
         dt = time.perf_counter() - t
         ref = (loss, acc) if ref is None else ref
-        row = {"precision": precision, "seconds": dt, "images_per_s": len(x) * len(sets) / dt,
+        row = {"model": name, "precision": precision, "seconds": dt, "images_per_s": len(x) * len(sets) / dt,
                "max_abs_accuracy_diff": float((acc - ref[1]).abs().max()),
                "max_abs_loss_diff": float((loss - ref[0]).abs().max())}
-        log(f"[gpu] {torch.cuda.get_device_name()} {precision}: {dt:.3f} s, {row['images_per_s']:,.0f} "
-            f"image-points/s, |d accuracy| <= {row['max_abs_accuracy_diff']:.1e} vs fp32")
+        log(f"[gpu] {name} engine {precision}: {dt:.3f} s, {row['images_per_s']:,.0f} image-points/s, "
+            f"|d accuracy| <= {row['max_abs_accuracy_diff']:.1e}, |d loss| <= {row['max_abs_loss_diff']:.1e} vs fp32")
         rows.append(row)
     return rows
+
+
+def _train_steps(step, budget_s: float, max_steps: int, device) -> tuple[float, int]:
+    """Seconds per call of ``step`` (after two warm-up calls), over at most ``max_steps``
+    calls or ``budget_s`` seconds, whichever comes first."""
+    step(), step()
+    _sync(device)
+    t0 = time.perf_counter()
+    n = 0
+    while n < max_steps and (n == 0 or time.perf_counter() - t0 < budget_s):
+        step()
+        n += 1
+        if n % 8 == 0:
+            _sync(device)
+    _sync(device)
+    return (time.perf_counter() - t0) / n, n
+
+
+def _convnet_step(models, device, batch: int, size: int, k: int):
+    """One SGD step of one ConvNet (k == 1) or of k fused ConvNets (singledir.fused)."""
+    from .fused import FusedNet, _FusedOptimizer, _MemberRNG
+    from .training import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    cfgs = [TrainConfig(epochs=1, batch_size=batch, optimizer="sgd", lr=0.01, momentum=0.9, seed=i) for i in range(k)]
+    if k == 1:
+        net = models[0].to(device).train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        xb = torch.randn(batch, 3, size, size, generator=g).to(device)
+        yb = torch.randint(0, 10, (batch,), generator=g).to(device)
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(net(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    net = FusedNet(models, _MemberRNG([c.seed for c in cfgs], device)).to(device).train()
+    opt = _FusedOptimizer(list(net.parameters()), cfgs)
+    xb = torch.randn(k, batch, 3, size, size, generator=g).to(device)
+    yb = torch.randint(0, 10, (k, batch), generator=g).to(device)
+
+    def step():
+        logits = net(xb)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
+                                                 reduction="none").view(k, -1).mean(1).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step([0.01] * k)
+    return step
+
+
+def _mlp_step(hidden, device, batch: int):
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    net = MLP(784, hidden, 10).to(device).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    xb = torch.randn(batch, 1, 28, 28, generator=g).to(device)
+    yb = torch.randint(0, 10, (batch,), generator=g).to(device)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+# Training-set sizes of the paper's data sets (the projection's epochs are of these).
+_TRAIN_SIZES = {"MNIST": 60000, "CIFAR10": 50000}
+
+
+def paper_projection(config: dict, epoch_cost, fused_speedup: dict, log) -> list[dict]:
+    """GPU-hours per experiment of ``config``: per model ``epochs x`` the measured cost of
+    one epoch of its architecture (``epoch_cost(family, model_spec, n_train)`` in seconds,
+    or None when not measured), times the experiment's model count
+    (:func:`singledir.plan.experiment_models`), divided by the measured fusion speedup of
+    the architecture where the experiment sets ``fuse`` (training only; analyses apart)."""
+    from .plan import enabled_experiments, enabled_families, experiment_models, experiment_specs
+
+    rows = []
+    for family in enabled_families(config):
+        fam = config["families"][family]
+        n_train = _TRAIN_SIZES.get(str(fam.get("dataset", {}).get("name")))
+        for exp in enabled_experiments(config, family):
+            ids = experiment_models(config, family, exp)
+            specs = experiment_specs(config, family, exp)
+            seconds, unmeasured = 0.0, 0
+            for mid in ids:
+                spec = specs[mid]
+                cost = epoch_cost(family, spec, n_train) if n_train else None
+                epochs = spec["train"].get("epochs")
+                if cost is None or not epochs:
+                    unmeasured += 1
+                    continue
+                seconds += cost * float(epochs)
+            fuse = int(fam["experiments"][exp].get("fuse", 1) or 1)
+            arch = specs[ids[0]]["model"].get("arch")
+            speedup = fused_speedup.get(arch, 1.0) if fuse > 1 else 1.0
+            hours = seconds / 3600.0 / speedup
+            rows.append({"family": family, "experiment": exp, "models": len(ids), "models_unmeasured": unmeasured,
+                         "fuse": fuse, "fused_speedup_applied": speedup, "gpu_hours": hours})
+            note = f", {unmeasured} not measured (not included)" if unmeasured else ""
+            log(f"[projection] {family}/{exp}: {len(ids)} models x their epochs -> {hours:.1f} GPU-hours"
+                f"{f' (fused {speedup:.2f}x)' if speedup != 1.0 else ''}{note}")
+    return rows
+
+
+def gpu_check(budget_s: float, config_path: str, log, quick: bool = False) -> dict:
+    """The one-shot device check (``--device cuda``): within ``budget_s`` seconds, the
+    engine's images/s in fp32/TF32/bf16, K fused ConvNets against one, one ConvNet epoch
+    at the config's width, and the paper-scale projection of training GPU-hours."""
+    import yaml
+
+    device = _cuda_device()
+    if device is None:
+        raise SystemExit("--device cuda: no CUDA device is visible (torch.cuda.is_available() is False)")
+    budget = _Budget(budget_s)
+    log(f"[gpu] device {_device_name(device)}, budget {budget_s:.0f} s")
+    config = yaml.safe_load(open(config_path))
+    summary: dict = {"device": _device_name(device), "budget_s": budget_s}
+    rows: list[dict] = []
+    conv_arch = config["families"].get("cifar10", {}).get("model", {"width": 1.0, "batch_norm": True})
+    width = 0.0625 if quick else float(conv_arch.get("width", 1.0))
+    # 1. The engine in each precision (a fifth of the budget each at most, else skipped).
+    n_mlp, n_conv = (200, 64) if quick else (10000, 5000)
+    mlp = _variance_preserving(MLP(784, [64, 64] if quick else [2048, 2048], 10), 0)
+    x, y = _data(mlp, n_mlp, (1, 28, 28), 1)
+    conv = _variance_preserving(ConvNet(3, 10, width=width, batch_norm=True), 1)
+    xc, yc = _data(conv, n_conv, (3, 32, 32), 2)
+    engine_parts = [("mlp", mlp, x, y, ["relu1", "relu2"]), (f"convnet_w{width:g}", conv, xc, yc,
+                                                              ["relu9", "relu10", "relu11"])]
+    for name, model, xs, ys, layers in engine_parts:
+        if budget.left() < 0.5 * budget_s:
+            log(f"[gpu] {name} engine: skipped (budget)")
+            continue
+        for row in gpu_engine_benchmark(name, model, xs, ys, layers, device, log,
+                                        *((3, 6) if quick else (10, 21))):
+            rows.append({"part": "engine", **row})
+            if "images_per_s" in row:
+                summary[f"gpu_{name.split('_')[0]}_{row['precision']}_images_per_s"] = row["images_per_s"]
+                summary[f"gpu_{name.split('_')[0]}_{row['precision']}_max_abs_accuracy_diff"] = \
+                    row["max_abs_accuracy_diff"]
+    # 2. K fused ConvNets against one (grouped convolutions), steps of batch 128.
+    k = 4 if quick else 8
+    batch = 8 if quick else 128
+    fused_speedup = {}
+    if budget.left() > 0.3 * budget_s:
+        share = min(0.1 * budget_s, budget.left() / 4)
+        torch.manual_seed(0)
+        t_one, n_one = _train_steps(_convnet_step([ConvNet(3, 10, width=width)], device, batch, 32, 1), share,
+                                    200, device)
+        members = []
+        for i in range(k):
+            torch.manual_seed(i)
+            members.append(ConvNet(3, 10, width=width))
+        t_k, n_k = _train_steps(_convnet_step(members, device, batch, 32, k), share, 200, device)
+        fused_speedup["convnet"] = k * t_one / t_k
+        summary.update(gpu_fused_convnet_k=k, gpu_fused_convnet_speedup=fused_speedup["convnet"],
+                       gpu_convnet_step_s=t_one)
+        rows.append({"part": "fused_convnet", "k": k, "one_step_s": t_one, "fused_step_s": t_k,
+                     "speedup": fused_speedup["convnet"]})
+        log(f"[gpu] {k} fused ConvNets (width {width:g}, batch {batch}): {1e3 * t_k:.1f} ms/step against one "
+            f"{1e3 * t_one:.1f} ms/step -> {fused_speedup['convnet']:.2f}x ({n_one} and {n_k} steps)")
+    else:
+        log("[gpu] fused ConvNets: skipped (budget)")
+    # 3. One ConvNet epoch at the config's width: a full pass of 50,000 images in batches
+    #    of 128 (391 steps), cut short at its budget share and extrapolated (said so).
+    steps_epoch = 4 if quick else math.ceil(50000 / 128)
+    conv_epoch_s = None
+    if budget.left() > 0.15 * budget_s:
+        torch.manual_seed(0)
+        t_step, n = _train_steps(_convnet_step([ConvNet(3, 10, width=width)], device, batch, 32, 1),
+                                 budget.left() / 2, steps_epoch, device)
+        conv_epoch_s = t_step * steps_epoch
+        how = "measured" if n >= steps_epoch else f"{n} of {steps_epoch} steps, extrapolated"
+        summary.update(gpu_convnet_epoch_s=conv_epoch_s, gpu_convnet_width=width)
+        rows.append({"part": "convnet_epoch", "width": width, "epoch_s": conv_epoch_s, "steps": n})
+        log(f"[gpu] one ConvNet epoch (width {width:g}, 50,000 images, batch {batch}): {conv_epoch_s:.1f} s ({how})")
+    else:
+        log("[gpu] ConvNet epoch: skipped (budget)")
+    # 4. Paper-scale projection: MLP epochs measured per width on the fly (cheap).
+    mlp_step_s: dict = {}
+
+    def epoch_cost(family, spec, n_train):
+        arch = spec["model"]
+        if arch.get("arch") == "convnet":
+            return None if conv_epoch_s is None else conv_epoch_s * n_train / 50000
+        if arch.get("arch") == "mlp":
+            key = tuple(arch["hidden"])
+            if key not in mlp_step_s and budget.left() > 5:
+                hidden = [min(h, 64) for h in key] if quick else list(key)
+                mlp_step_s[key] = _train_steps(_mlp_step(hidden, device, 128), min(5.0, budget.left() / 4), 100,
+                                               device)[0]
+            return mlp_step_s[key] * math.ceil(n_train / 128) if key in mlp_step_s else None
+        return None  # ResNets on ImageNet: not measured here
+
+    projection = paper_projection(config, epoch_cost, fused_speedup, log)
+    for r in projection:
+        rows.append({"part": "projection", **r})
+        summary[f"gpu_hours_{r['family']}_{r['experiment']}"] = r["gpu_hours"]
+    summary["gpu_hours_total_measured"] = sum(r["gpu_hours"] for r in projection)
+    summary["gpu_check_s"] = budget_s - budget.left()
+    log(f"[gpu] check took {summary['gpu_check_s']:.0f} s of its {budget_s:.0f} s budget")
+    return {"summary": summary, "rows": rows}
 
 
 def main(argv=None) -> dict:
@@ -233,6 +479,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     ap.add_argument("--convnet-width", type=float, default=None, help="ConvNet width multiplier (default 0.5)")
     ap.add_argument("--fuse-k", type=int, default=None, help="models trained at once (default 16)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: the one-shot GPU check instead of the CPU benchmark")
+    ap.add_argument("--budget-s", type=float, default=480.0, help="wall-time budget of the GPU check (seconds)")
+    ap.add_argument("--config", default="config/config.yaml", help="config whose planned models the GPU check projects")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -248,6 +498,19 @@ def main(argv=None) -> dict:
     if q:
         log("QUICK MODE: tiny sizes, the ratios are not the benchmark's")
     rows = []
+    if args.device == "cuda":
+        res = gpu_check(args.budget_s, args.config, log, quick=q)
+        table = pd.DataFrame([{"benchmark": f"gpu_{r['part']}" + (f"_{r['model']}_{r['precision']}" if "model" in r
+                                                                  else (f"_{r['family']}_{r['experiment']}"
+                                                                        if "experiment" in r else "")),
+                               "metric": key, "value": float(v), "unit": "", "note": ""}
+                              for r in res["rows"] for key, v in r.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)])
+        save_csv(table, args.csv)
+        log(f"wrote {args.csv}")
+        summary = {**res["summary"], "threads": threads, "quick": q}
+        print(json.dumps(summary), flush=True)
+        return summary
 
     def add(bench, metric, value, unit="", note=""):
         rows.append({"benchmark": bench, "metric": metric, "value": float(value), "unit": unit, "note": note})
@@ -296,15 +559,13 @@ def main(argv=None) -> dict:
             add(name, key, value)
 
     summary = {"mlp_speedup": res_mlp["speedup"], "convnet_speedup": res_conv["speedup"],
-               "gemm_fraction": gemm_fraction, "fused_training_speedup": fused["speedup"],
+               "gemm_fraction": gemm_fraction, "mlp_gemm_fraction": res_mlp["suffix_flops_per_s"] / peak,
+               "convnet_gemm_fraction": res_conv["suffix_flops_per_s"] / peak,
+               "fused_training_speedup": fused["speedup"], "fused_training_chosen": bool(fused["fused_chosen"]),
+               "fused_training_small_chosen": bool(fused_small["fused_chosen"]),
                "fused_training_speedup_small": fused_small["speedup"],
                "fused_training_speedup_ceiling": fused["speedup_ceiling"],
                "gemm_flops_per_s": peak, "convnet_width": width, "threads": threads, "quick": q}
-    if torch.cuda.is_available():
-        for row in gpu_benchmark(x, y, log):
-            for key in ("seconds", "images_per_s", "max_abs_accuracy_diff", "max_abs_loss_diff"):
-                add(f"gpu_mlp_{row['precision']}", key, row[key])
-            summary[f"gpu_{row['precision']}_images_per_s"] = row["images_per_s"]
     save_csv(pd.DataFrame(rows), args.csv)
     log(f"wrote {args.csv}")
     print(json.dumps(summary), flush=True)

@@ -178,7 +178,11 @@ class ClampPlan:
 
     def _mix_full(self, j: int, x: torch.Tensor) -> torch.Tensor:
         """Stage j on all channels, with bias, in float32 (used on one constant example)."""
-        return self.stages[j].module(x)
+        mod = self.stages[j].module
+        if not bool(x.any()):  # zero-ablated constants: the bias alone (a one-example conv is slow)
+            out = x.new_zeros((x.shape[0], *self.stages[j].out_shape))
+            return out if mod.bias is None else out + mod.bias.view(1, -1, *([1] * (out.dim() - 2)))
+        return mod(x)
 
     @staticmethod
     def _weight(mod: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor) -> torch.Tensor:

@@ -569,3 +569,120 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
                  for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
         out.append((pd.DataFrame(histories[m]), snaps))
     return out
+
+
+# ---------------------------------------------------------------------------- fuse or not
+
+# Fuse only when the trial measures it at least this much faster than K separate runs
+# (a small margin against timing noise: a wrong "fuse" would cost more than a missed one).
+FUSE_MARGIN = 1.1
+
+
+def _time_steps(step, steps: int, device: torch.device) -> float:
+    """Median seconds of one call of ``step`` over ``steps`` calls, after one warm-up."""
+    import time
+
+    step()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return float(sorted(times)[len(times) // 2])
+
+
+def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], steps: int = 5) -> dict:
+    """Measure, on copies, one training step of the K models fused against one step of a
+    single member (the members have the same shape, so K separate steps cost K times
+    that); returns the timings and the decision ``fuse`` (fused at least
+    :data:`FUSE_MARGIN` times faster). Nothing of the real training is touched: the
+    models are copied and the global RNG state is restored."""
+    from .training import make_optimizer
+
+    k = len(models)
+    cfg0 = cfgs[0]
+    device = datas[0].x_train.device
+    saved = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+    try:
+        b = min(cfg0.batch_size, len(datas[0].x_train))
+        xs = torch.stack([d.x_train[:b] for d in datas])
+        ys = torch.stack([d.y_train[:b] for d in datas])
+        single = copy.deepcopy(models[0]).train()
+        opt1 = make_optimizer(single.parameters(), cfgs[0])
+
+        def step_single():
+            loss = F.cross_entropy(single(xs[0]), ys[0])
+            opt1.zero_grad(set_to_none=True)
+            loss.backward()
+            opt1.step()
+
+        net = FusedNet([copy.deepcopy(m) for m in models], _MemberRNG([c.seed for c in cfgs], device)).to(device)
+        net.train()
+        optk = _FusedOptimizer(list(net.parameters()), cfgs)
+        lrs = [c.lr for c in cfgs]
+
+        def step_fused():
+            logits = net(xs)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1),
+                                   reduction="none").view(k, -1).mean(1).sum()
+            optk.zero_grad()
+            loss.backward()
+            optk.step(lrs)
+
+        t_single = _time_steps(step_single, steps, device)
+        t_fused = _time_steps(step_fused, steps, device)
+    finally:
+        torch.set_rng_state(saved[0])
+        if saved[1] is not None:
+            torch.cuda.set_rng_state(saved[1], device)
+    ratio = k * t_single / t_fused
+    fuse = ratio >= FUSE_MARGIN
+    return {"fuse": fuse, "k": k, "steps": steps, "single_step_s": t_single, "fused_step_s": t_fused,
+            "speedup": ratio, "margin": FUSE_MARGIN,
+            "reason": (f"one fused step of {k} models took {1e3 * t_fused:.2f} ms, {k} separate steps "
+                       f"{k} x {1e3 * t_single:.2f} ms = {1e3 * k * t_single:.2f} ms (median of {steps}): fused is "
+                       f"{ratio:.2f}x as fast, {'at least' if fuse else 'less than'} the margin {FUSE_MARGIN}")}
+
+
+def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
+                work_dir: str | os.PathLike, fuse: str | bool = "auto", log=print
+                ) -> tuple[list[tuple[pd.DataFrame, dict[int, dict]]], dict]:
+    """Train a group fused or one model at a time, whichever is faster here; returns
+    (per member (history, snapshots), the decision).
+
+    ``fuse="auto"`` runs :func:`fusion_trial` at the start and writes the decision to
+    ``work_dir/fusion_decision.json``; a resumed job reads it back and keeps its choice
+    (a half-trained group never switches method). ``True``/``False`` force one. Both
+    methods give each member the model a separate training gives (bitwise for MLPs with
+    one thread; see the module docstring), so the choice changes time only.
+    """
+    from .training import train
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "fusion_decision.json"
+    if path.exists():
+        decision = json.loads(path.read_text())
+        decision["resumed"] = True
+    elif fuse == "auto":
+        check_fusable(cfgs, datas)
+        decision = fusion_trial(models, datas, cfgs)
+    else:
+        decision = {"fuse": bool(fuse), "k": len(models), "reason": f"forced: fuse={fuse}"}
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(decision, indent=1))
+        os.replace(tmp, path)
+    log(f"fusion decision for {len(models)} models: {'fused' if decision['fuse'] else 'one at a time'} "
+        f"({decision['reason']})")
+    if decision["fuse"]:
+        return train_fused(models, datas, cfgs, work_dir / "fused", log=log), decision
+    out = []
+    for m, (model, data, cfg) in enumerate(zip(models, datas, cfgs)):
+        log(f"member {m + 1}/{len(models)} (seed {cfg.seed})")
+        out.append(train(model, data, cfg, work_dir / f"member{m}", log=log))
+    return out, decision

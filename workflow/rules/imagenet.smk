@@ -6,7 +6,8 @@
 #     --imagenet_corrupt_labels--> labels_f<fraction>_s<seed>.npz
 #     --imagenet_subset--> subset.csv (seeded, class-balanced, recorded)
 #   imagenet_model: DDP training with torchrun inside one job (or pretrained weights)
-#   imagenet_ablation / imagenet_units: per-model analyses on the subset (top-5)
+#   imagenet_ablation / imagenet_units: per-model analyses on the subset (top-5); the per-map
+#   analysis runs as analysis.unit_shards jobs (imagenet_units_shard) merged by imagenet_units
 #   imagenet_fig1 / fig7 / figA2 / figA3 / figA4 and imagenet_stats_table.
 # The library side: singledir.imagenet (data), singledir.resnet (models and their unit
 # layers), singledir.distributed (training).
@@ -151,27 +152,54 @@ rule imagenet_ablation:
         "../scripts/imagenet_ablation.py"
 
 
-rule imagenet_units:
-    """Per feature map: selectivity, mutual information, single-map ablation impact on the
-    test loss, filter L1 norm."""
+def imagenet_unit_shards():
+    """Number of layer groups the per-map analysis is split into (analysis.unit_shards)."""
+    return int(analysis_cfg(IMAGENET).get("unit_shards", 1))
+
+
+rule imagenet_units_shard:
+    """Per feature map of one group of layers (singledir.unit_shards): selectivity, mutual
+    information, single-map ablation impact on the test loss, filter L1 norm. The shard
+    count is in the file name, so changing analysis.unit_shards makes new shards."""
     input:
         unpack(_imagenet_model_inputs),
     output:
-        units=f"{RESULTS}/analysis/{IMAGENET}/{{model}}/units.csv",
+        units=f"{RESULTS}/analysis/{IMAGENET}/{{model}}/unit_shards/{{shard}}_of_{{n}}.csv",
+    wildcard_constraints:
+        shard=r"\d+",
+        n=r"\d+",
     params:
         analysis=lambda w: analysis_cfg(IMAGENET),
         dataset=lambda w: imagenet_dataset(),
         root=lambda w: imagenet_dataset()["root"],
         device=config["device"],
+        shard=lambda w: int(w.shard),
+        n_shards=lambda w: int(w.n),
     threads: lambda w: int(analysis_cfg(IMAGENET).get("loader_workers", 0)) + 1
     log:
-        f"{RESULTS}/logs/{IMAGENET}/units_{{model}}.log",
+        f"{RESULTS}/logs/{IMAGENET}/units_{{model}}_shard{{shard}}_of_{{n}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/{IMAGENET}/units_{{model}}.tsv"
+        f"{RESULTS}/benchmarks/{IMAGENET}/units_{{model}}_shard{{shard}}_of_{{n}}.tsv"
     conda:
         ENV_TORCH
     script:
         "../scripts/imagenet_units.py"
+
+
+rule imagenet_units:
+    """The shards' tables concatenated (cheap): the per-map table of one model."""
+    input:
+        shards=lambda w: [f"{RESULTS}/analysis/{IMAGENET}/{w.model}/unit_shards/{i}_of_{imagenet_unit_shards()}.csv"
+                          for i in range(imagenet_unit_shards())],
+    output:
+        units=f"{RESULTS}/analysis/{IMAGENET}/{{model}}/units.csv",
+    log:
+        f"{RESULTS}/logs/{IMAGENET}/units_{{model}}.log",
+    localrule: True
+    conda:
+        ENV_CPU
+    script:
+        "../scripts/imagenet_units_merge.py"
 
 
 rule imagenet_fig1:

@@ -1,11 +1,13 @@
-"""Train a fused group of models in one job (singledir.fused); write each member's
-model.pt and history.csv exactly as train_model.py does."""
+"""Train a group of models in one job (singledir.fused.train_group): fused when a short
+measured trial at the start finds fusion faster on this machine, else one at a time (the
+decision and its timings go to the log); write each member's model.pt and history.csv
+exactly as train_model.py does."""
 import shutil
 
 import torch
 
 from singledir.data import Tensors
-from singledir.fused import train_fused
+from singledir.fused import train_group
 from singledir.io import save_csv, save_torch
 from singledir.models import build_model
 from singledir.runtime import load_data, load_labels, log_to, pick_device, setup_torch
@@ -25,8 +27,8 @@ with log_to(snakemake.log[0]):
         torch.manual_seed(cfg.seed)  # the seed fixes the initialization, as for a single model
         models.append(build_model(spec["model"], in_shape, base.n_classes).to(device))
         cfgs.append(cfg)
-    print(f"training {len(specs)} models fused on {device}: {[s['id'] for s in specs]}")
-    results = train_fused(models, datas, cfgs, snakemake.params.work_dir)
+    print(f"training a group of {len(specs)} models on {device}: {[s['id'] for s in specs]}")
+    results, _ = train_group(models, datas, cfgs, snakemake.params.work_dir)
     for spec, model, (history, snapshots), out_model, out_history in zip(
             specs, models, results, snakemake.output.model, snakemake.output.history):
         save_torch({"spec": spec, "in_shape": in_shape, "n_classes": base.n_classes,
