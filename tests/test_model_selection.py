@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from singledir.model_selection import selection_bootstrap, selection_statistic, setting_means
+from singledir.model_selection import selection_null, selection_statistic, setting_means
 
 
 def test_hand_built_grid_every_subset():
@@ -64,14 +64,18 @@ def test_setting_means_average_repeats():
     assert s["auc"].tolist() == pytest.approx([0.6, 0.3]) and s["test_accuracy"].tolist() == pytest.approx([0.7, 0.4])
 
 
-def test_bootstrap_ci_over_settings():
+def test_permutation_null_and_chance():
     acc = np.linspace(0.5, 0.9, 10)
-    perfect = selection_bootstrap(acc, acc, subset_size=5, n_subsets=300, top=(1, 5), n_boot=50, seed=0)
-    assert perfect["top1_percent"]["value"] == 100.0
-    assert (perfect["top1_percent"]["ci_low"], perfect["top1_percent"]["ci_high"]) == (100.0, 100.0)
+    perfect = selection_null(acc, acc, subset_size=5, n_subsets=300, top=(1, 5), n_perm=200, seed=0)
+    t1 = perfect["top1_percent"]
+    assert t1["value"] == 100.0 and t1["chance"] == pytest.approx(20.0) and t1["n"] == 10
+    # AUC ordered like accuracy beats every shuffle: the smallest p a 200-shuffle test gives
+    assert t1["p"] == pytest.approx(1 / 201) == t1["p_min"]
+    assert t1["null_mean"] == pytest.approx(20.0, abs=4.0)  # a shuffled AUC picks at chance
+    assert perfect["top5_percent"]["chance"] == 100.0 and perfect["top5_percent"]["p"] == 1.0
+    assert perfect["gap_mean_percent"]["p"] == pytest.approx(1 / 201)
+    assert np.isnan(t1["ci_low"])  # no bootstrap CI of a maximum
+    # An AUC unrelated to accuracy is not significant.
     rng = np.random.default_rng(1)
-    noisy_auc = acc + rng.normal(0, 0.15, 10)
-    r = selection_bootstrap(noisy_auc, acc, subset_size=5, n_subsets=300, top=(1, 5), n_boot=100, seed=0)
-    for k in ("top1_percent", "gap_mean_percent"):
-        assert r[k]["ci_low"] <= r[k]["value"] <= r[k]["ci_high"] and r[k]["n"] == 10
-    assert r["top1_percent"]["ci_low"] < r["top1_percent"]["ci_high"]
+    r = selection_null(rng.normal(size=10), acc, subset_size=5, n_subsets=300, top=(1,), n_perm=200, seed=0)
+    assert r["top1_percent"]["p"] > 0.05

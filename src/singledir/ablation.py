@@ -117,15 +117,21 @@ def evaluate_ablations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sizes
 def cumulative_ablation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],
                               n_orderings: int = 10, n_points: int = 21, seed: int = 0, mode: str = "zero",
                               moments: dict | None = None, chunk_size: int = 1024, max_rows: int = 65536,
-                              topk: int = 1, method: str = "auto", precision: str = "fp32") -> pd.DataFrame:
+                              topk: int = 1, method: str = "auto", precision: str = "fp32",
+                              extra_fractions: Sequence[float] = ()) -> pd.DataFrame:
     """Tidy cumulative ablation curves: one row per (ordering, number of units ablated).
 
-    Columns: ordering, n_ablated, fraction, accuracy, loss.
+    Columns: ordering, n_ablated, fraction, accuracy, loss. ``extra_fractions`` adds the
+    points round(f * total) to the evenly spaced ones (Fig. 5a reads every dropout net's
+    curve exactly at its dropout fraction p).
     """
     sizes = layer_sizes(model, layers, x)
     total = sum(sizes.values())
     orders = random_orderings(total, n_orderings, seed)
     points = curve_points(total, n_points)
+    if len(extra_fractions):
+        points = np.unique(np.concatenate([np.asarray(points, int),
+                                           [int(round(f * total)) for f in extra_fractions]]))
     sets, rows = [], []
     for o in range(n_orderings):
         for k in points:

@@ -4,6 +4,11 @@ so figure and table jobs that only summarize curves start fast.
 *Normalized AUC.* The area under accuracy as a function of the fraction of units
 ablated (x from 0 to 1, trapezoid rule) divided by the accuracy with nothing ablated.
 A curve that never drops has AUC 1.0; faster drops give smaller values.
+
+*Raw AUC.* The same area without the division. A net that never learned (a flat
+curve at chance) or diverged scores a normalized 1.0 but a raw area at chance level,
+so tables report both (``raw_auc`` next to ``auc``), and nets that failed to train are
+flagged by :func:`singledir.net_tables.training_failed`.
 """
 
 from __future__ import annotations
@@ -28,11 +33,21 @@ def normalized_auc(fraction: np.ndarray, accuracy: np.ndarray) -> float:
     return area / accuracy[0]
 
 
+def raw_auc(fraction: np.ndarray, accuracy: np.ndarray) -> float:
+    """Area under accuracy vs fraction ablated (0 to 1, trapezoid rule), not normalized."""
+    fraction, accuracy = np.asarray(fraction, float), np.asarray(accuracy, float)
+    order = np.argsort(fraction)
+    fraction, accuracy = fraction[order], accuracy[order]
+    return float(np.sum((fraction[1:] - fraction[:-1]) * (accuracy[1:] + accuracy[:-1]) / 2))
+
+
 def curve_aucs(curve: pd.DataFrame) -> pd.DataFrame:
-    """Normalized AUC per ordering of a tidy curve (extra id columns are kept)."""
+    """Normalized AUC (``auc``) and raw area (``raw_auc``) per ordering of a tidy curve
+    (extra id columns are kept)."""
     ids = [c for c in curve.columns if c not in ("ordering", "n_ablated", "fraction", "accuracy", "loss")]
     rows = []
     for key, g in curve.groupby(ids + ["ordering"], sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append(dict(zip(ids + ["ordering"], key), auc=normalized_auc(g["fraction"].values, g["accuracy"].values)))
+        rows.append(dict(zip(ids + ["ordering"], key), auc=normalized_auc(g["fraction"].values, g["accuracy"].values),
+                         raw_auc=raw_auc(g["fraction"].values, g["accuracy"].values)))
     return pd.DataFrame(rows)

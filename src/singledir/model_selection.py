@@ -20,8 +20,11 @@ Definitions used here (the paper gives no more detail):
   every subset is used once (exact); otherwise ``n_subsets`` subsets are drawn
   uniformly without replacement within a subset, with a seeded generator.
 
-The confidence intervals resample *settings* (with replacement) and rerun the whole
-procedure on each resampled grid (:func:`selection_bootstrap`).
+Inference (:func:`selection_null`): each rate is compared with chance (k / subset
+size) and with a permutation null (AUCs shuffled across settings); no percentile
+bootstrap, which is not valid for a maximum over a few settings. The rates are
+comparable with the paper's only for the paper's design (subsets of 48 of 96 settings:
+the top-k rates depend on the subset size); the claims say "not comparable" otherwise.
 """
 
 from __future__ import annotations
@@ -86,33 +89,42 @@ def selection_statistic(auc, test_accuracy, subset_size: int, n_subsets: int = 1
     return out
 
 
-def selection_bootstrap(auc, test_accuracy, subset_size: int, n_subsets: int = 10000,
-                        top: Sequence[int] = (1, 5, 10), n_boot: int = 1000, seed: int = 0,
-                        boot_subsets: int = 200, level: float = 0.95) -> dict[str, dict]:
-    """:func:`selection_statistic` with percentile-bootstrap CIs over settings.
+def selection_null(auc, test_accuracy, subset_size: int, n_subsets: int = 10000, top: Sequence[int] = (1, 5, 10),
+                   n_perm: int = 1000, seed: int = 0, null_subsets: int = 500) -> dict[str, dict]:
+    """:func:`selection_statistic` against chance and a permutation null.
 
-    Each bootstrap replicate resamples the settings with replacement (a duplicated
-    setting counts as a separate grid point) and reruns the selection with
-    ``boot_subsets`` subsets. Returns {name: {value, ci_low, ci_high, n, p}} with the
-    names of :func:`selection_statistic` (n = number of settings).
+    *Chance*: a pick made at random is in the subset's top k with probability
+    k / subset_size (``chance`` of ``top<k>_percent``, in percent).
+    *Permutation null*: the AUCs are shuffled across settings ``n_perm`` times (the link
+    between AUC and test accuracy broken, everything else kept) and the selection rerun
+    with ``null_subsets`` subsets each. ``p`` is one-sided, in the direction "AUC picks
+    better than chance": (1 + #{null >= observed}) / (1 + n_perm) for the top-k rates,
+    (1 + #{null <= observed}) / (1 + n_perm) for the gap to the best; ``null_mean`` is the
+    null's mean. No bootstrap: a percentile bootstrap of a maximum over a few settings is
+    not a valid CI.
+
+    Returns {name: {value, n (settings), p, p_min, chance, null_mean, unit}} for the
+    names of :func:`selection_statistic`, plus "_meta".
     """
     auc = np.asarray(auc, dtype=float)
     acc = np.asarray(test_accuracy, dtype=float)
     point = selection_statistic(auc, acc, subset_size, n_subsets, top, seed)
     names = [f"top{k}_percent" for k in top] + ["gap_mean_percent", "gap_std_percent"]
     rng = np.random.default_rng(seed + 1)
-    reps = {k: [] for k in names}
-    n = len(auc)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        r = selection_statistic(auc[idx], acc[idx], subset_size, boot_subsets, top, seed=int(rng.integers(2**31)))
+    null = {k: np.empty(n_perm) for k in names}
+    for b in range(n_perm):
+        r = selection_statistic(rng.permutation(auc), acc, subset_size, null_subsets, top,
+                                seed=int(rng.integers(2**31)))
         for k in names:
-            reps[k].append(r[k])
-    alpha = (1 - level) / 2
+            null[k][b] = r[k]
     out = {}
     for k in names:
-        v = np.asarray(reps[k])
-        lo, hi = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if n_boot else (math.nan, math.nan)
-        out[k] = {"value": point[k], "ci_low": lo, "ci_high": hi, "n": n, "p": math.nan}
+        v, obs = null[k], point[k]
+        extreme = (v <= obs + 1e-9) if k.startswith("gap_mean") else (v >= obs - 1e-9)
+        p = float((1 + extreme.sum()) / (1 + n_perm)) if n_perm else math.nan
+        chance = 100.0 * min(1.0, int(k[3:-8]) / subset_size) if k.startswith("top") else math.nan
+        out[k] = {"value": point[k], "ci_low": math.nan, "ci_high": math.nan, "n": len(auc), "p": p,
+                  "p_min": 1.0 / (1 + n_perm) if n_perm else math.nan, "chance": chance,
+                  "null_mean": float(v.mean()) if n_perm else math.nan, "unit": "settings"}
     out["_meta"] = {"n_subsets": point["n_subsets"], "exhaustive": point["exhaustive"]}
     return out

@@ -140,9 +140,13 @@ def experiment_specs(config: dict, family: str, experiment: str) -> "OrderedDict
         spec["train"].setdefault("seed", 0)
         spec["labels"]["seed"] = int(spec["train"]["seed"])
         every = spec["train"].pop("snapshot_every", None)
+        dense = int(spec["train"].pop("snapshot_dense_until", 0) or 0)
         if every:
             epochs = int(spec["train"]["epochs"])
-            spec["train"]["snapshot_epochs"] = sorted(set([0] + list(range(every, epochs + 1, every)) + [epochs]))
+            # every epoch up to `dense` (Fig. 4a resolves the AUC peak early), then every `every`
+            early = list(range(1, min(dense, epochs) + 1))
+            spec["train"]["snapshot_epochs"] = sorted(set([0] + early + list(range(every, epochs + 1, every))
+                                                          + [epochs]))
         spec["id"] = "_".join(parts)
         specs[spec["id"]] = spec
     return specs
@@ -272,7 +276,7 @@ def check_config(config: dict) -> None:
         if analysis.get("precision") == "tf32" and config.get("device", "auto") == "cpu":
             raise ConfigError(f"families.{family}.analysis.precision: tf32 needs a CUDA device but device is 'cpu'; "
                               f"use precision fp32 (exact) or set device to auto/cuda")
-        for key in ("ablation_layers", "unit_layers"):
+        for key in ("ablation_layers", "unit_layers", "noise_layers", "fig3_ablation_layers"):
             layers = analysis.get(key, "all")
             if not isinstance(layers, list):
                 continue

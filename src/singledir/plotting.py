@@ -33,6 +33,11 @@ def band(ax, x, values: pd.DataFrame | np.ndarray, label=None, color=None, ls="-
     return line
 
 
+def count(n: int, noun: str = "net") -> str:
+    """'1 net', '3 nets' (legends and annotations)."""
+    return f"{int(n)} {noun}{'' if int(n) == 1 else 's'}"
+
+
 def mean_std_by(df: pd.DataFrame, x: str, y: str, rep: str):
     """Pivot a tidy table to (repeats x x-values) for :func:`band`."""
     table = df.pivot_table(index=rep, columns=x, values=y)
@@ -83,7 +88,7 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
     if len(layers) <= 12 and not per_layer:
         ax.legend(fontsize=7, markerscale=2, loc="upper left")
     if per_layer:
-        from scipy.stats import spearmanr
+        from .stats import spearman_r
 
         ax2 = axes[0, 1]
         for l in layers:
@@ -91,7 +96,7 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
             if len(u) > 2 and u[predictor].std() > 0:
                 k, b = np.polyfit(u[predictor], u["impact"], 1)
                 xs = np.linspace(u[predictor].min(), u[predictor].max(), 10)
-                r_l = spearmanr(u[predictor], u["impact"]).statistic
+                r_l = spearman_r(u[predictor], u["impact"])
                 ax2.plot(xs, k * xs + b, color=colors[l], lw=1.2, label=f"Layer {u['depth'].iloc[0]}: r = {r_l:.2f}")
         ax2.set_xlabel(xlabel)
         ax2.set_ylabel("Impact of ablation on loss (per-layer fit)")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .claims import FAMILY_NAMES, RULES, not_run_phrase
+from .claims import FAMILY_NAMES, NOT_RUN, RULES, verdict_summary
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px; margin: 1.2em; color: #1e293b; }
@@ -29,8 +29,10 @@ table { border-collapse: collapse; margin: .6em 0; }
 th, td { border: 1px solid #cbd5e1; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f1f5f9; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.yes td.verdict { background: #dcfce7; font-weight: 600; }
-tr.no td.verdict { background: #fee2e2; font-weight: 600; }
+tr.reproduced td.verdict { background: #dcfce7; font-weight: 600; }
+tr.notreproduced td.verdict { background: #fee2e2; font-weight: 600; }
+tr.inconclusive td.verdict { background: #fef9c3; }
+tr.notcomparable td.verdict { background: #e2e8f0; }
 tr.notrun td { color: #94a3b8; }
 td.note { font-size: 12px; color: #475569; max-width: 32em; }
 table.claims td:nth-child(4) { min-width: 16em; }
@@ -58,30 +60,31 @@ def _fmt(v, digits: int = 4) -> str:
 
 def claims_html(table: pd.DataFrame, scale: str) -> str:
     """The claims table as one HTML page, verdicts coloured."""
-    counts = table["reproduced"].value_counts()
-    ran = len(table) - int(counts.get("not run", 0))
-    head = ["#", "Fig.", "Data", "Claim (our quantity)", "Paper", "Ours [95 % CI]", "n", "Resampled", "Rule",
-            "Reproduced", "Note"]
+    head = ["#", "Fig.", "Data", "Claim (our quantity)", "Paper", "Tolerance", "Ours [95 % CI]", "n", "p (min p)",
+            "Verdict", "Reason; note"]
     rows = []
     for i, r in enumerate(table.itertuples(index=False), 1):
+        ran = r.verdict != NOT_RUN
         ours = _fmt(r.our_value)
         if ours and _fmt(r.ci_low):
             ours += f"<br>[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        p = (_fmt(r.p) + (f" ({_fmt(r.p_min)})" if _fmt(r.p_min) else "")) if ran else ""
+        text = "; ".join(str(t) for t in (r.reason, r.note) if isinstance(t, str) and t)
         cells = [(str(i), "num"), (html.escape(r.figure), ""), (html.escape(FAMILY_NAMES.get(r.family, r.family)), ""),
                  (f"{html.escape(r.statement)}<br><span class='q'>{html.escape(r.quantity)}</span>", ""),
-                 (html.escape(r.paper_value), "num"), (ours, "num"),
-                 (_fmt(r.n) if r.reproduced != "not run" else "", "num"), (html.escape(r.resampling), ""),
-                 (html.escape(r.rule), ""), (html.escape(r.reproduced), "verdict"),
-                 (html.escape(r.note) if isinstance(r.note, str) else "", "note")]
+                 (html.escape(r.paper_value), "num"),
+                 (html.escape(r.tolerance) if isinstance(r.tolerance, str) else "", "num"), (ours, "num"),
+                 (f"{_fmt(r.n)} {html.escape(str(r.n_unit))}" if ran and r.n else "", "num"), (p, "num"),
+                 (html.escape(r.verdict), "verdict"), (html.escape(text), "note")]
         tds = "".join(f"<td class='{c}'>{v}</td>" for v, c in cells)
-        rows.append(f"<tr class='{r.reproduced.replace(' ', '')}' id='{html.escape(r.claim_id)}'>{tds}</tr>")
+        rows.append(f"<tr class='{r.verdict.replace(' ', '')}' id='{html.escape(r.claim_id)}'>{tds}</tr>")
     rules = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}.</li>" for k, v in RULES.items())
-    body = (f"<p>Scale: <b>{html.escape(scale)}</b>. <b>{int(counts.get('yes', 0))} of {ran}</b> claims tested are "
-            f"reproduced, {int(counts.get('no', 0))} are not, {not_run_phrase(counts)} at "
-            "this scale. Confidence intervals are 95 % percentile bootstraps over the unit named in "
-            "<i>Resampled</i>.</p>"
+    summary = html.escape(verdict_summary(table).replace("**", ""))
+    body = (f"<p>Scale: <b>{html.escape(scale)}</b>. {summary} Confidence intervals are 95 % percentile "
+            "bootstraps over the unit named in <i>n</i>; p is a permutation test over networks where the claim "
+            "compares networks, with the smallest p the design can reach.</p>"
             f"<table class='claims'><thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table><p>Rules for <i>reproduced</i>:</p><ul>{rules}</ul>")
+            f"<tbody>{''.join(rows)}</tbody></table><p>Verdicts:</p><ul>{rules}</ul>")
     return _page("Claims of Morcos et al. (2018): paper vs this reproduction", body)
 
 

@@ -52,6 +52,7 @@ rule fig5_cifar10:
     """Fig. 5b: cumulative ablation curves of nets trained with and without batch norm."""
     input:
         curves=cifar10_files("fig5", "analysis/{family}/{model}/ablation_zero.csv"),
+        histories=cifar10_files("fig5", "models/{family}/{model}/history.csv"),
     output:
         **cifar10_outputs("fig5"),
     params:

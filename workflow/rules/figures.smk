@@ -7,6 +7,7 @@ rule fig1:
     """Fig. 1: cumulative ablation curves per fraction of corrupted labels."""
     input:
         curves=lambda w: figure_inputs("fig1", w.family, "analysis/{family}/{model}/ablation_zero.csv"),
+        histories=lambda w: figure_inputs("fig1", w.family, "models/{family}/{model}/history.csv"),
     output:
         **fig_outputs("fig1"),
     params:
@@ -26,6 +27,7 @@ rule fig2:
     """Fig. 2: accuracy under noise per fraction of corrupted labels."""
     input:
         curves=lambda w: figure_inputs("fig2", w.family, "analysis/{family}/{model}/noise.csv"),
+        histories=lambda w: figure_inputs("fig2", w.family, "models/{family}/{model}/history.csv"),
     output:
         **fig_outputs("fig2"),
     params:

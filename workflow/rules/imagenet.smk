@@ -206,6 +206,7 @@ rule imagenet_fig1:
     """Fig. 1c: cumulative ablation of feature maps in the last layers per corrupted fraction."""
     input:
         curves=lambda w: figure_inputs("fig1", IMAGENET, "analysis/{family}/{model}/ablation_zero.csv"),
+        histories=lambda w: figure_inputs("fig1", IMAGENET, "models/{family}/{model}/history.csv"),
     output:
         **imagenet_fig_outputs("fig1"),
     params:

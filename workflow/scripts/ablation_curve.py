@@ -10,7 +10,14 @@ with log_to(snakemake.log[0]):
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
     model, state = load_model(snakemake.input.model, device)
-    layers = resolve_layers(model, a["ablation_layers"])
+    # Fig. 3 (experiment "generalization") may ablate another layer set than Fig. 1b
+    # (analysis.fig3_ablation_layers; see config/config.yaml for why).
+    spec = state["spec"]
+    key = "fig3_ablation_layers" if spec.get("experiment") == "generalization" and "fig3_ablation_layers" in a \
+        else "ablation_layers"
+    layers = resolve_layers(model, a[key])
+    # Dropout nets: a point exactly at round(p * N) units, where Fig. 5a reads the curve.
+    p = float(spec.get("model", {}).get("dropout", 0.0) or 0.0)
     x, y = data.x_train, data.y_train  # the training set, with the labels it was trained on
     sub = eval_subset(len(x), a["eval_examples"], snakemake.params.seed)
     if sub is not None:
@@ -19,7 +26,8 @@ with log_to(snakemake.log[0]):
     moments = activation_moments(model, data.x_train, layers, a["chunk_size"]) if mode == "mean" else None
     curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"],
                                       seed=snakemake.params.seed, mode=mode, moments=moments,
-                                      chunk_size=a["chunk_size"], max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
+                                      chunk_size=a["chunk_size"], max_rows=a["max_rows"], topk=a["topk"],
+                                      extra_fractions=(p,) if p > 0 else (), **engine_options(a))
     curve.insert(0, "model", state["spec"]["id"])
     curve.insert(1, "mode", mode)
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

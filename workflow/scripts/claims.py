@@ -5,10 +5,11 @@ from singledir.runtime import log_to
 
 sm = snakemake
 with log_to(sm.log[0]):
-    src = Sources.from_paths(list(sm.input.stats) + list(sm.input.tables))
-    print(f"stats tables: {sorted(src.stats)}; tidy tables: {sorted(src.tables)}")
-    table = evaluate_claims(src, n_boot=sm.params.bootstrap, seed=sm.params.seed)
+    src = Sources.from_paths(list(sm.input.stats) + list(sm.input.tables), stand_ins=sm.params.stand_ins,
+                              n_boot=sm.params.bootstrap, seed=sm.params.seed)
+    print(f"stats tables: {sorted(src.stats)}; tidy tables: {sorted(src.tables)}; stand-in data: {sorted(src.stand_ins)}")
+    table = evaluate_claims(src)
     save_csv(table, sm.output.csv)
     with atomic_path(sm.output.md) as tmp:
         tmp.write_text(to_markdown(table, sm.params.scale, sm.params.labels))
-    print(table["reproduced"].value_counts().to_string())
+    print(table["verdict"].value_counts().to_string())

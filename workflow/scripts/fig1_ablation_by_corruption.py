@@ -1,22 +1,30 @@
 """Fig. 1 (a: MNIST, b: CIFAR-10, c: ImageNet): cumulative ablation curves per fraction
-of corrupted labels (mean +/- std over orderings), and the Spearman correlation of the
-normalized AUC with the fraction (resampling orderings). Axis labels and title may come
-from ``params`` (the ImageNet rule names its layers and top-5)."""
+of corrupted labels (mean +/- std over networks x orderings). Axis labels and title may
+come from ``params`` (the ImageNet rule names its layers and top-5).
+
+Statistics (networks are the unit, singledir.stats): each network's normalized AUC
+(and raw area) averaged over its orderings, Spearman's r of the network AUCs with the
+corrupted fraction (bootstrap over networks, permutation p with the smallest p the
+design allows), the mean AUC per fraction, and each fraction's lowest final training
+accuracy (the memorization gate of the claims: the paper's corrupted nets fit their
+labels). The CSV carries every network's final train and test accuracy."""
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from singledir.auc import curve_aucs
 from singledir.io import save_csv
-from singledir.net_tables import with_corrupted_fraction
+from singledir.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
 from singledir import plotting
 from singledir.stats import by_fraction_stats
 
 sm = snakemake
 curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
+nets = final_accuracies(sm.input.histories)
+curves = curves.merge(nets, on="model", how="left")
 save_csv(curves, sm.output.csv)
 
 fig, ax = plt.subplots(figsize=(4.6, 3.4))
-plotting.bands_by_fraction(ax, curves, "n_ablated", "ordering")
+plotting.bands_by_fraction(ax, curves, "n_ablated", ["model", "ordering"])
 ax.set_xlabel(sm.params.get("xlabel", "Number of units ablated"))
 ax.set_ylabel(sm.params.get("ylabel", "Training accuracy"))
 default_title = f"{sm.params.label if sm.params.scale == 'paper' else ''} Cumulative ablation vs label corruption"
@@ -24,5 +32,9 @@ plotting.suptitle(fig, sm.params.get("title", default_title.strip()), sm.params.
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 
-aucs = curve_aucs(curves.drop(columns=["mode"]))
-save_csv(pd.DataFrame(by_fraction_stats(aucs, "auc", "auc", sm.params.bootstrap, sm.params.seed)), sm.output.stats)
+aucs = curve_aucs(curves[["model", "corrupted_fraction", "ordering", "n_ablated", "fraction", "accuracy"]])
+nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
+rows = (by_fraction_stats(aucs, "auc", "auc", sm.params.bootstrap, sm.params.seed)
+        + by_fraction_stats(aucs, "raw_auc", "raw_auc", sm.params.bootstrap, sm.params.seed)[1:]
+        + memorization_rows(nets))
+save_csv(pd.DataFrame(rows), sm.output.stats)

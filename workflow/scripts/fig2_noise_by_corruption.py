@@ -1,22 +1,30 @@
 """Fig. 2: training accuracy under Gaussian noise (variance scaled per unit) per
-fraction of corrupted labels; x axis log-scaled. Statistic: Spearman correlation of
-noise robustness (mean accuracy over the noise scales, divided by the unperturbed
-accuracy) with the corrupted fraction, resampling repeats."""
+fraction of corrupted labels (mean +/- std over networks x noise draws); x axis
+log-scaled.
+
+Statistics (networks are the unit, singledir.stats): each network's noise robustness
+(mean accuracy over the positive noise scales divided by its unperturbed accuracy,
+averaged over noise draws), Spearman's r of it with the corrupted fraction (bootstrap
+over networks, permutation p), the mean per fraction, and each fraction's lowest final
+training accuracy (memorization gate). The CSV carries every network's final train and
+test accuracy."""
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir.net_tables import with_corrupted_fraction
+from singledir.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
 from singledir import plotting
 from singledir.stats import by_fraction_stats
 
 sm = snakemake
 curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
+nets = final_accuracies(sm.input.histories)
+curves = curves.merge(nets, on="model", how="left")
 save_csv(curves, sm.output.csv)
 
 fig, ax = plt.subplots(figsize=(4.6, 3.4))
 noisy = curves[curves["scale"] > 0]
-plotting.bands_by_fraction(ax, noisy, "scale", "repeat", marker="o")
+plotting.bands_by_fraction(ax, noisy, "scale", ["model", "repeat"], marker="o")
 ax.set_xscale("log")
 ax.set_xlabel("Noise variance / unit variance")
 ax.set_ylabel("Training accuracy")
@@ -28,5 +36,7 @@ plotting.save(fig, sm.output.pdf)
 base = curves[curves["scale"] == 0].groupby("model")["accuracy"].mean()
 rob = noisy.groupby(["model", "corrupted_fraction", "repeat"])["accuracy"].mean().reset_index()
 rob["robustness"] = rob["accuracy"] / rob["model"].map(base).clip(lower=1e-12) if len(base) else rob["accuracy"]
-save_csv(pd.DataFrame(by_fraction_stats(rob, "robustness", "noise_robustness", sm.params.bootstrap, sm.params.seed)),
-         sm.output.stats)
+nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
+rows = (by_fraction_stats(rob, "robustness", "noise_robustness", sm.params.bootstrap, sm.params.seed)
+        + memorization_rows(nets))
+save_csv(pd.DataFrame(rows), sm.output.stats)

@@ -8,19 +8,23 @@ rate, with Spearman's r. Generalization error = 1 - test accuracy at the end of
 training (the nets fit the clean training set, so this is also the train-test gap;
 the gap is kept in the CSV).
 
-Statistics: spearman_auc_vs_generalization_error (bootstrap over networks); the mean
-AUC of the best and worst groups and their difference (bootstrap over network x
-ordering AUCs)."""
+Networks are the unit (orderings averaged within each net first). Nets that failed to
+train (singledir.net_tables.training_failed: training accuracy within 5 points of
+chance, or a non-finite loss) score a normalized AUC of 1.0 for a flat curve; they are
+drawn as crosses, excluded from the statistics, and counted (networks_failed_excluded).
+
+Statistics: spearman_auc_vs_generalization_error (bootstrap over networks, permutation
+p); the mean AUC of the best and worst groups and their difference (bootstrap and
+permutation over networks); the raw (unnormalized) area likewise."""
 import matplotlib.pyplot as plt
 import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 
 from singledir import plotting
-from singledir.group_compare import difference_ci
 from singledir.io import save_csv
-from singledir.net_tables import curve_matrix, extremes, final_performance, mean_auc, model_aucs, spec_value
-from singledir.stats import mean_ci, spearman, stat_row
+from singledir.net_tables import curve_matrix, extremes, failed_stat_rows, final_performance, mean_auc, spec_value
+from singledir.stats import difference_ci, mean_ci, spearman, stat_row
 
 sm = snakemake
 specs = sm.params.specs
@@ -29,7 +33,8 @@ curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
 nets = final_performance(sm.input.histories).merge(mean_auc(curves), on="model")
 nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
 nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
-best, worst = extremes(nets, "generalization_error", sm.params.figure.get("extremes", 5))
+ok = nets[~nets["failed"]]
+best, worst = extremes(ok, "generalization_error", sm.params.figure.get("extremes", 5))
 nets["group"] = np.where(nets["model"].isin(best), "best", np.where(nets["model"].isin(worst), "worst", ""))
 
 table = curves.merge(nets.drop(columns=["epoch"]), on="model")
@@ -48,12 +53,18 @@ ax.set_title("a", loc="left", fontweight="bold")
 
 lrs = np.asarray(nets["lr"], dtype=float)
 norm = mcolors.LogNorm(lrs.min(), lrs.max()) if lrs.min() < lrs.max() else None
-sc = ax2.scatter(nets["generalization_error"], nets["auc"], c=lrs, cmap="viridis", norm=norm, s=14,
-                 edgecolor="k", linewidth=0.3)
+sc = ax2.scatter(ok["generalization_error"], ok["auc"], c=np.asarray(ok["lr"], float), cmap="viridis", norm=norm,
+                 s=14, edgecolor="k", linewidth=0.3)
+bad = nets[nets["failed"]]
+if len(bad):
+    ax2.scatter(bad["generalization_error"], bad["auc"], marker="x", color="0.5", s=14,
+                label=f"failed to train ({plotting.count(len(bad))}, excluded)")
+    ax2.legend(fontsize=6, loc="lower left")
 fig.colorbar(sc, ax=ax2, pad=0.01).set_label("Learning rate")
-r = spearman(nets["auc"], nets["generalization_error"], boot, seed)
-ax2.text(0.98, 0.97, f"Spearman r = {r['value']:.3f}, p = {r['p']:.3g}\n95% CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-         f", n = {r['n']} nets", transform=ax2.transAxes, ha="right", va="top", fontsize=7)
+r = spearman(ok["auc"], ok["generalization_error"], boot, seed, "networks", permutation=True)
+# The statistic goes in the panel title, out of the data.
+ax2.set_title(f"Spearman r = {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}], p = {r['p']:.3g}, "
+              f"{plotting.count(r['n'])}", fontsize=7, loc="right")
 ax2.set_xlabel("Generalization error (1 - test accuracy)")
 ax2.set_ylabel("Area under ablation curve (normalized)")
 ax2.set_title("b", loc="left", fontweight="bold")
@@ -62,14 +73,16 @@ plotting.suptitle(fig, "Reliance on single directions vs generalization (same to
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 
-aucs = model_aucs(curves)
-a_best = aucs.loc[aucs["model"].isin(best), "auc"]
-a_worst = aucs.loc[aucs["model"].isin(worst), "auc"]
+a_best = ok.loc[ok["model"].isin(best), "auc"]
+a_worst = ok.loc[ok["model"].isin(worst), "auc"]
 rows = [
     stat_row("spearman_auc_vs_generalization_error", r),
-    stat_row("auc_best", mean_ci(a_best, boot, seed)),
-    stat_row("auc_worst", mean_ci(a_worst, boot, seed)),
-    stat_row("auc_difference_best_minus_worst", difference_ci(a_best, a_worst, np.mean, boot, seed)),
-    stat_row("mean_generalization_error", mean_ci(nets["generalization_error"], boot, seed)),
+    stat_row("spearman_raw_auc_vs_generalization_error",
+             spearman(ok["raw_auc"], ok["generalization_error"], boot, seed, "networks", permutation=True)),
+    stat_row("auc_best", mean_ci(a_best, boot, seed, "networks")),
+    stat_row("auc_worst", mean_ci(a_worst, boot, seed, "networks")),
+    stat_row("auc_difference_best_minus_worst", difference_ci(a_best, a_worst, np.mean, boot, seed, "networks")),
+    stat_row("mean_generalization_error", mean_ci(ok["generalization_error"], boot, seed, "networks")),
+    *failed_stat_rows(nets),
 ]
 save_csv(pd.DataFrame(rows), sm.output.stats)

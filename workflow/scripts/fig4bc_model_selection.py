@@ -6,11 +6,14 @@ normalized AUC means nothing) is left out. Statistic: spearman_auc_vs_test_loss
 (bootstrap over snapshots; paper -0.728).
 
 (c) A learning rate x batch size sweep: AUC against test accuracy, one point per net.
-Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets; paper 0.914)
-and the model-selection statistic of section 3.2 on the settings (repeats averaged),
-see singledir.model_selection: selection_top<k>_percent, selection_gap_to_best_percent
-(mean) and selection_gap_to_best_std_percent (std over subselections), with bootstrap
-CIs over settings."""
+Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets, permutation
+p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
+(repeats averaged), see singledir.model_selection: selection_top<k>_percent,
+selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
+subselections), each with its chance level and a permutation null (AUC shuffled across
+settings), selection_subset_size and selection_settings (the design). Nets that failed
+to train (singledir.net_tables.training_failed) are excluded and counted
+(networks_failed_excluded); raw (unnormalized) areas are in the CSV."""
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,8 +21,8 @@ import pandas as pd
 
 from singledir import plotting
 from singledir.io import save_csv
-from singledir.model_selection import selection_bootstrap, setting_means
-from singledir.net_tables import final_performance, mean_auc, spec_value
+from singledir.model_selection import selection_null, setting_means
+from singledir.net_tables import failed_stat_rows, final_performance, mean_auc, spec_value
 from singledir.stats import spearman, stat_row
 
 sm = snakemake
@@ -34,7 +37,7 @@ per_epoch = (snap.groupby(["model", "epoch"])
                   test_loss=("test_loss", "first"), test_accuracy=("test_accuracy", "first"))
              .reset_index())
 trained = per_epoch[per_epoch["epoch"] > 0].dropna(subset=["test_loss"])
-r_b = spearman(trained["auc"], trained["test_loss"], boot, seed)
+r_b = spearman(trained["auc"], trained["test_loss"], boot, seed, "snapshots")
 
 # (c) the sweep
 curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
@@ -42,16 +45,17 @@ nets = final_performance(sm.input.histories).merge(mean_auc(curves), on="model")
 nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
 nets["batch_size"] = spec_value(nets["model"], specs, "train", "batch_size")
 nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
-r_c = spearman(nets["auc"], nets["test_accuracy"], boot, seed)
-settings = setting_means(nets, ["lr", "batch_size"])
+ok = nets[~nets["failed"]]
+r_c = spearman(ok["auc"], ok["test_accuracy"], boot, seed, "networks", permutation=True)
+settings = setting_means(ok, ["lr", "batch_size"])
 n_settings = len(settings)
 subset = int(cfg.get("subset_size", max(1, n_settings // 2)))
 if subset > n_settings:
     raise ValueError(f"families.cifar10.figures.fig4.subset_size: {subset} is more than the {n_settings} "
                      f"settings of the sweep experiment; lower it (paper: 48 of 96)")
 top = list(cfg.get("top", [1, 5, 10]))
-sel = selection_bootstrap(settings["auc"], settings["test_accuracy"], subset, int(cfg.get("subsets", 10000)), top,
-                          n_boot=boot, seed=seed)
+sel = selection_null(settings["auc"], settings["test_accuracy"], subset, int(cfg.get("subsets", 10000)), top,
+                     n_perm=boot, seed=seed)
 
 table = pd.concat([
     trained.assign(panel="b"),
@@ -64,9 +68,8 @@ ax.plot(trained["test_loss"], trained["auc"], color="0.75", lw=0.8, zorder=1)
 sc = ax.scatter(trained["test_loss"], trained["auc"], c=trained["epoch"], cmap="viridis", s=18, zorder=2,
                 edgecolor="k", linewidth=0.3)
 fig.colorbar(sc, ax=ax, pad=0.01).set_label("Epoch")
-ax.text(0.98, 0.97, f"Spearman r = {r_b['value']:.3f}, p = {r_b['p']:.3g}\n"
-        f"95% CI [{r_b['ci_low']:.3f}, {r_b['ci_high']:.3f}], n = {r_b['n']} snapshots",
-        transform=ax.transAxes, ha="right", va="top", fontsize=7)
+ax.set_title(f"Spearman r = {r_b['value']:.3f} [{r_b['ci_low']:.3f}, {r_b['ci_high']:.3f}], "
+             f"{plotting.count(r_b['n'], 'snapshot')}", fontsize=7, loc="right")
 ax.set_xlabel("Test loss")
 ax.set_ylabel("Area under ablation curve (normalized)")
 ax.set_title("b", loc="left", fontweight="bold")
@@ -82,12 +85,12 @@ fig.colorbar(sc2, ax=ax2, pad=0.01).set_label("Learning rate")
 if len(markers) <= 8:
     ax2.legend(fontsize=6, loc="lower right", markerscale=0.8)
 top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
-ax2.text(0.02, 0.97, f"Spearman r = {r_c['value']:.3f}, p = {r_c['p']:.3g}\n"
-         f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}], n = {r_c['n']} nets",
-         transform=ax2.transAxes, ha="left", va="top", fontsize=7)
+chance_txt = " / ".join(f"{sel[f'top{k}_percent']['chance']:.0f}" for k in top)
+ax2.set_title(f"Spearman r = {r_c['value']:.3f} [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}], p = {r_c['p']:.2g}, "
+              f"{plotting.count(r_c['n'])}", fontsize=7, loc="right")
 # The model-selection statistic, under the panel (section 3.2).
 ax2.text(0.5, -0.25, f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
-         f"{top_txt} % of subsets;\nits test accuracy is {sel['gap_mean_percent']['value']:.1f} +/- "
+         f"{top_txt} % of subsets (chance {chance_txt});\nits test accuracy is {sel['gap_mean_percent']['value']:.1f} +/- "
          f"{sel['gap_std_percent']['value']:.1f} % below the subset's best", fontsize=7, ha="center", va="top",
          transform=ax2.transAxes)
 ax2.set_xlabel("Test accuracy")
@@ -105,6 +108,7 @@ rows.append(stat_row("selection_gap_to_best_percent", sel["gap_mean_percent"]))
 rows.append(stat_row("selection_gap_to_best_std_percent", sel["gap_std_percent"]))
 # settings per random subselection (n: settings in the sweep): with at most k of them,
 # every pick is trivially in the top k
-rows.append(stat_row("selection_subset_size", {"value": subset, "ci_low": float("nan"), "ci_high": float("nan"),
-                                               "n": n_settings}))
+rows.append(stat_row("selection_subset_size", {"value": subset, "n": n_settings, "unit": "settings"}))
+rows.append(stat_row("selection_settings", {"value": n_settings, "n": n_settings, "unit": "settings"}))
+rows += failed_stat_rows(nets)
 save_csv(pd.DataFrame(rows), sm.output.stats)

@@ -1,16 +1,21 @@
 """Fig. 5a: cumulative ablation curves of MLPs trained with dropout on clean and fully
 corrupted labels; dashed vertical lines at the number of units equal to the dropout
-fraction. Statistics: per model, the accuracy kept at the dropout fraction and the
-normalized AUC past it, and their clean - corrupted differences."""
+fraction.
+
+Statistics per dropout fraction p, every curve read at exactly round(p * N) units:
+relative_accuracy_at_dropout_p<p>_<clean|corrupted> (accuracy there / unablated; the
+orderings within each net resampled), mean_accuracy_past_dropout_... (mean accuracy
+past that point / accuracy there, per net) and
+past_dropout_difference_clean_minus_corrupted_p<p> (between networks: bootstrap and
+permutation over nets)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir.auc import curve_aucs
 from singledir.io import save_csv
-from singledir.net_tables import with_corrupted_fraction
+from singledir.net_tables import dropout_readings, with_corrupted_fraction
 from singledir import plotting
-from singledir.stats import mean_ci, stat_row
+from singledir.stats import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
 
 sm = snakemake
 specs = sm.params.specs
@@ -29,7 +34,7 @@ for i, p in enumerate(ps):
             x, v = plotting.mean_std_by(g, "n_ablated", "accuracy", "ordering")
             plotting.band(ax, x, v, color=colors(i), ls=ls,
                           label=f"p={p:g}, {'corrupted' if f > 0 else 'clean'} labels")
-    ax.axvline(p * total, color=colors(i), ls="--", lw=0.8)
+    ax.axvline(round(p * total), color=colors(i), ls="--", lw=0.8)  # where the statistics read it
 ax.set_xlabel("Number of units ablated")
 ax.set_ylabel("Training accuracy")
 ax.set_ylim(0, 1.02)
@@ -38,14 +43,25 @@ plotting.suptitle(fig, "Dropout: robust only up to the dropout fraction", sm.par
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 
+# Statistics, one set per dropout fraction p. Each curve is read exactly at
+# round(p * N) units (rule ablation_curve puts that point on every dropout net's curve).
+per_curve = dropout_readings(c)
+boot, seed = sm.params.bootstrap, sm.params.seed
 rows = []
-for (p, f), g in c.groupby(["dropout", "corrupted_fraction"]):
-    tag = f"p{p:g}_{'corrupted' if f > 0 else 'clean'}"
-    at_p = g[g["fraction"] <= p + 1e-9].groupby("ordering").apply(
-        lambda o: o.sort_values("fraction")["accuracy"].iloc[-1] / o.sort_values("fraction")["accuracy"].iloc[0])
-    rows.append(stat_row(f"relative_accuracy_at_dropout_{tag}", mean_ci(at_p, sm.params.bootstrap, sm.params.seed)))
-    past = g[g["fraction"] >= p - 1e-9]
-    auc_past = past.groupby("ordering").apply(
-        lambda o: np.trapezoid(o.sort_values("fraction")["accuracy"], o.sort_values("fraction")["fraction"]) / (1 - p))
-    rows.append(stat_row(f"mean_accuracy_past_dropout_{tag}", mean_ci(auc_past, sm.params.bootstrap, sm.params.seed)))
+for p, gp in per_curve.groupby("dropout"):
+    for corrupted, g in gp.groupby("corrupted"):
+        tag = f"p{p:g}_{'corrupted' if corrupted else 'clean'}"
+        # Within-network: orderings resampled within each net (strata), nets averaged.
+        nets_mean = lambda v, m: float(pd.Series(v).groupby(m).mean().mean())  # noqa: E731
+        ci = bootstrap_ci(nets_mean, g["kept"].to_numpy(), g["model"].to_numpy(), n_boot=boot, seed=seed,
+                          strata=g["model"].to_numpy())
+        rows.append(stat_row(f"relative_accuracy_at_dropout_{tag}",
+                             result(nets_mean(g["kept"], g["model"]), ci, len(g), unit="orderings within networks")))
+        rows.append(stat_row(f"mean_accuracy_past_dropout_{tag}",
+                             mean_ci(network_means(g, "past")["past"], boot, seed, "networks")))
+    # Between networks: clean vs corrupted nets at this p, orderings averaged per net.
+    nets = network_means(gp, "past", ["model", "corrupted"])
+    rows.append(stat_row(f"past_dropout_difference_clean_minus_corrupted_p{p:g}",
+                         difference_ci(nets.loc[~nets["corrupted"], "past"], nets.loc[nets["corrupted"], "past"],
+                                       np.mean, boot, seed, "networks")))
 save_csv(pd.DataFrame(rows), sm.output.stats)

@@ -1,16 +1,17 @@
 """Fig. A1: cumulative ablation to zero vs to the training-set mean (taken per element of
 each feature map, appendix A.1), same networks, same orderings.
 
-Statistics: auc_zero and auc_mean (mean normalized AUC over network x ordering rows)
-and auc_difference_zero_minus_mean, the mean of the paired per-(network, ordering)
-differences (the orderings are identical in both modes), bootstrap over those pairs."""
+Networks are the unit: each net's AUC is averaged over its orderings (identical in both
+modes) first. Statistics: auc_zero and auc_mean (mean over nets, bootstrap over nets)
+and auc_difference_zero_minus_mean, the mean of the paired per-network differences
+(bootstrap over nets, sign-flip permutation p with the smallest p the design allows)."""
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from singledir import plotting
 from singledir.io import save_csv
-from singledir.net_tables import curve_matrix, model_aucs
-from singledir.stats import mean_ci, stat_row
+from singledir.net_tables import curve_matrix, mean_auc
+from singledir.stats import mean_ci, paired_difference, stat_row
 
 sm = snakemake
 boot, seed = sm.params.bootstrap, sm.params.seed
@@ -26,16 +27,17 @@ for c, color, name in ((zero, "tab:blue", "Ablation to zero"), (mean, "tab:orang
 ax.set_xlabel("Number of feature maps ablated")
 ax.set_ylabel("Training accuracy")
 ax.set_ylim(0, 1.02)
-ax.legend(fontsize=7, title=f"{zero['model'].nunique()} nets x {zero['ordering'].nunique()} orderings",
+ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
+          f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
           title_fontsize=7)
 plotting.suptitle(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label)
 fig.tight_layout()
 plotting.save(fig, sm.output.pdf)
 
-a_zero = model_aucs(zero).set_index(["model", "ordering"])["auc"]
-a_mean = model_aucs(mean).set_index(["model", "ordering"])["auc"]
+a_zero = mean_auc(zero).set_index("model")["auc"]
+a_mean = mean_auc(mean).set_index("model")["auc"]
 paired = (a_zero - a_mean.reindex(a_zero.index)).dropna()
-rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed)),
-        stat_row("auc_mean", mean_ci(a_mean, boot, seed)),
-        stat_row("auc_difference_zero_minus_mean", mean_ci(paired, boot, seed))]
+rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed, "networks")),
+        stat_row("auc_mean", mean_ci(a_mean, boot, seed, "networks")),
+        stat_row("auc_difference_zero_minus_mean", paired_difference(paired, boot, seed, "networks"))]
 save_csv(pd.DataFrame(rows), sm.output.stats)

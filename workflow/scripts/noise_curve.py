@@ -10,7 +10,8 @@ with log_to(snakemake.log[0]):
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
     model, state = load_model(snakemake.input.model, device)
-    layers = resolve_layers(model, a["ablation_layers"])
+    # The paper adds noise "to all units" (Fig. 2): analysis.noise_layers, default all.
+    layers = resolve_layers(model, a.get("noise_layers", "all"))
     moments = activation_moments(model, data.x_train, layers, a["chunk_size"])
     x, y = data.x_train, data.y_train
     sub = eval_subset(len(x), a["eval_examples"], snakemake.params.seed)
