@@ -17,6 +17,7 @@ lr             train.lr            ``lr0.01``
 batch_size     train.batch_size    ``bs128``
 batch_norm     model.batch_norm    ``bn1``
 width          model.width         ``w0.5``
+strength       train.reg_strength  ``a0.5``
 =============  ==================  ===========
 
 An experiment's ``model`` and ``train`` sections override the family's. The model id
@@ -39,6 +40,7 @@ GRID_VARIABLES = OrderedDict([
     ("dropout", ("model", "dropout", "p")),
     ("batch_norm", ("model", "batch_norm", "bn")),
     ("width", ("model", "width", "w")),
+    ("strength", ("train", "reg_strength", "a")),
     ("lr", ("train", "lr", "lr")),
     ("batch_size", ("train", "batch_size", "bs")),
     ("seed", ("train", "seed", "s")),
