@@ -211,3 +211,28 @@ def stop_epochs(snap: pd.DataFrame, probes: Sequence[str], patience: int) -> pd.
                          "test_accuracy": float(at.loc[e, "report_accuracy"]),
                          "final_epoch": int(ep[-1])})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- regularizer comparison
+
+def condition(regularizer: str, strength: float, dropout: float, batch_norm: bool = False) -> str:
+    """A training condition's label: ``plain``, ``dropout 0.2``, ``batch norm``,
+    ``ablation_noise 0.5`` ... (Figs. X3, X4, their statistics and the claims)."""
+    if regularizer and regularizer != "none":
+        return f"{regularizer} {strength:g}"
+    if dropout:
+        return f"dropout {dropout:g}"
+    return "batch norm" if batch_norm else "plain"
+
+
+def stat_key(cond: str) -> str:
+    """``ablation_noise 0.5`` -> ``ablation_noise_0.5`` (statistic names)."""
+    return cond.replace(" ", "_")
+
+
+def add_condition(t: pd.DataFrame, family_default_bn: bool = False) -> pd.DataFrame:
+    t = t.copy()
+    t["condition"] = [condition(r, s, p, bn and not family_default_bn) for r, s, p, bn in
+                      zip(t["regularizer"], t["strength"], t["dropout"], t["batch_norm"])]
+    t["labels"] = np.where(t["corrupted_fraction"] > 0, "corrupted", "clean")
+    return t
