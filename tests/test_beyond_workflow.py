@@ -2,6 +2,7 @@
 writes the four figures, their tidy tables and statistics, and the new claims rows."""
 
 import pandas as pd
+import pytest
 
 from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
 
@@ -38,13 +39,24 @@ def _planned(proc) -> dict:
     return jobs
 
 
-def test_figX1_plans_only_what_it_needs(tmp_path):
-    proc = run_snakemake(tmp_path, "-n", "results/figX1_mnist.pdf", configfile=_config(tmp_path))
+@pytest.mark.parametrize("probe_group", [1, 24])
+def test_figX1_plans_only_what_it_needs(tmp_path, probe_group):
+    cfg = _config(tmp_path)
+    c = load_yaml(cfg)
+    c["families"]["mnist"]["beyond"]["probe_group"] = probe_group
+    proc = run_snakemake(tmp_path, "-n", "results/figX1_mnist.pdf", configfile=write_yaml(c, cfg))
     jobs = _planned(proc)
-    # the five clean-label nets of the regularizer grid, probed once each; nothing of Figs. 1-7, X2-X4
-    assert jobs["beyond_probes"] == 5 and jobs["figX1"] == 1
+    # the five clean-label nets of the regularizer grid (the plain and dropout ones train fused
+    # with their corrupted twins), probed once each; nothing of Figs. 1-7, X2-X4
+    assert jobs["train_model"] == 3 and jobs["figX1"] == 1
+    if probe_group == 1:
+        assert jobs["beyond_probes"] == 5
+    else:
+        assert jobs == {**jobs, "beyond_probes_group_mnist_figX1_figX3_figX4_p0": 1} and "beyond_probes" not in jobs
     assert not {"ablation_curve", "noise_curve", "unit_analysis", "figX2", "figX3", "figX4", "claims"} & set(jobs)
-    assert "probe_stopping" not in proc.stdout.replace("experiments.probe_stopping", "")
+    planned_outputs = [l for l in proc.stdout.splitlines() if "output:" in l]
+    assert not any("probe_stopping" in l or "_f1.0_a" in l for l in planned_outputs)
+    assert sum(l.count("probes.csv") for l in planned_outputs) == 5
 
 
 def test_beyond_end_to_end_tiny(tmp_path):

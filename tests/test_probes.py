@@ -93,3 +93,59 @@ def test_selection_table_perfect_and_reversed_probe():
     names = {s["statistic"] for s in stats}
     assert {"spearman_point@0.5_vs_test_accuracy", "r_ratio_point@0.5_to_full", "selection_top1_percent_bad",
             "cost_fraction_full_auc_of_full"} <= names
+
+
+# ---------------------------------------------------------------- claims of our own (singledir.beyond_claims)
+
+def _stats(res, rows):
+    cols = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min", "chance"]
+    path = res / "stats" / "mnist.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=cols).to_csv(path, index=False)
+
+
+def test_new_claims_verdicts_and_readme_section(tmp_path):
+    from singledir import beyond_claims as B, claims as C
+
+    nan = float("nan")
+    res = tmp_path / "results"
+    _stats(res, [
+        ("figX1", "headline_fraction", 0.5, nan, nan, 12, "networks", nan, nan, nan),
+        ("figX1", "r_ratio_point@0.5_to_full", 0.97, 0.92, 1.05, 12, "networks", nan, nan, nan),
+        ("figX1", "cost_fraction_point@0.5_of_full", 0.05, nan, nan, 12, "", nan, nan, nan),
+        ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
+        ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
+        ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7),
+        ("figX4", "auc_plain_clean", 0.6, 0.55, 0.65, 4, "networks", nan, nan, nan),
+        ("figX4", "auc_diff_ablation_noise_0.25_minus_plain_clean", 0.01, -0.01, 0.03, 8, "networks", 0.5, 0.03, nan),
+        ("figX4", "auc_diff_ablation_noise_0.75_minus_plain_clean", 0.2, 0.15, 0.25, 8, "networks", 0.03, 0.029, nan),
+        ("figX4", "selectivity_diff_selectivity_-10_minus_plain_clean", -0.3, -0.4, -0.2, 8, "networks", 0.03, 0.029,
+         nan),
+        ("figX4", "selectivity_diff_selectivity_1_minus_plain_clean", 0.1, 0.0, 0.2, 8, "networks", 0.2, 0.029, nan),
+    ])
+    table = C.evaluate_claims(C.Sources.from_results(res)).set_index("claim_id")
+    keep = table.loc["X1_onepoint_keeps_rank_r_mnist"]
+    assert keep["paper_value"] == "new" and keep["verdict"] == "reproduced" and keep["our_value"] == 0.97
+    # the strongest strength is judged: q_max 0.75, alpha -10
+    noise = table.loc["X4_ablation_noise_raises_auc"]
+    assert noise["verdict"] == "reproduced" and "strength 0.75" in noise["note"]
+    assert table.loc["X4_negative_alpha_lowers_selectivity", "our_value"] == -0.3
+    assert table.loc["X1_onepoint_selection_beats_chance_mnist", "verdict"] == "reproduced"
+    assert table.loc["X1_onepoint_selection_beats_chance_mnist", "our_value"] == pytest.approx(60 - 16.7)
+    assert table.loc["X4_reliance_raises_auc", "verdict"] == "not run"
+    assert table.loc["X2_onepoint_stop_vs_val_stop_mnist", "verdict"] == "not run"
+    # a probe costing more than 10 % of the full AUC cannot support the claim
+    _stats(res, [("figX1", "headline_fraction", 0.5, nan, nan, 12, "networks", nan, nan, nan),
+                 ("figX1", "r_ratio_point@0.5_to_full", 0.97, 0.92, 1.05, 12, "networks", nan, nan, nan),
+                 ("figX1", "cost_fraction_point@0.5_of_full", 0.2, nan, nan, 12, "", nan, nan, nan),
+                 ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
+                 ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
+                 ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7)])
+    t2 = C.evaluate_claims(C.Sources.from_results(res))
+    row = t2.set_index("claim_id").loc["X1_onepoint_keeps_rank_r_mnist"]
+    assert row["verdict"] == "inconclusive" and "more than 0.1" in row["reason"]
+    md = B.readme_section(t2, "demo")
+    assert md.startswith(B.BEGIN) and md.endswith(B.END)
+    assert "### E1, model selection (Fig. X1)" in md and "| MNIST | A one-point probe keeps" in md
+    readme = B.update_readme("# x\n\n## Beyond the paper\n\nintro\n", md)
+    assert readme.count(B.BEGIN) == 1 and B.update_readme(readme, md) == readme

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import (FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction, Estimate, NotRun, Sources, _f, _num,
-                     between_networks, from_stat)
+# singledir.claims is imported inside the functions: it appends these claims to its CLAIMS
+# when it is imported, so a module-level import here would be circular.
 
 COST_LIMIT = 0.10  # "at <= 10 % of its cost"
 KEEP_RATIO = 0.90  # "keeps >= 90 % of the full AUC's rank correlation"
@@ -39,7 +39,7 @@ ACCURACY_PRICE = -0.01  # "costs less than 1 point of clean test accuracy"
 class New:
     """An expectation of ours (not the paper's): paper_value "new"; judged like ``inner``."""
 
-    inner: Direction
+    inner: "Direction"
     text: str
     kind = "direction"
 
@@ -51,15 +51,17 @@ class New:
     def tolerance(self) -> str:
         return self.text
 
-    def judge(self, e: Estimate):
+    def judge(self, e):
         return self.inner.judge(e)
 
 
 def _headline(src: Sources, family: str) -> float:
+    from .claims import _f
     return _f(src.stat(family, "figX1", "headline_fraction")["value"])
 
 
 def onepoint_keeps_rank_r(src: Sources, family: str) -> Estimate:
+    from .claims import ClaimsInputError, Estimate, _f
     f = _headline(src, family)
     probe = f"point@{f:g}"
     if not src.has_stat(family, "figX1", f"r_ratio_{probe}_to_full"):
@@ -78,6 +80,7 @@ def onepoint_keeps_rank_r(src: Sources, family: str) -> Estimate:
 
 
 def _probe_stat(figure: str, template: str) -> "callable":
+    from .claims import from_stat
     def estimate(src: Sources, family: str) -> Estimate:
         name = template.format(p=f"point@{_headline(src, family):g}")
         return from_stat(figure, name)(src, family)
@@ -85,6 +88,7 @@ def _probe_stat(figure: str, template: str) -> "callable":
 
 
 def probe_selection_beats_chance(src: Sources, family: str) -> Estimate:
+    from .claims import Estimate
     probe = f"point@{_headline(src, family):g}"
     e = Estimate.from_row(src.stat(family, "figX1", f"selection_top1_percent_{probe}"), "networks")
     return Estimate(e.value - e.chance, math.nan, math.nan, e.n, "networks", e.p, e.p_min, e.chance,
@@ -96,6 +100,7 @@ def strongest(template: str, regularizer: str, most_negative: bool = False, figu
               between: bool = True):
     """The statistic ``template.format(cond=<regularizer>_<strength>)`` at the strongest
     configured strength; NotRun when the figure ran without that regularizer."""
+    from .claims import Estimate, NotRun, between_networks
     def estimate(src: Sources, family: str) -> Estimate:
         src.stat(family, figure, "auc_plain_clean") if figure == "figX4" else None  # NotRun if not drawn
         names = src._read(src.stats[family]).query("figure == @figure")["statistic"].astype(str)
@@ -115,6 +120,7 @@ NETS = "networks (seeds)"
 
 
 def _probe_claims(fam: str) -> list[Claim]:
+    from .claims import Claim, Direction, between_networks, from_stat
     return [
         Claim(f"X1_onepoint_keeps_rank_r_{fam}", "X1", fam,
               f"A one-point probe keeps >= {KEEP_RATIO:.0%} of the full AUC's rank correlation with test accuracy "
@@ -148,6 +154,7 @@ def _probe_claims(fam: str) -> list[Claim]:
 
 
 def beyond_claims() -> list[Claim]:
+    from .claims import Claim, Direction
     out = _probe_claims("mnist") + _probe_claims("cifar10")
     fam = "mnist"
     for reg, what in (("ablation_noise", "Ablation-noise training"), ("reliance", "The reliance penalty")):
@@ -194,6 +201,7 @@ QUESTIONS = {
 
 
 def readme_section(table: pd.DataFrame, scale: str) -> str:
+    from .claims import FAMILY_NAMES, NOT_RUN, _num
     new = table[table["paper_value"] == "new"]
     lines = [BEGIN, "", f"Our own experiments on the paper's section-5 future work (`singledir.beyond_claims`), "
              f"rows of the claims table judged by its verdict rules; scale of this run: **{scale}**. Data and "

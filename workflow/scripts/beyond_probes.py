@@ -7,7 +7,9 @@ the training accuracy (memorization), the loss/accuracy on the whole test set, o
 validation half (the validation-loss stop) and on its report half (what the stops are
 judged by; disjoint from the validation half), and the mean class selectivity of the
 ablated layers on the test set (true classes). curve.csv: the final weights' full
-cumulative ablation curve (Fig. X3)."""
+cumulative ablation curve (Fig. X3). A job probes one network, or a group of
+beyond.probe_group networks of one experiment (one process: the demo's networks are probed
+in well under the time it takes to start a job)."""
 import numpy as np
 import pandas as pd
 import torch
@@ -21,11 +23,11 @@ from singledir.training import evaluate
 
 a, b = snakemake.params.analysis, snakemake.params.beyond
 seed = snakemake.params.seed
-with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
-    device = pick_device(snakemake.params.device)
-    data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
-    _, state = load_model(snakemake.input.model, device)
+
+
+def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
+    data = load_data(dataset, labels, device)
+    _, state = load_model(model_path, device)
     x, y = data.x_train, data.y_train  # training data only, with the labels it was trained on
     sub = eval_subset(len(x), a["eval_examples"], seed)
     if sub is not None:
@@ -37,7 +39,7 @@ with log_to(snakemake.log[0]):
     epochs = sorted(state["snapshots"]) or [None]
     rows, curve = [], None
     for epoch in epochs:
-        model, _ = load_model(snakemake.input.model, device, snapshot=epoch)
+        model, _ = load_model(model_path, device, snapshot=epoch)
         layers = resolve_layers(model, a["ablation_layers"])
         tab, full = probes.measure_probes(model, x, y, layers, b["probe_fractions"], b["sparse_fractions"],
                                           a["orderings"], a["curve_points"], seed, chunk_size=a["chunk_size"],
@@ -55,7 +57,8 @@ with log_to(snakemake.log[0]):
             tab[k] = v
         rows.append(tab)
         curve = full
-        print(f"epoch {tab['epoch'].iloc[0]}: " + ", ".join(f"{p}={v:.4f}" for p, v in zip(tab["probe"], tab["value"]))
+        print(f"{state['spec']['id']} epoch {tab['epoch'].iloc[0]}: "
+              + ", ".join(f"{p}={v:.4f}" for p, v in zip(tab["probe"], tab["value"]))
               + f"; test acc {ev['test_accuracy']:.4f}; selectivity {ev['mean_selectivity']:.3f}")
     spec = state["spec"]
     table = pd.concat(rows, ignore_index=True)
@@ -68,5 +71,17 @@ with log_to(snakemake.log[0]):
     for i, (k, v) in enumerate(meta.items()):
         table.insert(i, k, v)
         curve.insert(i, k, v)
-    save_csv(table, snakemake.output.probes)
-    save_csv(curve, snakemake.output.curve)
+    save_csv(table, out_probes)
+    save_csv(curve, out_curve)
+
+
+with log_to(snakemake.log[0]):
+    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
+    device = pick_device(snakemake.params.device)
+    # one network (rule beyond_probes) or a group of them (beyond_probes_group_*, beyond.probe_group)
+    models, labels = snakemake.input.model, snakemake.input.labels
+    out_p, out_c = snakemake.output.probes, snakemake.output.curve
+    if isinstance(models, str):
+        models, labels, out_p, out_c = [models], [labels], [out_p], [out_c]
+    for m, lab, op, oc in zip(models, labels, out_p, out_c):
+        probe_one(device, snakemake.input.dataset, lab, m, op, oc)
