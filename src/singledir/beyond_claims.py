@@ -119,6 +119,21 @@ def strongest(template: str, regularizer: str, most_negative: bool = False, figu
 NETS = "networks (seeds)"
 
 
+def design_gate(estimator):
+    """For claims of no (or a small) difference, where a permutation p >= 0.05 is the expected
+    outcome: only the design is gated — with so few networks that no permutation test could
+    reach p < 0.05 (``p_min``), the CI of a handful of networks cannot decide (inconclusive)."""
+    def estimate(src, family):
+        from .claims import ALPHA
+
+        e = estimator(src, family)
+        if e.p_min == e.p_min and e.p_min >= ALPHA:
+            e.caps.append(f"too few networks for a 95 % test: with n = {e.n} networks the smallest permutation p "
+                          f"is {e.p_min:.3g}")
+        return e
+    return estimate
+
+
 def _probe_claims(fam: str) -> list[Claim]:
     from .claims import Claim, Direction, between_networks, from_stat
     return [
@@ -144,12 +159,12 @@ def _probe_claims(fam: str) -> list[Claim]:
               "Stopping at the one-point probe's peak (training data only) is no worse than validation-loss stopping",
               "test loss at the probe's stop - at the validation-loss stop (paired by network)",
               New(Direction("<", STOP_TOL), f"CI < +{STOP_TOL:g} nats"), NETS,
-              _probe_stat("figX2", "test_loss_{p}_minus_val_loss")),
+              design_gate(_probe_stat("figX2", "test_loss_{p}_minus_val_loss"))),
         Claim(f"X2_full_auc_stop_vs_val_stop_{fam}", "X2", fam,
               "Stopping at the full AUC's peak is no worse than validation-loss stopping",
               "test loss at the AUC's stop - at the validation-loss stop (paired by network)",
               New(Direction("<", STOP_TOL), f"CI < +{STOP_TOL:g} nats"), NETS,
-              from_stat("figX2", "test_loss_full_auc_minus_val_loss")),
+              design_gate(from_stat("figX2", "test_loss_full_auc_minus_val_loss"))),
     ]
 
 
@@ -165,7 +180,8 @@ def beyond_claims() -> list[Claim]:
         out.append(Claim(f"X4_{reg}_test_accuracy_price", "X4", fam, f"{what} costs less than 1 point of clean "
                          "test accuracy", "test accuracy - plain (clean labels)",
                          New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
-                         strongest("test_accuracy_diff_{cond}_minus_plain_clean", reg, between=False)))
+                         design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", reg,
+                                               between=False))))
         out.append(Claim(f"X4_{reg}_limits_memorization", "X4", fam, f"{what} hinders memorizing shuffled labels",
                          "training accuracy on its shuffled labels - plain's", New(Direction("<"), "CI < 0"), NETS,
                          strongest("train_accuracy_diff_{cond}_minus_plain_corrupted", reg)))
@@ -178,8 +194,8 @@ def beyond_claims() -> list[Claim]:
                      "(the paper's closing conjecture: selective units may even hurt)",
                      "test accuracy - plain (clean labels)",
                      New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
-                     strongest("test_accuracy_diff_{cond}_minus_plain_clean", "selectivity", most_negative=True,
-                               between=False)))
+                     design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", "selectivity",
+                                           most_negative=True, between=False))))
     return out
 
 
@@ -205,12 +221,14 @@ def readme_section(table: pd.DataFrame, scale: str) -> str:
     new = table[table["paper_value"] == "new"]
     lines = [BEGIN, "", f"Our own experiments on the paper's section-5 future work (`singledir.beyond_claims`), "
              f"rows of the claims table judged by its verdict rules; scale of this run: **{scale}**. Data and "
-             "sizes: `config/demo.yaml` (8x8 digits stand-in, small MLPs, 2-4 seeds) and `config/config.yaml` "
+             "sizes: `config/demo.yaml` (8x8 digits stand-in, small MLPs, 2-6 seeds) and `config/config.yaml` "
              "(MNIST, the paper's MLP widths; comments there give the sizes).", ""]
     for fig, (title, question) in QUESTIONS.items():
         rows = new[new["figure"].isin([fig] if fig != "X4" else ["X3", "X4"])]
         lines += [f"### {title}", "", f"*Question.* {question}", ""]
-        if rows.empty or (rows["verdict"] == NOT_RUN).all():
+        not_run = rows[rows["verdict"] == NOT_RUN]
+        rows = rows[rows["verdict"] != NOT_RUN]
+        if rows.empty:
             lines += ["Not run in this results directory.", ""]
             continue
         lines += ["| Data | Claim | Quantity | Threshold | Ours [95 % CI] | n | p | Verdict |",
@@ -224,6 +242,9 @@ def readme_section(table: pd.DataFrame, scale: str) -> str:
         why = [f"- {r.claim_id}: {r.verdict}: {'; '.join(t for t in (r.reason, r.note) if isinstance(t, str) and t)}"
                for r in rows.itertuples(index=False) if isinstance(r.reason, str) and r.reason or
                isinstance(r.note, str) and r.note]
+        if len(not_run):
+            fams = sorted({FAMILY_NAMES.get(f, f) for f in not_run["family"]})
+            why.append(f"- Not run here ({len(not_run)} rows): {', '.join(fams)}.")
         lines += [""] + why + [""]
     lines.append(END)
     return "\n".join(lines)
