@@ -154,3 +154,19 @@ def test_fused_training_refuses_a_regularizer():
                                                           "grid": {"strength": [0.5], "seed": [0, 1]}}}}}}
     with pytest.raises(ConfigError, match="experiments.reg.fuse: fused training has no train.regularizer"):
         fusion_groups(cfg, "mnist")
+
+
+def test_config_check_names_the_experiment_for_a_bad_regularizer():
+    from singledir.plan import check_config
+
+    cfg = {"families": {"mnist": {"dataset": {"source": "sklearn_digits"}, "model": {"arch": "mlp", "hidden": [8]},
+                                  "train": {"epochs": 1},
+                                  "experiments": {"reg": {"train": {"regularizer": "reliance", "reg_strength": 2.0}}}}}}
+    with pytest.raises(ConfigError, match=r"families.mnist.experiments.reg: train.reg_strength / reg_q_max: "
+                                          r"reliance needs lambda and q_max in \[0, 1\]"):
+        check_config(cfg)
+    cfg["families"]["mnist"]["experiments"]["reg"]["train"]["reg_strength"] = 0.5
+    check_config(cfg)
+    cfg["families"]["mnist"]["model"] = {"arch": "torchvision", "name": "resnet18"}
+    with pytest.raises(ConfigError, match="a training option of the mlp and convnet models only"):
+        check_config(cfg)

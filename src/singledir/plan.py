@@ -288,6 +288,17 @@ def check_config(config: dict) -> None:
                 p = spec["model"].get("dropout", 0.0)
                 if not 0.0 <= float(p) < 1.0:
                     raise ConfigError(f"{where}: dropout {p} is outside [0, 1)")
+                reg = spec["train"].get("regularizer", "none") or "none"
+                if reg != "none":  # singledir.regularizers hooks the epoch loop of singledir.training only
+                    if spec["model"].get("arch") not in ("mlp", "convnet"):
+                        raise ConfigError(f"{where}.train.regularizer: {reg!r} is a training option of the mlp and "
+                                          f"convnet models only, not {spec['model'].get('arch')!r}; remove it")
+                    from .regularizers import check as check_regularizer
+                    try:
+                        check_regularizer(reg, float(spec["train"].get("reg_strength", 0.0)),
+                                          float(spec["train"].get("reg_q_max", 0.5)))
+                    except ValueError as err:
+                        raise ConfigError(f"{where}: {err}") from None
         if family == "imagenet":
             from .imagenet import config_problems
             for problem in config_problems(config, family):
