@@ -7,22 +7,31 @@ Statistics (singledir.probes.selection_table): spearman_<probe>_vs_test_accuracy
 r_ratio_<probe>_to_full (CI: networks resampled, both r on the same resample),
 cost_fraction_<probe>_of_full, selection_top<k>_percent_<probe> (the probe's pick of random
 subsets is in the subset's top k by test accuracy; chance and a permutation null with the
-probe shuffled across networks), headline_fraction (the one-point probe the claims judge)."""
+probe shuffled across networks), headline_fraction (the one-point probe the claims judge),
+networks_failed_excluded and networks_used (nets that never learned or diverged are left out,
+as in Fig. 4c)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from singledir import plotting, probes
 from singledir.io import save_csv
+from singledir.net_tables import failed_stat_rows, training_failed
 from singledir.stats import result, stat_row
 
 sm = snakemake
 b = sm.params.beyond
 t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
 last = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
+# Nets that never learned or diverged are left out and counted, as in Fig. 4c: an untrained
+# net's flat ablation curve scores a high AUC, which says nothing about reliance.
+per_net = last.drop_duplicates("model").set_index("model")
+failed = training_failed(per_net)
+last = last[~last["model"].isin(per_net.index[failed])]
 names = probes.probe_names(b["probe_fractions"])
 table, stats = probes.selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
                                       b["subsets"], b["top"])
+stats += failed_stat_rows(per_net.assign(failed=failed))
 stats.append(stat_row("headline_fraction", result(b["headline_fraction"], n=len(last["model"].unique()),
                                                   unit="networks")))
 table.insert(0, "n_networks", last["model"].nunique())
