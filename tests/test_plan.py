@@ -58,14 +58,14 @@ def test_throughput_from_config_bench_or_default(tmp_path):
 
 def test_summary_of_the_demo():
     loaded = config_check.load_config([REPO / "config" / "demo.yaml"])
-    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=187)
+    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=215)
     lines = text.splitlines()
     row = next(line.split() for line in lines if line.split()[:2] == ["mnist", "dropout"])
-    n_dropout = len(plan.model_specs(loaded.config, "mnist")) - 8
+    n_dropout = len(plan.experiment_specs(loaded.config, "mnist", "dropout"))
     assert row[2] == str(n_dropout) and row[3:5] == ["300", "epochs"] and "fig5" in row
     assert any(line.split()[:3] == ["imagenet", "corruption", "3"] and "steps" in line for line in lines)
     nets = sum(len(plan.model_specs(loaded.config, f)) for f in plan.enabled_families(loaded.config))
-    assert f"total: {nets} networks, 187 jobs, 22 figures" in text
+    assert f"total: {nets} networks, 215 jobs, 26 figures" in text
     assert "CPU-hours on this machine" in text and "GPU-hours on one GPU" in text
     assert "families.mnist.analysis.method=auto" in text  # a value from a schema default is named
 
@@ -76,7 +76,7 @@ def test_plan_command_counts_jobs_and_workflow_prints_summary(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from test_config import DEMO_JOBS
-    assert f" networks, {DEMO_JOBS} jobs, 22 figures" in proc.stdout
+    assert f" networks, {DEMO_JOBS} jobs, 26 figures" in proc.stdout
     # at workflow start, before any job (the tests otherwise set SINGLEDIR_QUIET_PLAN)
     env_quiet = os.environ.pop("SINGLEDIR_QUIET_PLAN")
     try:

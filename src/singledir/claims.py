@@ -760,3 +760,9 @@ def to_markdown(table: pd.DataFrame, scale: str, labels: dict[str, str] | None =
             not_run.setdefault(str(r.reason), []).append(i)
     lines += [f"- Not run ({', '.join(map(str, rows))}): {_cell(why)}." for why, rows in not_run.items()]
     return "\n".join(lines) + "\n"
+
+
+# Claims of our own on the paper's section-5 future work (paper value "new"; README "Beyond the paper").
+from .beyond_claims import beyond_claims  # noqa: E402  (needs the definitions above)
+
+CLAIMS = CLAIMS + beyond_claims()

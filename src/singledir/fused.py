@@ -105,6 +105,11 @@ def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
             if arch not in FUSABLE_ARCHS:
                 raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training supports the "
                                   f"architectures {FUSABLE_ARCHS}, not {arch!r}; remove `fuse`")
+            if (spec["train"].get("regularizer") or "none") != "none":
+                # the fused step computes plain cross-entropy only; never train something else silently
+                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training has no "
+                                  f"train.regularizer ({spec['train']['regularizer']!r} here; "
+                                  "singledir.regularizers); remove `fuse` to train these models one by one")
             by_key.setdefault(fusion_key(spec), []).append(mid)
         i = 0
         for ids in by_key.values():

@@ -17,6 +17,7 @@ lr             train.lr            ``lr0.01``
 batch_size     train.batch_size    ``bs128``
 batch_norm     model.batch_norm    ``bn1``
 width          model.width         ``w0.5``
+strength       train.reg_strength  ``a0.5``
 =============  ==================  ===========
 
 An experiment's ``model`` and ``train`` sections override the family's. The model id
@@ -39,6 +40,7 @@ GRID_VARIABLES = OrderedDict([
     ("dropout", ("model", "dropout", "p")),
     ("batch_norm", ("model", "batch_norm", "bn")),
     ("width", ("model", "width", "w")),
+    ("strength", ("train", "reg_strength", "a")),
     ("lr", ("train", "lr", "lr")),
     ("batch_size", ("train", "batch_size", "bs")),
     ("seed", ("train", "seed", "s")),
@@ -48,6 +50,7 @@ GRID_VARIABLES = OrderedDict([
 # here as they are implemented; ``all_figures`` draws every figure whose experiments
 # are enabled. An entry may keep only some grid points of an experiment:
 # ``"batch_norm[batch_norm=true]"`` (see :func:`parse_selection`).
+BEYOND_REGULARIZER_EXPERIMENTS = ("reg_plain", "reg_dropout", "reg_noise", "reg_reliance", "reg_selectivity")
 FIGURES: dict[str, dict[str, list[str]]] = {
     "mnist": {
         "fig1": ["corruption"],
@@ -56,6 +59,13 @@ FIGURES: dict[str, dict[str, list[str]]] = {
         "fig5": ["dropout"],
         "fig7": ["selectivity"],
         "figA4": ["selectivity"],
+        # Beyond the paper (workflow/rules/beyond.smk): X1 selects among the clean-label nets
+        # of the regularizer grid (MNIST has no hyperparameter sweep), X2 early-stops the
+        # multi-seed probe_stopping nets, X3/X4 compare the regularizers.
+        "figX1": [f"{e}[fraction=0.0]" for e in BEYOND_REGULARIZER_EXPERIMENTS],
+        "figX2": ["probe_stopping"],
+        "figX3": list(BEYOND_REGULARIZER_EXPERIMENTS),
+        "figX4": list(BEYOND_REGULARIZER_EXPERIMENTS),
     },
     # CIFAR-10 ConvNet (Figs. 1b, 2b, 3, 4b-c, 5b, 6, 7b-c, A1, A2a, A3a, A4b-c): generic rules
     # plus workflow/rules/cifar10.smk. The unit analyses (Figs. 7, A1-A4) use the BN models of
@@ -72,6 +82,13 @@ FIGURES: dict[str, dict[str, list[str]]] = {
         "figA2": ["batch_norm[batch_norm=true]"],
         "figA3": ["batch_norm[batch_norm=true]"],
         "figA4": ["batch_norm[batch_norm=true]"],
+        # Beyond the paper: X1 probes the Fig. 4c sweep and the Fig. 3 ensemble, X2 early-stops
+        # several seeds (probe_stopping); X3/X4 when a config defines the reg_* experiments
+        # (reg_batchnorm: the batch-norm comparison of section 3.3).
+        "figX1": ["sweep", "generalization"],
+        "figX2": ["probe_stopping"],
+        "figX3": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
+        "figX4": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
     },
     # ImageNet ResNet (Figs. 1c, 7d-e, A2b, A3b, A4d-e): its own rules in workflow/rules/imagenet.smk.
     "imagenet": {
@@ -238,7 +255,10 @@ def figure_targets(config: dict, results: str = "results") -> list[str]:
     out = []
     for family in enabled_families(config):
         exps = set(enabled_experiments(config, family))
+        beyond = config["families"][family].get("beyond", {}).get("enabled", True)
         for fig, needs in FIGURES.get(family, {}).items():
+            if fig.startswith("figX") and not beyond:  # families.<family>.beyond.enabled: false
+                continue
             if all(parse_selection(n)[0] in exps for n in needs):
                 out.append(f"{results}/{fig}_{family}.pdf")
     return out
@@ -268,6 +288,17 @@ def check_config(config: dict) -> None:
                 p = spec["model"].get("dropout", 0.0)
                 if not 0.0 <= float(p) < 1.0:
                     raise ConfigError(f"{where}: dropout {p} is outside [0, 1)")
+                reg = spec["train"].get("regularizer", "none") or "none"
+                if reg != "none":  # singledir.regularizers hooks the epoch loop of singledir.training only
+                    if spec["model"].get("arch") not in ("mlp", "convnet"):
+                        raise ConfigError(f"{where}.train.regularizer: {reg!r} is a training option of the mlp and "
+                                          f"convnet models only, not {spec['model'].get('arch')!r}; remove it")
+                    from .regularizers import check as check_regularizer
+                    try:
+                        check_regularizer(reg, float(spec["train"].get("reg_strength", 0.0)),
+                                          float(spec["train"].get("reg_q_max", 0.5)))
+                    except ValueError as err:
+                        raise ConfigError(f"{where}: {err}") from None
         if family == "imagenet":
             from .imagenet import config_problems
             for problem in config_problems(config, family):

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from .checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
 from .data import Tensors
 from .io import save_torch
+from . import regularizers
 
 
 class TrainingInterrupted(RuntimeError):
@@ -55,6 +56,11 @@ class TrainConfig:
     eval_batch_size: int = 1024
     checkpoint_every: int = 1
     snapshot_epochs: list[int] = field(default_factory=list)
+    # regularizers aimed at single-direction reliance (singledir.regularizers)
+    regularizer: str = "none"
+    reg_strength: float = 0.0
+    reg_q_max: float = 0.5
+    reg_layers: object = "all"
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -154,6 +160,7 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     optimizer = make_optimizer(model.parameters(), cfg)
+    step_loss = regularizers.from_train_config(model, cfg).loss
     start_epoch, start_step, perm, history = 0, 0, None, []
     state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
                                     required=("model", "optimizer", "epoch", "step", "perm", "history"))
@@ -199,7 +206,7 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
                 yb = data.y_train.index_select(0, idx)
                 if cfg.augment:
                     xb = augment_batch(xb, gen)
-                loss = F.cross_entropy(model(xb), yb)
+                loss = step_loss(model, xb, yb, gen)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,0 +1,54 @@
+"""Fig. X1 (beyond the paper, E1): cheap reliance probes as a validation-free model-selection
+signal. One point per probe: its cost (forward passes over the training set, log scale)
+against its Spearman r with test accuracy over networks (95 % bootstrap CI over networks;
+permutation p). Networks: the final weights of the figure's experiments (singledir.plan.FIGURES).
+
+Statistics (singledir.probes.selection_table): spearman_<probe>_vs_test_accuracy,
+r_ratio_<probe>_to_full (CI: networks resampled, both r on the same resample),
+cost_fraction_<probe>_of_full, selection_top<k>_percent_<probe> (the probe's pick of random
+subsets is in the subset's top k by test accuracy; chance and a permutation null with the
+probe shuffled across networks), headline_fraction (the one-point probe the claims judge),
+networks_failed_excluded and networks_used (nets that never learned or diverged are left out,
+as in Fig. 4c)."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from singledir import plotting, probes
+from singledir.io import save_csv
+from singledir.net_tables import failed_stat_rows, training_failed
+from singledir.stats import result, stat_row
+
+sm = snakemake
+b = sm.params.beyond
+t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
+last = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
+# Nets that never learned or diverged are left out and counted, as in Fig. 4c: an untrained
+# net's flat ablation curve scores a high AUC, which says nothing about reliance.
+per_net = last.drop_duplicates("model").set_index("model")
+failed = training_failed(per_net)
+last = last[~last["model"].isin(per_net.index[failed])]
+names = probes.probe_names(b["probe_fractions"])
+table, stats = probes.selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
+                                      b["subsets"], b["top"])
+stats += failed_stat_rows(per_net.assign(failed=failed))
+stats.append(stat_row("headline_fraction", result(b["headline_fraction"], n=len(last["model"].unique()),
+                                                  unit="networks")))
+table.insert(0, "n_networks", last["model"].nunique())
+save_csv(table, sm.output.csv)
+save_csv(pd.DataFrame(stats), sm.output.stats)
+
+fig, ax = plt.subplots(figsize=(4.8, 3.4))
+for i, r in table.iterrows():
+    err = np.array([[r.spearman_r - r.ci_low], [r.ci_high - r.spearman_r]])
+    ax.errorbar(r.cost_passes, r.spearman_r, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=r.probe)
+ax.axhline(0, color="grey", lw=0.6)
+ax.set_xscale("log")
+ax.set_xlabel("Probe cost (forward passes over the training set)")
+ax.set_ylabel("Spearman r with test accuracy")
+ax.set_ylim(-1.05, 1.05)
+ax.legend(fontsize=7, loc="lower right")
+ax.set_title(f"{plotting.count(int(table['n_networks'].iloc[0]))}, 95 % CI over networks", fontsize=8)
+plotting.suptitle(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label)
+fig.tight_layout()
+plotting.save(fig, sm.output.pdf)
