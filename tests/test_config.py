@@ -47,7 +47,8 @@ def test_model_ids_and_specs(demo):
     assert s["model"]["dropout"] == 0.3 and s["labels"] == {"fraction": 1.0, "seed": 0}
     assert s["train"]["epochs"] == 300 and s["model"]["hidden"] == [256, 256]
     es = specs["early_stopping_s0"]["train"]["snapshot_epochs"]
-    assert es[0] == 0 and es[-1] == 100 and es[1] == 4
+    # every epoch up to snapshot_dense_until (50), then the multiples of snapshot_every (4)
+    assert es[:51] == list(range(51)) and es[51:] == list(range(52, 101, 4))
     assert plan.label_file(s) == "labels_f1.0_s0.npz"
 
 
