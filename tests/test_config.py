@@ -290,3 +290,16 @@ def test_a_disabled_family_needs_nothing_else(tmp_path):
     with pytest.raises(config_check.ConfigFileError, match=rf"^{path}, line 2: families.cifar10: 'model' is a "
                                                            r"required property"):
         config_check.load_config([path])
+
+
+@pytest.mark.slow
+def test_known_figure_target_never_reaches_the_unknown_figure_rule(demo, tmp_path):
+    """The catch-all rule for unknown figures must not match a real one (it did when its
+    lookahead ended at the wildcard instead of at '.pdf': every known figure then printed
+    the unknown-figure error while the DAG was built)."""
+    cfg = write_yaml(demo, tmp_path / "c.yaml")
+    proc = run_snakemake(tmp_path, "-n", "results/fig1_mnist.pdf", "results/figA4_mnist.csv", configfile=cfg, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-2000:]
+    assert "is not a figure of this project" not in out
+    assert "fig1" in out and "unknown_figure" not in out

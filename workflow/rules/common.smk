@@ -202,7 +202,9 @@ KNOWN_FIGURES = {f"{fig}_{fam}" for fam, figs in plan.FIGURES.items() for fig in
 
 def unknown_figure_regex():
     known = "|".join(sorted(re.escape(k) for k in KNOWN_FIGURES))
-    return rf"(?!(?:{known})$)fig[A-Za-z0-9]*_[A-Za-z0-9_]+"
+    # The lookahead sees the rest of the path: the wildcard is followed by ".{ext}", so a
+    # known figure is excluded only when "<figure>_<family>.pdf|csv" ends the path.
+    return rf"(?!(?:{known})\.(?:pdf|csv)$)fig[A-Za-z0-9]*_[A-Za-z0-9_]+"
 
 
 def unknown_figure(wildcards):
