@@ -31,6 +31,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/cifar10.smk"
 include: "workflow/rules/imagenet.smk"
+include: "workflow/rules/beyond_common.smk"
 include: "workflow/rules/beyond.smk"
 include: "workflow/rules/report.smk"
 

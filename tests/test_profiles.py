@@ -61,9 +61,10 @@ def test_gpu_rules_declare_no_gpu_themselves(rules):
 
 
 def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
-    # Fused training groups (train_group_*, made in a loop from the config) inherit
-    # train_model's profile resources; test_profiles_dry_run_gpu_resources checks them.
-    names = [n for n in gpu_rules(rules) if not n.startswith("train_group_")]
+    # Fused training groups (train_group_*) and probe groups (beyond_probes_group_*), made in
+    # loops from the config, inherit train_model's / beyond_probes' profile resources;
+    # test_profiles_dry_run_gpu_resources checks them.
+    names = [n for n in gpu_rules(rules) if not n.startswith(("train_group_", "beyond_probes_group_"))]
     local_gpu, slurm = profile("local-gpu"), profile("slurm")
     assert int(local_gpu["resources"]["gpu"]) >= 1
     for name in names:
