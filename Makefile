@@ -41,8 +41,8 @@ report: install
 
 # The README's "Reproduction status" section, regenerated from results/claims.md.
 readme-status: install
-	$(BIN)/python -m singledir.readme_status results/claims.md README.md
-	$(BIN)/python -m singledir.beyond_claims results/claims.csv README.md
+	$(BIN)/python -m singledir.figures.readme_status results/claims.md README.md
+	$(BIN)/python -m singledir.stats.beyond_claims results/claims.csv README.md
 
 test: install
 	$(BIN)/python -m pytest -q

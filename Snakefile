@@ -5,7 +5,7 @@ import sys
 
 from snakemake.utils import min_version
 
-import singledir.config_check as config_check
+import singledir.pipeline.config_check as config_check
 
 min_version("9.0")
 
@@ -14,14 +14,14 @@ min_version("9.0")
 # whole run (config/config.yaml only when none is given; no `configfile:` directive, which
 # would merge the two), keys they omit take the schema's defaults, and a bad key, a
 # duplicate key or a YAML error stops here with one message naming the file and line
-# (singledir.config_check; schema: workflow/schemas/config.schema.yaml).
+# (singledir.pipeline.config_check; schema: workflow/schemas/config.schema.yaml).
 CONFIG = config_check.workflow_config(workflow, config)
 # What the run will do and cost, before any job (not in the jobs Snakemake spawns, nor
 # with SINGLEDIR_QUIET_PLAN=1, which the tests set: counting FLOPs takes a few seconds).
 if workflow.is_main_process and not os.environ.get("SINGLEDIR_QUIET_PLAN"):
-    import singledir.plan
+    import singledir.pipeline.plan
 
-    print(singledir.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults), file=sys.stderr, flush=True)
+    print(singledir.pipeline.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults), file=sys.stderr, flush=True)
 
 
 include: "workflow/rules/common.smk"

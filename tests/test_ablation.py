@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.ablation import (cumulative_ablation_curve, curve_aucs, curve_points, layer_sizes, normalized_auc,
+from singledir.engine.ablation import (cumulative_ablation_curve, curve_aucs, curve_points, layer_sizes, normalized_auc,
                                 random_orderings, reference_ablation_eval, single_unit_impact)
-from singledir.models import MLP, ConvNet
-from singledir.perturb import activation_moments
+from singledir.models.nets import MLP, ConvNet
+from singledir.engine.perturb import activation_moments
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import write_yaml
-from singledir.data import load_dataset
+from singledir.data.sources import load_dataset
 from workflow_runs import planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from singledir.bench import mlp_training_flops
-from singledir.models import MLP
+from singledir.models.nets import MLP
 
 
 def test_bench_quick_reports_json_summary_and_csv(tmp_path):
@@ -57,7 +57,7 @@ def test_gpu_check_runs_its_code_on_cpu_tensors_when_the_device_query_is_stubbed
     measurement and the projection run their real code; tf32 is refused off CUDA and
     reported as not run."""
     from singledir import bench
-    from singledir.plan import experiment_models
+    from singledir.pipeline.plan import experiment_models
     from conftest import REPO, load_yaml
 
     monkeypatch.setattr(bench, "_cuda_device", lambda: torch.device("cpu"))
@@ -88,7 +88,6 @@ def test_gpu_check_runs_its_code_on_cpu_tensors_when_the_device_query_is_stubbed
 
 def test_gpu_check_without_a_gpu_says_so():
     from singledir import bench
-
     if bench._cuda_device() is not None:
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit, match="no CUDA device is visible"):

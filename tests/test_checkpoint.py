@@ -1,17 +1,17 @@
 """A resume checkpoint that does not load (truncated: a full disk, a copy cut short) is
 reported with its path, set aside (moved, never deleted), and training resumes from the
 previous checkpoint, or from scratch, ending with the weights of an uninterrupted run.
-One protocol (singledir.checkpoint) serves the single, fused and distributed loops."""
+One protocol (singledir.training.checkpoint) serves the single, fused and distributed loops."""
 import json
 
 import pytest
 import torch
 
-from singledir.checkpoint import CheckpointError, load_checkpoint, load_snapshot, previous_of, save_checkpoint
-from singledir.data import load_dataset, to_tensors
-from singledir.fused import train_fused
-from singledir.models import MLP
-from singledir.training import TrainConfig, train
+from singledir.training.checkpoint import CheckpointError, load_checkpoint, load_snapshot, previous_of, save_checkpoint
+from singledir.data.sources import load_dataset, to_tensors
+from singledir.training.fused import train_fused
+from singledir.models.nets import MLP
+from singledir.training.single import TrainConfig, train
 
 
 def truncate(path):
@@ -133,8 +133,8 @@ def test_fused_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, one_t
 
 
 def _ddp_job(tmp_path, name, steps):
-    from singledir.distributed import write_job
-    from singledir.imagenet import scan
+    from singledir.training.distributed import write_job
+    from singledir.data.imagenet import scan
     from singledir.io import save_csv
     from test_imagenet import write_image_folder
 
@@ -157,7 +157,7 @@ def _final(tmp_path, name):
 
 @pytest.mark.parametrize("procs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_distributed_loop_recovers_from_a_truncated_checkpoint(tmp_path, procs):
-    from singledir.distributed import launch
+    from singledir.training.distributed import launch
 
     log = tmp_path / "run.log"
     launch(_ddp_job(tmp_path, "ref", 6), 1, procs, log_path=tmp_path / "ref.log", log=lambda *a: None)

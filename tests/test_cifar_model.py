@@ -7,11 +7,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.ablation import (cumulative_ablation_curve, evaluate_ablations, layer_sizes,
+from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablations, layer_sizes,
                                 reference_ablation_eval, single_unit_impact)
-from singledir.models import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_model, resolve_layers
-from singledir.perturb import PerturbationBatch, activation_moments, evaluate_perturbations, layer_activations
-from singledir.selectivity import class_selectivity_index, mutual_information
+from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_model, resolve_layers
+from singledir.engine.perturb import PerturbationBatch, activation_moments, evaluate_perturbations, layer_activations
+from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 
 # Small convolutions: one intra-op thread (conftest's fixture) is faster on busy CI cores.

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from conftest import shared_file
-from singledir.ablation import cumulative_ablation_curve, curve_aucs
-from singledir.corruption import corrupt_labels
-from singledir.data import load_dataset, to_tensors
-from singledir.models import build_model, resolve_layers
-from singledir.training import TrainConfig, train
+from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
+from singledir.data.corruption import corrupt_labels
+from singledir.data.sources import load_dataset, to_tensors
+from singledir.models.nets import build_model, resolve_layers
+from singledir.training.single import TrainConfig, train
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-import singledir.plan as plan
+import singledir.pipeline.plan as plan
 from conftest import REPO, load_yaml, run_snakemake
 
 

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from singledir import claims as C
-
+from singledir.stats import claims as C
 COLS = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min"]
 
 

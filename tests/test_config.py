@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from conftest import REPO, load_yaml, run_snakemake, write_yaml
-from singledir import config_check, plan
+from singledir.pipeline import config_check, plan
 from workflow_runs import planned_jobs
 
 SCHEMA = load_yaml(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -176,7 +176,7 @@ def test_command_line_config_plans_only_its_families(demo, tmp_path):
 
 # The jobs `snakemake -n all_figures` plans for the shipped configs on a fresh checkout
 # (the same as before command-line configs stopped merging with config/config.yaml).
-# A change of the demo's grids changes DEMO_JOBS; `python -m singledir.plan config/demo.yaml`
+# A change of the demo's grids changes DEMO_JOBS; `python -m singledir.pipeline.plan config/demo.yaml`
 # prints the new number.
 DEMO_JOBS = 215
 PAPER_JOBS = 1553
@@ -244,7 +244,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
         config_check.load_yaml(path)
     # the plan command says the same (Snakemake parses command-line config files itself,
     # before the workflow runs; its own message has no line)
-    proc = subprocess.run([sys.executable, "-m", "singledir.plan", str(path), "--no-jobs"],
+    proc = subprocess.run([sys.executable, "-m", "singledir.pipeline.plan", str(path), "--no-jobs"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and f"error: {path}, line" in proc.stderr
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from singledir.corruption import corrupt_labels
+from singledir.data.corruption import corrupt_labels
 
 
 def test_marginal_and_exact_fraction():

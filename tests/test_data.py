@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from singledir.data import DataError, load_dataset, load_prepared, save_prepared, to_tensors
+from singledir.data.sources import DataError, load_dataset, load_prepared, save_prepared, to_tensors
 
 
 def test_sklearn_digits_split_is_stratified_and_seeded():
@@ -175,7 +175,7 @@ def test_source_digest_changes_with_the_content_and_is_cached(tmp_path, monkeypa
     import hashlib
     import os
 
-    from singledir.data import file_sha256, with_source_digest
+    from singledir.data.sources import file_sha256, with_source_digest
 
     p, cache = tmp_path / "src.npz", tmp_path / "cache" / "digests.json"
     spec = _digits_npz(p)

@@ -1,4 +1,4 @@
-"""Step-based data-parallel training (singledir.distributed) on CPU processes with gloo."""
+"""Step-based data-parallel training (singledir.training.distributed) on CPU processes with gloo."""
 import json
 import os
 import signal
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.distributed import StepConfig, global_batch, launch, run_job, write_job
-from singledir.imagenet import scan
+from singledir.training.distributed import StepConfig, global_batch, launch, run_job, write_job
+from singledir.data.imagenet import scan
 from singledir.io import save_csv
-from singledir.resnet import build_model
+from singledir.models.resnet import build_model
 from test_imagenet import write_image_folder
 
 
@@ -94,7 +94,7 @@ def test_resume_after_kill_and_sigusr1_equals_an_uninterrupted_run(tmp_path):
     run_job(ref_job, log=lambda *a: None)
     job = _job(tmp_path, "interrupted", steps=steps, checkpoint_every=3)
     ckpt = tmp_path / "work" / "interrupted" / "resume.pt"
-    cmd = [sys.executable, "-m", "singledir.distributed", str(job)]
+    cmd = [sys.executable, "-m", "singledir.training.distributed", str(job)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # 1. SIGKILL (no chance to save) after the first periodic checkpoint.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -135,7 +135,7 @@ def test_sigterm_reaches_torchrun_workers_and_a_smaller_world_resumes(tmp_path):
     # depends on the total number of steps.
     job = _job(tmp_path, "ddp", steps=steps, checkpoint_every=2, log_every=1, lr_schedule="constant")
     ckpt = tmp_path / "work" / "ddp" / "resume.pt"
-    code = ("import sys; from singledir.distributed import launch; from singledir.training import "
+    code = ("import sys; from singledir.training.distributed import launch; from singledir.training.single import "
             "TrainingInterrupted\ntry:\n    launch(sys.argv[1], 1, 2)\nexcept TrainingInterrupted as e:\n"
             "    print('INTERRUPTED', e); sys.exit(5)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(job)], stdout=subprocess.PIPE,

@@ -9,11 +9,11 @@ import torch
 import torchvision
 from torch import nn
 
-from singledir.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes, masks_from_sets,
+from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes, masks_from_sets,
                                 random_orderings, single_unit_impact)
-from singledir.models import MLP, ConvNet
-from singledir.perturb import PerturbationBatch, PrecisionError, activation_moments, evaluate_perturbations
-from singledir.reference import reference_ablation_eval, reference_curve, split_units
+from singledir.models.nets import MLP, ConvNet
+from singledir.engine.perturb import PerturbationBatch, PrecisionError, activation_moments, evaluate_perturbations
+from singledir.engine.reference import reference_ablation_eval, reference_curve, split_units
 
 TOL = 1e-5
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from singledir.data import Tensors, load_dataset, to_tensors
-from singledir import fused as fused_mod
-from singledir.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
-from singledir.models import MLP, ConvNet
-from singledir.plan import ConfigError, experiment_specs
-from singledir.training import TrainConfig, TrainingInterrupted, train
+from singledir.data.sources import Tensors, load_dataset, to_tensors
+from singledir.training import fused as fused_mod
+from singledir.training.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
+from singledir.models.nets import MLP, ConvNet
+from singledir.pipeline.plan import ConfigError, experiment_specs
+from singledir.training.single import TrainConfig, TrainingInterrupted, train
 
 from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
 

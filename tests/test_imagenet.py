@@ -1,4 +1,4 @@
-"""The imagenet family's data (singledir.imagenet), on tiny image folders written here."""
+"""The imagenet family's data (singledir.data.imagenet), on tiny image folders written here."""
 import copy
 
 import numpy as np
@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 
 from conftest import REPO, load_yaml
-from singledir import plan
-from singledir.data import DataError
-from singledir.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
+from singledir.pipeline import plan
+from singledir.data.sources import DataError
+from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
                                 dataset_transform, scan, spatial_mean_activations)
-from singledir.perturb import layer_activations
-from singledir.resnet import build_model
-from singledir.selectivity import spatial_average
+from singledir.engine.perturb import layer_activations
+from singledir.models.resnet import build_model
+from singledir.analysis.selectivity import spatial_average
 
 
 def write_image_folder(root, classes=("cat", "dog", "eel"), n_train=5, n_val=3, size=20, seed=0):
@@ -156,7 +156,7 @@ def test_index_refuses_empty_class_folders_and_empty_images(tmp_path):
 
 
 def test_index_check_compares_targets_with_the_classes(tmp_path):
-    from singledir.imagenet import check_index
+    from singledir.data.imagenet import check_index
 
     spec = write_image_folder(tmp_path / "imgs")
     index, classes = scan(spec)

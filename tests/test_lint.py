@@ -31,7 +31,7 @@ def test_every_rule_with_outputs_has_log_and_benchmark(rules):
         assert r["log"], f"{where} has no log:"
         if r["cache"]:
             # Snakemake forbids benchmark: on rules eligible for the between-workflow
-            # cache; their script writes the same file (singledir.runtime.benchmark_to).
+            # cache; their script writes the same file (singledir.pipeline.runtime.benchmark_to).
             assert r["benchmark"] is None and "benchmark" in r["params"], f"{where}: params.benchmark"
         else:
             assert r["benchmark"], f"{where} has no benchmark:"

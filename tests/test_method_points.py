@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from conftest import REPO, load_yaml
-from singledir import plan
-from singledir.ablation import cumulative_ablation_curve
-from singledir.auc import curve_aucs
-from singledir.models import MLP
-from singledir.net_tables import dropout_readings, final_accuracies, live_map_summary, training_failed
-from singledir.stats import (by_fraction_stats, difference_ci, paired_difference, permutation_spearman, spearman,
+from singledir.pipeline import plan
+from singledir.engine.ablation import cumulative_ablation_curve
+from singledir.analysis.auc import curve_aucs
+from singledir.models.nets import MLP
+from singledir.stats.net_tables import dropout_readings, final_accuracies, live_map_summary, training_failed
+from singledir.stats.inference import (by_fraction_stats, difference_ci, paired_difference, permutation_spearman, spearman,
                              spearman_r)
 
 
@@ -181,7 +181,7 @@ def test_noise_and_fig3_layer_keys():
 
 
 def test_stratified_bootstrap_keeps_strata_and_matches_normal_theory():
-    from singledir.stats import bootstrap_ci
+    from singledir.stats.inference import bootstrap_ci
     rng = np.random.default_rng(2)
     a, b = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 3.0, 100)
     v, g = np.r_[a, b], np.r_[np.zeros(300), np.ones(100)]

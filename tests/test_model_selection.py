@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from singledir.model_selection import selection_null, selection_statistic, setting_means
+from singledir.stats.model_selection import selection_null, selection_statistic, setting_means
 
 
 def test_hand_built_grid_every_subset():

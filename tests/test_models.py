@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from singledir.models import MLP, ConvNet, build_model, first_linear_weights, resolve_layers
+from singledir.models.nets import MLP, ConvNet, build_model, first_linear_weights, resolve_layers
 
 
 def test_mlp_structure():

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.models import MLP
-from singledir.noise import noise_curve
-from singledir.perturb import PerturbationBatch, activation_moments, apply_perturbation
-from singledir.stats import bootstrap_ci, mean_ci, spearman
+from singledir.models.nets import MLP
+from singledir.engine.noise import noise_curve
+from singledir.engine.perturb import PerturbationBatch, activation_moments, apply_perturbation
+from singledir.stats.inference import bootstrap_ci, mean_ci, spearman
 
 
 def test_noise_std_is_sqrt_scale_times_unit_std():

@@ -1,6 +1,6 @@
 """The plan summary and its cost model: FLOPs counted by torch's FLOP counter from the
 built model, agreeing with the benchmark's hand count; sizes read without loading data;
-the summary printed by `python -m singledir.plan` and at workflow start."""
+the summary printed by `python -m singledir.pipeline.plan` and at workflow start."""
 import os
 import subprocess
 import sys
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_snakemake, shared_file, write_yaml
-from singledir import config_check, cost, plan
+from singledir.pipeline import config_check, cost, plan
 from singledir.bench import mlp_training_flops
-from singledir.data import load_dataset
+from singledir.data.sources import load_dataset
 
 
 def test_training_flops_agree_with_the_benchmark_count():
@@ -73,7 +73,7 @@ def test_summary_of_the_demo():
 
 @pytest.mark.slow
 def test_plan_command_counts_jobs_and_workflow_prints_summary(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "singledir.plan", str(REPO / "config" / "demo.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "singledir.pipeline.plan", str(REPO / "config" / "demo.yaml")],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from test_config import DEMO_JOBS

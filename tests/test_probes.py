@@ -1,4 +1,4 @@
-"""Cheap reliance probes (singledir.probes): a probe is exactly a point or subsample of the
+"""Cheap reliance probes (singledir.analysis.probes): a probe is exactly a point or subsample of the
 full cumulative ablation curve, costs are counted, and the selection/stopping rules."""
 
 import numpy as np
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from singledir import probes
-from singledir.ablation import cumulative_ablation_curve, normalized_auc
-from singledir.models import MLP
+from singledir.analysis import probes
+from singledir.engine.ablation import cumulative_ablation_curve, normalized_auc
+from singledir.models.nets import MLP
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_selection_table_perfect_and_reversed_probe():
             "cost_fraction_full_auc_of_full"} <= names
 
 
-# ---------------------------------------------------------------- claims of our own (singledir.beyond_claims)
+# ---------------------------------------------------------------- claims of our own (singledir.stats.beyond_claims)
 
 def _stats(res, rows):
     cols = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min", "chance"]
@@ -105,8 +105,7 @@ def _stats(res, rows):
 
 
 def test_new_claims_verdicts_and_readme_section(tmp_path):
-    from singledir import beyond_claims as B, claims as C
-
+    from singledir.stats import beyond_claims as B, claims as C
     nan = float("nan")
     res = tmp_path / "results"
     _stats(res, [

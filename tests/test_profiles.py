@@ -1,5 +1,5 @@
 """Execution profiles (profiles/<name>/config.yaml) and the per-job GPU assignment of
-profiles/local-gpu (singledir.gpu)."""
+profiles/local-gpu (singledir.pipeline.gpu)."""
 import os
 import re
 import subprocess
@@ -80,7 +80,7 @@ def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
 
 
 def test_gpu_rule_scripts_claim_their_gpus(rules):
-    """Each GPU job's script hands its gpu resource to setup_torch (singledir.gpu)."""
+    """Each GPU job's script hands its gpu resource to setup_torch (singledir.pipeline.gpu)."""
     from workflow_runs import script_path
     for r in rules:
         if r["name"] in gpu_rules(rules):
@@ -132,11 +132,11 @@ def test_profiles_dry_run_gpu_resources(tmp_path):
     assert all("gpu" not in r for r in _resources_of(gpu, "corrupt_labels"))
 
 
-# --- singledir.gpu: one device per running job ------------------------------------------
+# --- singledir.pipeline.gpu: one device per running job ------------------------------------------
 
 _CLAIM = textwrap.dedent("""
     import os, sys, time
-    from singledir.gpu import claim_gpus
+    from singledir.pipeline.gpu import claim_gpus
     devs = claim_gpus(int(sys.argv[1]), count=int(sys.argv[2]), lock_dir=sys.argv[3],
                       wait_s=float(sys.argv[4]), poll_s=0.05, log=lambda m: None)
     print(os.environ.get("CUDA_VISIBLE_DEVICES", "-"), flush=True)
@@ -200,7 +200,7 @@ def test_scheduler_choice_is_kept(tmp_path):
 
 
 def test_too_many_gpus_is_a_clear_error(tmp_path, monkeypatch):
-    from singledir.gpu import claim_gpus
+    from singledir.pipeline.gpu import claim_gpus
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with pytest.raises(RuntimeError, match="asks for 3 GPUs .* has 2; lower set-resources gpu"):
         claim_gpus(3, count=2, lock_dir=tmp_path)

@@ -8,7 +8,7 @@ clean dropout nets and 0.57-0.58 for corrupted ones."""
 import pytest
 
 from conftest import shared_file
-from singledir.auc import curve_aucs
+from singledir.analysis.auc import curve_aucs
 
 
 def real_mnist_config(path) -> dict:

@@ -1,4 +1,4 @@
-"""Regularizers aimed at single-direction reliance (singledir.regularizers): loss values on
+"""Regularizers aimed at single-direction reliance (singledir.training.regularizers): loss values on
 hand-computed cases, gradients that move a tiny net the intended way, seeded determinism,
 and ablation-noise training at q = 0 being the plain model."""
 
@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from singledir import regularizers as R
-from singledir.data import load_dataset, to_tensors
-from singledir.models import MLP, ConvNet
-from singledir.plan import ConfigError
-from singledir.training import TrainConfig, train
+from singledir.training import regularizers as R
+from singledir.data.sources import load_dataset, to_tensors
+from singledir.models.nets import MLP, ConvNet
+from singledir.pipeline.plan import ConfigError
+from singledir.training.single import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_negative_alpha_lowers_selectivity_positive_raises(digits, tmp_path):
 
 def test_reliance_and_noise_training_make_nets_more_robust(digits, tmp_path):
     """Trained under random ablations, a net loses less accuracy with half its units ablated."""
-    from singledir.probes import ablation_points
+    from singledir.analysis.probes import ablation_points
 
     def acc_half(model):
         model.eval()
@@ -147,7 +147,7 @@ def test_bad_settings_are_one_clear_error():
 
 
 def test_fused_training_refuses_a_regularizer():
-    from singledir.fused import fusion_groups
+    from singledir.training.fused import fusion_groups
 
     cfg = {"families": {"mnist": {"model": {"arch": "mlp", "hidden": [8]}, "train": {"epochs": 1},
                                   "experiments": {"reg": {"fuse": 2, "train": {"regularizer": "reliance"},
@@ -157,7 +157,7 @@ def test_fused_training_refuses_a_regularizer():
 
 
 def test_config_check_names_the_experiment_for_a_bad_regularizer():
-    from singledir.plan import check_config
+    from singledir.pipeline.plan import check_config
 
     cfg = {"families": {"mnist": {"dataset": {"source": "sklearn_digits"}, "model": {"arch": "mlp", "hidden": [8]},
                                   "train": {"epochs": 1},

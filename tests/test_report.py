@@ -13,10 +13,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from conftest import REPO, run_snakemake, tiny_mnist_config, write_yaml  # noqa: E402
-from singledir import claims as C  # noqa: E402
-from singledir import readme_status as RS  # noqa: E402
-from singledir import report_pages as RP  # noqa: E402
-
+from singledir.stats import claims as C  # noqa: E402
+from singledir.figures import readme_status as RS  # noqa: E402
+from singledir.figures import report_pages as RP  # noqa: E402
 CLAIMS_MD = """# Claims of Morcos et al. (2018), one by one
 
 Scale: **demo**. **1 of 1** claims tested are reproduced.

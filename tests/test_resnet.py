@@ -1,12 +1,12 @@
-"""Torchvision models with analysable unit layers (singledir.resnet)."""
+"""Torchvision models with analysable unit layers (singledir.models.resnet)."""
 import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from singledir.ablation import evaluate_ablations, layer_sizes, reference_ablation_eval
-from singledir.resnet import (ModelError, analysis_layers, build_model, call_counts, check_unit_layers,
+from singledir.engine.ablation import evaluate_ablations, layer_sizes, reference_ablation_eval
+from singledir.models.resnet import (ModelError, analysis_layers, build_model, call_counts, check_unit_layers,
                               make_analysable, unit_layer_names, unit_weights)
 
 

@@ -22,10 +22,10 @@ EPOCHS = 100
 DRIVER = textwrap.dedent(f"""
     import sys
     import torch
-    from singledir.data import load_dataset, to_tensors
-    from singledir.models import MLP
-    from singledir.runtime import setup_torch
-    from singledir.training import TrainConfig, train
+    from singledir.data.sources import load_dataset, to_tensors
+    from singledir.models.nets import MLP
+    from singledir.pipeline.runtime import setup_torch
+    from singledir.training.single import TrainConfig, train
     setup_torch(1)
     data = to_tensors(load_dataset({{"source": "sklearn_digits", "test_fraction": 0.25}}))
     cfg = TrainConfig(epochs={EPOCHS}, batch_size=64, optimizer="sgd", lr=0.05, seed=7,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from singledir.selectivity import (class_conditional_means, class_selectivity_index, discretize_activity,
+from singledir.analysis.selectivity import (class_conditional_means, class_selectivity_index, discretize_activity,
                                    mutual_information, spatial_average)
 
 

@@ -4,9 +4,9 @@ import signal
 import pytest
 import torch
 
-from singledir.data import load_dataset, to_tensors
-from singledir.models import MLP
-from singledir.training import TrainConfig, TrainingInterrupted, train
+from singledir.data.sources import load_dataset, to_tensors
+from singledir.models.nets import MLP
+from singledir.training.single import TrainConfig, TrainingInterrupted, train
 
 
 @pytest.fixture(scope="module")
@@ -64,5 +64,5 @@ def test_bad_training_config():
     with pytest.raises(ValueError, match="train.epochs must be at least 1"):
         TrainConfig.from_dict({"epochs": 0})
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
-        from singledir.training import make_optimizer
+        from singledir.training.single import make_optimizer
         make_optimizer([torch.nn.Parameter(torch.zeros(1))], TrainConfig.from_dict({"epochs": 1, "optimizer": "rmsprop"}))

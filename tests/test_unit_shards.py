@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from singledir.ablation import layer_sizes
-from singledir.resnet import analysis_layers, build_model, unit_weights
-from singledir.unit_shards import UNIT_COLUMNS, merge_unit_tables, shard_layers, unit_table
+from singledir.engine.ablation import layer_sizes
+from singledir.models.resnet import analysis_layers, build_model, unit_weights
+from singledir.analysis.unit_shards import UNIT_COLUMNS, merge_unit_tables, shard_layers, unit_table
 
 
 def test_shard_layers_are_contiguous_balanced_and_cover_every_layer():

@@ -2,18 +2,17 @@
 "On the importance of single directions for generalization".
 
 The science lives here as plain functions with no Snakemake imports; the workflow
-under ``workflow/`` only wires them together. One concept per module:
+under ``workflow/`` only wires them together. The sub-packages follow the DAG:
 
-- :mod:`singledir.data`         dataset sources (torchvision, scikit-learn digits, npz)
-- :mod:`singledir.corruption`   label corruption (paper section 2.1)
-- :mod:`singledir.models`       the MLP and ConvNet of appendix A.2
-- :mod:`singledir.training`     deterministic, resumable training
-- :mod:`singledir.perturb`      the perturbation engine (ablation masks and noise)
-- :mod:`singledir.ablation`     cumulative ablation curves, AUC, single-unit impact
-- :mod:`singledir.noise`        noise robustness curves
-- :mod:`singledir.selectivity`  class selectivity index and mutual information
-- :mod:`singledir.stats`        Spearman correlations with bootstrap confidence intervals
-- :mod:`singledir.plan`         which models, analyses and figures a config asks for
+- :mod:`singledir.data`      datasets behind one interface, label corruption, the ImageNet index
+- :mod:`singledir.models`    the paper's networks (MLP, ConvNet, ResNet) and their unit layers
+- :mod:`singledir.training`  one training core: single, fused and distributed loops, checkpoints
+- :mod:`singledir.engine`    the perturbation engine: ablation and noise curves, exact fast paths
+- :mod:`singledir.analysis`  per-model measures: AUC, selectivity, mutual information, unit tables, probes
+- :mod:`singledir.stats`     statistics over networks and the claims table
+- :mod:`singledir.figures`   figure registry, plotting, report pages
+- :mod:`singledir.pipeline`  what a config asks for: plan, config checks, cost model, job runtime
+- :mod:`singledir.io`        atomic file output; :mod:`singledir.bench` the benchmark
 """
 
 __version__ = "0.1.0"

@@ -8,14 +8,14 @@ Prints, for the machine it runs on:
 2. a full cumulative-ablation analysis (10 orderings x 21 points, all units of both
    hidden layers) of an MLP 784-2048-2048-10 on 10,000 examples, and of the paper's
    ConvNet (last three layers ablated, as in Fig. 1b) on 2,000 32x32 examples: the
-   engine's wall time against the naive method (:func:`singledir.reference.reference_ablation_eval`:
+   engine's wall time against the naive method (:func:`singledir.engine.reference.reference_ablation_eval`:
    forward hooks, one full forward pass per point). The naive method is timed on a few
    points over all examples and extrapolated linearly to every point (its cost per point
    does not depend on the point); those points also check that both give the same numbers;
 3. the engine's achieved FLOP/s on the suffix work (what it computes per mask, counted
    by the engine) as a fraction of the measured GEMM FLOP/s;
 4. K sequential trainings of a small MLP against one fused training of K
-   (:mod:`singledir.fused`): models x examples per second;
+   (:mod:`singledir.training.fused`): models x examples per second;
 5. with CUDA: the engine on the GPU in fp32, TF32 and bf16 (images/s and the measured
    difference from fp32).
 
@@ -39,11 +39,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .ablation import curve_points, layer_sizes, masks_from_sets, random_orderings
-from .io import save_csv
-from .models import MLP, ConvNet
-from .perturb import PerturbationBatch, evaluate_perturbations
-from .reference import reference_ablation_eval, split_units
+from singledir.engine.ablation import curve_points, layer_sizes, masks_from_sets, random_orderings
+from singledir.io import save_csv
+from singledir.models.nets import MLP, ConvNet
+from singledir.engine.perturb import PerturbationBatch, evaluate_perturbations
+from singledir.engine.reference import reference_ablation_eval, split_units
 
 
 def gemm_flops(n: int = 2048, repeats: int = 3, device="cpu") -> float:
@@ -129,7 +129,7 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
 
 
 def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
-    """FLOPs of training one MLP as :func:`singledir.training.train` does: per epoch a
+    """FLOPs of training one MLP as :func:`singledir.training.single.train` does: per epoch a
     forward and a backward pass over the training set (weight gradients everywhere, input
     gradients below the first layer), and a forward pass over the training and test sets
     for each history row (epochs + 1 rows)."""
@@ -140,7 +140,7 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
 
 def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None) -> dict:
     """K sequential trainings vs one job of K as ``fuse: K`` runs it
-    (:func:`singledir.fused.train_group`: a short measured trial, then fused or one at a
+    (:func:`singledir.training.fused.train_group`: a short measured trial, then fused or one at a
     time, whichever the trial found faster; the trial's time is included), and vs forced
     fusion (same seeds, same work).
 
@@ -149,9 +149,9 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
     FLOP/s that sequential training already achieves."""
     import tempfile
 
-    from .data import Tensors
-    from .fused import train_fused, train_group
-    from .training import TrainConfig, train
+    from singledir.data.sources import Tensors
+    from singledir.training.fused import train_fused, train_group
+    from singledir.training.single import TrainConfig, train
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 1, 28, 28, generator=g)
@@ -284,9 +284,9 @@ def _train_steps(step, budget_s: float, max_steps: int, device) -> tuple[float, 
 
 
 def _convnet_step(models, device, batch: int, size: int, k: int):
-    """One SGD step of one ConvNet (k == 1) or of k fused ConvNets (singledir.fused)."""
-    from .fused import FusedNet, _FusedOptimizer, _MemberRNG
-    from .training import TrainConfig
+    """One SGD step of one ConvNet (k == 1) or of k fused ConvNets (singledir.training.fused)."""
+    from singledir.training.fused import FusedNet, _FusedOptimizer, _MemberRNG
+    from singledir.training.single import TrainConfig
 
     g = torch.Generator().manual_seed(0)
     cfgs = [TrainConfig(epochs=1, batch_size=batch, optimizer="sgd", lr=0.01, momentum=0.9, seed=i) for i in range(k)]
@@ -341,9 +341,9 @@ def paper_projection(config: dict, epoch_cost, fused_speedup: dict, log) -> list
     """GPU-hours per experiment of ``config``: per model ``epochs x`` the measured cost of
     one epoch of its architecture (``epoch_cost(family, model_spec, n_train)`` in seconds,
     or None when not measured), times the experiment's model count
-    (:func:`singledir.plan.experiment_models`), divided by the measured fusion speedup of
+    (:func:`singledir.pipeline.plan.experiment_models`), divided by the measured fusion speedup of
     the architecture where the experiment sets ``fuse`` (training only; analyses apart)."""
-    from .plan import enabled_experiments, enabled_families, experiment_models, experiment_specs
+    from singledir.pipeline.plan import enabled_experiments, enabled_families, experiment_models, experiment_specs
 
     rows = []
     for family in enabled_families(config):

@@ -1,8 +1,8 @@
 # Beyond the paper (issue 16; README "Beyond the paper"): the paper's section 5 future work
 # as experiments of the same DAG. E1: cheap reliance probes on training data for model
-# selection (Fig. X1) and early stopping (Fig. X2), singledir.probes. E2: regularizers aimed
-# at single-direction reliance (Figs. X3, X4), singledir.regularizers (training options of
-# the generic train_model rule). Which experiments each figure reads: singledir.plan.FIGURES;
+# selection (Fig. X1) and early stopping (Fig. X2), singledir.analysis.probes. E2: regularizers aimed
+# at single-direction reliance (Figs. X3, X4), singledir.training.regularizers (training options of
+# the generic train_model rule). Which experiments each figure reads: singledir.pipeline.plan.FIGURES;
 # probe settings: families.<family>.beyond (schema).
 
 

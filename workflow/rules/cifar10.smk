@@ -1,7 +1,7 @@
 # The CIFAR-10 ConvNet figures the generic rules do not draw (Figs. 3, 4b-c, 5b, 6, A1,
 # A2a, A3a; the A2/A3 scripts are shared with the ImageNet family). Figs. 1b, 2b, 7b-c and
 # A4b-c come from the generic rules in figures.smk. Which models feed which figure:
-# singledir.plan.FIGURES["cifar10"]; per-figure settings: families.cifar10.figures.
+# singledir.pipeline.plan.FIGURES["cifar10"]; per-figure settings: families.cifar10.figures.
 # Helpers (cifar10_files, cifar10_outputs, cifar10_params): workflow/rules/common.smk.
 
 

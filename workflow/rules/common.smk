@@ -1,9 +1,9 @@
-# Target lists and small helpers, built from the config by singledir.plan.
+# Target lists and small helpers, built from the config by singledir.pipeline.plan.
 import os
 import re
 
-import singledir.fused as fused
-import singledir.plan as plan
+import singledir.training.fused as fused
+import singledir.pipeline.plan as plan
 
 RESULTS = "results"
 
@@ -127,7 +127,7 @@ def fig_outputs(figure):
 # tables some claims resample; only what the config enables (a disabled family's claims
 # say "not run").
 def claims_inputs(wildcards):
-    import singledir.claims as claims_lib
+    import singledir.stats.claims as claims_lib
 
     targets = all_figure_targets()
     tidy = {f"{RESULTS}/{fig}_{fam}.csv" for fig, fam in claims_lib.TIDY_TABLES}
@@ -137,7 +137,7 @@ def claims_inputs(wildcards):
     }
 
 
-# Fused training (singledir.fused). An experiment with `fuse: K` (K > 1) trains its
+# Fused training (singledir.training.fused). An experiment with `fuse: K` (K > 1) trains its
 # models in groups of up to K same-shaped models, one job per group
 # (fused.fusion_groups: grid order; grid variables that change the shape or the schedule
 # split groups). Each group is its own rule, defined at the end of train.smk from the

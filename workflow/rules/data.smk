@@ -1,6 +1,6 @@
-import singledir.data as data_lib
+import singledir.data.sources as data_lib
 
-# Content digests of npz sources, remembered per file identity (singledir.data.file_sha256):
+# Content digests of npz sources, remembered per file identity (singledir.data.sources.file_sha256):
 # a file is hashed again only when its size, mtime, ctime or inode changed.
 SOURCE_DIGESTS = f"{RESULTS}/.work/source_digests.json"
 

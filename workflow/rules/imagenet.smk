@@ -9,8 +9,8 @@
 #   imagenet_ablation / imagenet_units: per-model analyses on the subset (top-5); the per-map
 #   analysis runs as analysis.unit_shards jobs (imagenet_units_shard) merged by imagenet_units
 #   imagenet_fig1 / fig7 / figA2 / figA3 / figA4 and imagenet_stats_table.
-# The library side: singledir.imagenet (data), singledir.resnet (models and their unit
-# layers), singledir.distributed (training).
+# The library side: singledir.data.imagenet (data), singledir.models.resnet (models and their unit
+# layers), singledir.training.distributed (training).
 
 
 include: "imagenet_common.smk"
@@ -153,7 +153,7 @@ rule imagenet_ablation:
 
 
 rule imagenet_units_shard:
-    """Per feature map of one group of layers (singledir.unit_shards): selectivity, mutual
+    """Per feature map of one group of layers (singledir.analysis.unit_shards): selectivity, mutual
     information, single-map ablation impact on the test loss, filter L1 norm. The shard
     count is in the file name, so changing analysis.unit_shards makes new shards."""
     input:

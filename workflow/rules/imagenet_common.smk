@@ -2,7 +2,7 @@
 # config; no rules here.
 from snakemake.logging import logger
 
-import singledir.imagenet as imagenet_lib
+import singledir.data.imagenet as imagenet_lib
 
 IMAGENET = "imagenet"
 IMAGENET_DATA = f"{RESULTS}/data/{IMAGENET}"
@@ -52,7 +52,7 @@ def imagenet_labels(wildcards):
 
 def imagenet_checkpoint(wildcards):
     """A checkpoint file named by model.weights is an input (so a workflow output works too)."""
-    from singledir.resnet import checkpoint_file
+    from singledir.models.resnet import checkpoint_file
 
     path = checkpoint_file(imagenet_spec(wildcards)["model"])
     return [path] if path else []

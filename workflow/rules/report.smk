@@ -6,12 +6,12 @@ report: "../report/workflow.rst"
 REPORT_CATEGORY = "Reproduction summary"
 
 
-from singledir.claims import stand_in_families
+from singledir.stats.claims import stand_in_families
 
 
 rule claims:
     """results/claims.csv and .md: each claim of the paper, ours with a 95 % bootstrap CI, and
-    its verdict (rules in singledir.claims)."""
+    its verdict (rules in singledir.stats.claims)."""
     input:
         unpack(claims_inputs),
     output:

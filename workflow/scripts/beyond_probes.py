@@ -1,4 +1,4 @@
-"""Beyond the paper: the cheap reliance probes of one network (singledir.probes), at every
+"""Beyond the paper: the cheap reliance probes of one network (singledir.analysis.probes), at every
 training snapshot (or the final weights when there are none), and what the figures
 compare them with.
 
@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from singledir import probes
+from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.models import resolve_layers
-from singledir.regularizers import capture, mean_selectivity, unit_modules
-from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
-from singledir.training import evaluate
+from singledir.models.nets import resolve_layers
+from singledir.training.regularizers import capture, mean_selectivity, unit_modules
+from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.training.single import evaluate
 
 a, b = snakemake.params.analysis, snakemake.params.beyond
 seed = snakemake.params.seed

@@ -1,9 +1,9 @@
 import numpy as np
 
-from singledir.corruption import corrupt_labels
-from singledir.data import load_prepared
+from singledir.data.corruption import corrupt_labels
+from singledir.data.sources import load_prepared
 from singledir.io import atomic_path
-from singledir.runtime import log_to
+from singledir.pipeline.runtime import log_to
 
 with log_to(snakemake.log[0]):
     data = load_prepared(snakemake.input.dataset)

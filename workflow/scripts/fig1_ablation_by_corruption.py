@@ -2,7 +2,7 @@
 of corrupted labels (mean +/- std over networks x orderings). Axis labels and title may
 come from ``params`` (the ImageNet rule names its layers and top-5).
 
-Statistics (networks are the unit, singledir.stats): each network's normalized AUC
+Statistics (networks are the unit, singledir.stats.inference): each network's normalized AUC
 (and raw area) averaged over its orderings, Spearman's r of the network AUCs with the
 corrupted fraction (bootstrap over networks, permutation p with the smallest p the
 design allows), the mean AUC per fraction, and each fraction's lowest final training
@@ -11,11 +11,11 @@ labels). The CSV carries every network's final train and test accuracy."""
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from singledir.auc import curve_aucs
+from singledir.analysis.auc import curve_aucs
 from singledir.io import save_csv
-from singledir.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
-from singledir import plotting
-from singledir.stats import by_fraction_stats
+from singledir.stats.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
+from singledir.figures import plotting
+from singledir.stats.inference import by_fraction_stats
 
 sm = snakemake
 curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)

@@ -2,7 +2,7 @@
 fraction of corrupted labels (mean +/- std over networks x noise draws); x axis
 log-scaled.
 
-Statistics (networks are the unit, singledir.stats): each network's noise robustness
+Statistics (networks are the unit, singledir.stats.inference): each network's noise robustness
 (mean accuracy over the positive noise scales divided by its unperturbed accuracy,
 averaged over noise draws), Spearman's r of it with the corrupted fraction (bootstrap
 over networks, permutation p), the mean per fraction, and each fraction's lowest final
@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
-from singledir import plotting
-from singledir.stats import by_fraction_stats
+from singledir.stats.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
+from singledir.figures import plotting
+from singledir.stats.inference import by_fraction_stats
 
 sm = snakemake
 curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)

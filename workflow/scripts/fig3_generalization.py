@@ -9,7 +9,7 @@ training (the nets fit the clean training set, so this is also the train-test ga
 the gap is kept in the CSV).
 
 Networks are the unit (orderings averaged within each net first). Nets that failed to
-train (singledir.net_tables.training_failed: training accuracy within 5 points of
+train (singledir.stats.net_tables.training_failed: training accuracy within 5 points of
 chance, or a non-finite loss) score a normalized AUC of 1.0 for a flat curve; they are
 drawn as crosses, excluded from the statistics, and counted (networks_failed_excluded).
 
@@ -21,10 +21,10 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.net_tables import curve_matrix, extremes, failed_stat_rows, final_performance, mean_auc, spec_value
-from singledir.stats import difference_ci, mean_ci, spearman, stat_row
+from singledir.stats.net_tables import curve_matrix, extremes, failed_stat_rows, final_performance, mean_auc, spec_value
+from singledir.stats.inference import difference_ci, mean_ci, spearman, stat_row
 
 sm = snakemake
 specs = sm.params.specs

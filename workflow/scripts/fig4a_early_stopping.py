@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir import plotting
-from singledir.stats import bootstrap_ci, result, spearman, stat_row
+from singledir.figures import plotting
+from singledir.stats.inference import bootstrap_ci, result, spearman, stat_row
 
 sm = snakemake
 boot, seed = sm.params.bootstrap, sm.params.seed
@@ -71,7 +71,7 @@ def gap_at(e):
     return max(near) if near else float("nan")
 
 
-n_epochs = float(all_epochs[-1])  # the schedule always snapshots the last epoch (singledir.plan)
+n_epochs = float(all_epochs[-1])  # the schedule always snapshots the last epoch (singledir.pipeline.plan)
 rows = [
     stat_row("epoch_auc_peak", result(peak, n=len(trained), unit="snapshots")),
     stat_row("epoch_min_test_loss", result(min_test, n=len(trained), unit="snapshots")),

@@ -8,22 +8,22 @@ normalized AUC means nothing) is left out. Statistic: spearman_auc_vs_test_loss
 (c) A learning rate x batch size sweep: AUC against test accuracy, one point per net.
 Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets, permutation
 p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
-(repeats averaged), see singledir.model_selection: selection_top<k>_percent,
+(repeats averaged), see singledir.stats.model_selection: selection_top<k>_percent,
 selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
 subselections), each with its chance level and a permutation null (AUC shuffled across
 settings), selection_subset_size and selection_settings (the design). Nets that failed
-to train (singledir.net_tables.training_failed) are excluded and counted
+to train (singledir.stats.net_tables.training_failed) are excluded and counted
 (networks_failed_excluded); raw (unnormalized) areas are in the CSV."""
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.model_selection import selection_null, setting_means
-from singledir.net_tables import failed_stat_rows, final_performance, mean_auc, spec_value
-from singledir.stats import spearman, stat_row
+from singledir.stats.model_selection import selection_null, setting_means
+from singledir.stats.net_tables import failed_stat_rows, final_performance, mean_auc, spec_value
+from singledir.stats.inference import spearman, stat_row
 
 sm = snakemake
 specs = sm.params.specs

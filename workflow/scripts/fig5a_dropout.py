@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir.net_tables import dropout_readings, with_corrupted_fraction
-from singledir import plotting
-from singledir.stats import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
+from singledir.stats.net_tables import dropout_readings, with_corrupted_fraction
+from singledir.figures import plotting
+from singledir.stats.inference import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
 
 sm = snakemake
 specs = sm.params.specs

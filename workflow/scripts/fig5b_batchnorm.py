@@ -2,7 +2,7 @@
 on clean labels (mean +/- std over model instances x orderings).
 
 Networks are the unit: each net's normalized AUC is averaged over its orderings first.
-Nets that failed to train (singledir.net_tables.training_failed) are excluded and
+Nets that failed to train (singledir.stats.net_tables.training_failed) are excluded and
 counted (networks_failed_excluded). Statistics: auc_batchnorm, auc_no_batchnorm (mean
 over nets, bootstrap over nets), auc_difference_bn_minus_nobn (bootstrap with the two
 groups resampled independently; permutation p over nets with the smallest p the design
@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.net_tables import curve_matrix, failed_stat_rows, final_accuracies, mean_auc, spec_value
-from singledir.stats import difference_ci, mean_ci, stat_row
+from singledir.stats.net_tables import curve_matrix, failed_stat_rows, final_accuracies, mean_auc, spec_value
+from singledir.stats.inference import difference_ci, mean_ci, stat_row
 
 sm = snakemake
 specs = sm.params.specs

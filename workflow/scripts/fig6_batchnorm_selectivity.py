@@ -17,10 +17,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.net_tables import live_map_summary, spec_value
-from singledir.stats import difference_ci, mean_ci, stat_row
+from singledir.stats.net_tables import live_map_summary, spec_value
+from singledir.stats.inference import difference_ci, mean_ci, stat_row
 
 sm = snakemake
 specs = sm.params.specs

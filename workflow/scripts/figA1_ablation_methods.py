@@ -8,10 +8,10 @@ and auc_difference_zero_minus_mean, the mean of the paired per-network differenc
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.net_tables import curve_matrix, mean_auc
-from singledir.stats import mean_ci, paired_difference, stat_row
+from singledir.stats.net_tables import curve_matrix, mean_auc
+from singledir.stats.inference import mean_ci, paired_difference, stat_row
 
 sm = snakemake
 boot, seed = sm.params.bootstrap, sm.params.seed

@@ -6,9 +6,9 @@ marked. Statistics: Spearman correlation of selectivity with depth over all unit
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats import mean_ci, spearman, stat_row
+from singledir.stats.inference import mean_ci, spearman, stat_row
 
 sm = snakemake
 units = pd.concat([pd.read_csv(f) for f in sm.input.units])

@@ -1,9 +1,9 @@
 """Fig. X1 (beyond the paper, E1): cheap reliance probes as a validation-free model-selection
 signal. One point per probe: its cost (forward passes over the training set, log scale)
 against its Spearman r with test accuracy over networks (95 % bootstrap CI over networks;
-permutation p). Networks: the final weights of the figure's experiments (singledir.plan.FIGURES).
+permutation p). Networks: the final weights of the figure's experiments (singledir.pipeline.plan.FIGURES).
 
-Statistics (singledir.probes.selection_table): spearman_<probe>_vs_test_accuracy,
+Statistics (singledir.analysis.probes.selection_table): spearman_<probe>_vs_test_accuracy,
 r_ratio_<probe>_to_full (CI: networks resampled, both r on the same resample),
 cost_fraction_<probe>_of_full, selection_top<k>_percent_<probe> (the probe's pick of random
 subsets is in the subset's top k by test accuracy; chance and a permutation null with the
@@ -14,10 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting, probes
+from singledir.figures import plotting
+
+from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.net_tables import failed_stat_rows, training_failed
-from singledir.stats import result, stat_row
+from singledir.stats.net_tables import failed_stat_rows, training_failed
+from singledir.stats.inference import result, stat_row
 
 sm = snakemake
 b = sm.params.beyond

@@ -1,7 +1,7 @@
 """Fig. X2 (beyond the paper, E1): cheap reliance probes as an early-stopping signal.
 
 Per network of the figure's experiment (several seeds, snapshots over training), each rule
-picks an epoch (singledir.probes.stop_epochs, patience from families.<family>.beyond):
+picks an epoch (singledir.analysis.probes.stop_epochs, patience from families.<family>.beyond):
 every probe (its peak, patience rule on training data only), ``val_loss`` (the same rule on
 the validation half of the test set) and ``oracle`` (the lowest test loss on the report
 half; a bound, not a usable rule), plus ``final`` (no early stopping). Left: the chosen
@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting, probes
+from singledir.figures import plotting
+
+from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats import mean_ci, paired_difference, stat_row
+from singledir.stats.inference import mean_ci, paired_difference, stat_row
 
 sm = snakemake
 b = sm.params.beyond

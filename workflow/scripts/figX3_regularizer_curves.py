@@ -10,9 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting, probes
+from singledir.figures import plotting
+
+from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats import mean_ci, stat_row
+from singledir.stats.inference import mean_ci, stat_row
 
 sm = snakemake
 b = sm.params.beyond

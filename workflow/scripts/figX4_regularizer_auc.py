@@ -16,9 +16,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting, probes
+from singledir.figures import plotting
+
+from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats import difference_ci, mean_ci, stat_row
+from singledir.stats.inference import difference_ci, mean_ci, stat_row
 
 sm = snakemake
 boot, seed = sm.params.bootstrap, sm.params.seed

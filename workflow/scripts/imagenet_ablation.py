@@ -2,11 +2,11 @@
 class-balanced subset of the training images, with the labels the net was trained on."""
 import pandas as pd
 
-from singledir.ablation import cumulative_ablation_curve
-from singledir.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
+from singledir.engine.ablation import cumulative_ablation_curve
+from singledir.data.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
 from singledir.io import save_csv
-from singledir.resnet import analysis_layers, load_trained
-from singledir.runtime import engine_options, log_to, pick_device, setup_torch
+from singledir.models.resnet import analysis_layers, load_trained
+from singledir.pipeline.runtime import engine_options, log_to, pick_device, setup_torch
 
 sm = snakemake
 a = sm.params.analysis

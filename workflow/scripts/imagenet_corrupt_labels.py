@@ -1,10 +1,10 @@
 """Shuffle the labels of a seeded random fraction of the training images (section 2.1)."""
 import numpy as np
 
-from singledir.corruption import corrupt_labels
-from singledir.imagenet import read_index, train_labels
+from singledir.data.corruption import corrupt_labels
+from singledir.data.imagenet import read_index, train_labels
 from singledir.io import atomic_path
-from singledir.runtime import log_to
+from singledir.pipeline.runtime import log_to
 
 with log_to(snakemake.log[0]):
     true = train_labels(read_index(snakemake.input.index), None)

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from singledir import plotting
+from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats import spearman, stat_row
+from singledir.stats.inference import spearman, stat_row
 
 sm = snakemake
 x = sm.params.predictor

@@ -1,7 +1,7 @@
 """List every image of the train and val splits once (torchvision ImageNet/ImageFolder)."""
-from singledir.imagenet import scan
+from singledir.data.imagenet import scan
 from singledir.io import save_csv
-from singledir.runtime import log_to
+from singledir.pipeline.runtime import log_to
 
 with log_to(snakemake.log[0]):
     index, classes = scan(snakemake.params.dataset)

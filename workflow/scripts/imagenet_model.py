@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from singledir.distributed import launch, write_job
-from singledir.imagenet import processes_per_node, read_index
+from singledir.training.distributed import launch, write_job
+from singledir.data.imagenet import processes_per_node, read_index
 from singledir.io import save_csv, save_torch
-from singledir.resnet import build_model
-from singledir.runtime import log_to, setup_torch
+from singledir.models.resnet import build_model
+from singledir.pipeline.runtime import log_to, setup_torch
 
 sm = snakemake
 spec, ds = sm.params.spec, sm.params.dataset

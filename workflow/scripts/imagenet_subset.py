@@ -1,7 +1,7 @@
 """The recorded, seeded, class-balanced analysis subset of each split."""
-from singledir.imagenet import analysis_subset, read_index
+from singledir.data.imagenet import analysis_subset, read_index
 from singledir.io import save_csv
-from singledir.runtime import log_to
+from singledir.pipeline.runtime import log_to
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):

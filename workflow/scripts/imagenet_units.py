@@ -1,17 +1,17 @@
 """One shard of the per-feature-map analysis (section 3.4, appendices A.3-A.5; see
-singledir.unit_shards): for the layers of shard ``shard`` of ``n_shards``, class selectivity
+singledir.analysis.unit_shards): for the layers of shard ``shard`` of ``n_shards``, class selectivity
 and mutual information on the test subset, the impact of ablating each map alone on the
 test loss (its first ``impact_per_class`` images per class), and its filter's L1 norm."""
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from singledir.ablation import layer_sizes
-from singledir.imagenet import IndexedImages, dataset_transform, load_images
+from singledir.engine.ablation import layer_sizes
+from singledir.data.imagenet import IndexedImages, dataset_transform, load_images
 from singledir.io import save_csv
-from singledir.resnet import analysis_layers, load_trained, unit_weights
-from singledir.runtime import engine_options, log_to, pick_device, setup_torch
-from singledir.unit_shards import shard_layers, unit_table
+from singledir.models.resnet import analysis_layers, load_trained, unit_weights
+from singledir.pipeline.runtime import engine_options, log_to, pick_device, setup_torch
+from singledir.analysis.unit_shards import shard_layers, unit_table
 
 sm = snakemake
 a = sm.params.analysis

@@ -1,9 +1,9 @@
-"""Merge the shards of the per-feature-map analysis into units.csv (singledir.unit_shards)."""
+"""Merge the shards of the per-feature-map analysis into units.csv (singledir.analysis.unit_shards)."""
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir.runtime import log_to
-from singledir.unit_shards import merge_unit_tables
+from singledir.pipeline.runtime import log_to
+from singledir.analysis.unit_shards import merge_unit_tables
 
 with log_to(snakemake.log[0]):
     units = merge_unit_tables([pd.read_csv(p) for p in snakemake.input.shards])

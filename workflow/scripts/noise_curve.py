@@ -1,8 +1,8 @@
 from singledir.io import save_csv
-from singledir.models import resolve_layers
-from singledir.noise import noise_curve
-from singledir.perturb import activation_moments
-from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.models.nets import resolve_layers
+from singledir.engine.noise import noise_curve
+from singledir.engine.perturb import activation_moments
+from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):

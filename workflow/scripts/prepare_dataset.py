@@ -1,10 +1,10 @@
-from singledir.data import load_dataset, save_prepared
-from singledir.runtime import log_to
+from singledir.data.sources import load_dataset, save_prepared
+from singledir.pipeline.runtime import log_to
 
 with log_to(snakemake.log[0]):
     spec = snakemake.params.spec
     if spec.get("content_sha256"):
         print(f"{spec['path']}: sha256 {spec['content_sha256']}")
-    data = load_dataset(spec)  # validates (singledir.data); save_prepared checks again before writing
+    data = load_dataset(spec)  # validates (singledir.data.sources); save_prepared checks again before writing
     print(f"{data.name}: train {data.x_train.shape}, test {data.x_test.shape}, {data.n_classes} classes")
     save_prepared(data, snakemake.output.dataset)

@@ -1,9 +1,9 @@
 """HTML pages for the Snakemake report: claims table, per-rule runtimes, effective config."""
 import pandas as pd
 
-from singledir import report_pages
+from singledir.figures import report_pages
 from singledir.io import atomic_path, save_csv
-from singledir.runtime import log_to
+from singledir.pipeline.runtime import log_to
 
 sm = snakemake
 

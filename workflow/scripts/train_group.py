@@ -1,4 +1,4 @@
-"""Train a group of models in one job (singledir.fused.train_group): fused when a short
+"""Train a group of models in one job (singledir.training.fused.train_group): fused when a short
 measured trial at the start finds fusion faster on this machine, else one at a time (the
 decision and its timings go to the log); write each member's model.pt and history.csv
 exactly as train_model.py does."""
@@ -6,12 +6,12 @@ import shutil
 
 import torch
 
-from singledir.data import Tensors
-from singledir.fused import train_group
+from singledir.data.sources import Tensors
+from singledir.training.fused import train_group
 from singledir.io import save_csv, save_torch
-from singledir.models import build_model
-from singledir.runtime import load_data, load_labels, log_to, pick_device, setup_torch
-from singledir.training import TrainConfig
+from singledir.models.nets import build_model
+from singledir.pipeline.runtime import load_data, load_labels, log_to, pick_device, setup_torch
+from singledir.training.single import TrainConfig
 
 specs = snakemake.params.specs
 with log_to(snakemake.log[0]):

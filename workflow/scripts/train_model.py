@@ -3,9 +3,9 @@ import shutil
 import torch
 
 from singledir.io import save_csv, save_torch
-from singledir.models import build_model
-from singledir.runtime import benchmark_to, load_data, log_to, pick_device, setup_torch
-from singledir.training import TrainConfig, train
+from singledir.models.nets import build_model
+from singledir.pipeline.runtime import benchmark_to, load_data, log_to, pick_device, setup_torch
+from singledir.training.single import TrainConfig, train
 
 spec = snakemake.params.spec
 with log_to(snakemake.log[0]), benchmark_to(snakemake.params.benchmark):

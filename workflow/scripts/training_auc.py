@@ -1,9 +1,9 @@
 import pandas as pd
 
-from singledir.ablation import cumulative_ablation_curve, curve_aucs
+from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
 from singledir.io import save_csv
-from singledir.models import resolve_layers
-from singledir.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.models.nets import resolve_layers
+from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):

@@ -1,11 +1,11 @@
 import pandas as pd
 
-from singledir.ablation import single_unit_impact
+from singledir.engine.ablation import single_unit_impact
 from singledir.io import save_csv
-from singledir.models import first_linear_weights, resolve_layers
-from singledir.perturb import layer_activations
-from singledir.runtime import engine_options, load_data, load_model, log_to, pick_device, setup_torch
-from singledir.selectivity import class_selectivity_index, mutual_information
+from singledir.models.nets import first_linear_weights, resolve_layers
+from singledir.engine.perturb import layer_activations
+from singledir.pipeline.runtime import engine_options, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):

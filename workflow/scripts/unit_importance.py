@@ -7,8 +7,8 @@ import functools
 import pandas as pd
 
 from singledir.io import save_csv
-from singledir import plotting
-from singledir.stats import spearman, stat_row
+from singledir.figures import plotting
+from singledir.stats.inference import spearman, stat_row
 
 sm = snakemake
 units = pd.concat([pd.read_csv(f) for f in sm.input.units])

@@ -1,0 +1,8 @@
+"""Per-model measures computed from a trained network or its curves.
+
+- :mod:`~singledir.analysis.auc`          normalized area under an ablation curve;
+- :mod:`~singledir.analysis.selectivity`  class selectivity index and mutual information;
+- :mod:`~singledir.analysis.unit_shards`  the per-unit table (selectivity, MI, ablation impact, L1),
+  split into shards of layers;
+- :mod:`~singledir.analysis.probes`       cheap reliance probes (beyond the paper, E1).
+"""

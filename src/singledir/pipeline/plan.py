@@ -1,0 +1,484 @@
+"""What a config asks for: the models to train, and the figures to draw.
+
+Shared by the Snakemake workflow (``workflow/rules/common.smk``) and the tests, so the
+DAG is built from plain, tested functions.
+
+*Experiments* are declared per family under ``families.<family>.experiments``. Each
+experiment is a grid: ``grid`` maps variables to lists of values, and every
+combination is one model. Grid variables and where they go in the model spec:
+
+=============  ==================  ===========
+variable       spec entry          id part
+=============  ==================  ===========
+fraction       labels.fraction     ``f0.2``
+seed           train.seed          ``s3``
+dropout        model.dropout       ``p0.1``
+lr             train.lr            ``lr0.01``
+batch_size     train.batch_size    ``bs128``
+batch_norm     model.batch_norm    ``bn1``
+width          model.width         ``w0.5``
+strength       train.reg_strength  ``a0.5``
+=============  ==================  ===========
+
+An experiment's ``model`` and ``train`` sections override the family's. The model id
+is the experiment name followed by the id parts, e.g. ``corruption_f0.2_s0``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import itertools
+import json
+from collections import OrderedDict
+
+from singledir.data.sources import DataError, check_dataset_spec
+
+GRID_VARIABLES = OrderedDict([
+    ("fraction", ("labels", "fraction", "f")),
+    ("dropout", ("model", "dropout", "p")),
+    ("batch_norm", ("model", "batch_norm", "bn")),
+    ("width", ("model", "width", "w")),
+    ("strength", ("train", "reg_strength", "a")),
+    ("lr", ("train", "lr", "lr")),
+    ("batch_size", ("train", "batch_size", "bs")),
+    ("seed", ("train", "seed", "s")),
+])
+
+# Which experiments each figure of each family needs. Families and figures are added
+# here as they are implemented; ``all_figures`` draws every figure whose experiments
+# are enabled. An entry may keep only some grid points of an experiment:
+# ``"batch_norm[batch_norm=true]"`` (see :func:`parse_selection`).
+BEYOND_REGULARIZER_EXPERIMENTS = ("reg_plain", "reg_dropout", "reg_noise", "reg_reliance", "reg_selectivity")
+FIGURES: dict[str, dict[str, list[str]]] = {
+    "mnist": {
+        "fig1": ["corruption"],
+        "fig2": ["corruption"],
+        "fig4": ["early_stopping"],
+        "fig5": ["dropout"],
+        "fig7": ["selectivity"],
+        "figA4": ["selectivity"],
+        # Beyond the paper (workflow/rules/beyond.smk): X1 selects among the clean-label nets
+        # of the regularizer grid (MNIST has no hyperparameter sweep), X2 early-stops the
+        # multi-seed probe_stopping nets, X3/X4 compare the regularizers.
+        "figX1": [f"{e}[fraction=0.0]" for e in BEYOND_REGULARIZER_EXPERIMENTS],
+        "figX2": ["probe_stopping"],
+        "figX3": list(BEYOND_REGULARIZER_EXPERIMENTS),
+        "figX4": list(BEYOND_REGULARIZER_EXPERIMENTS),
+    },
+    # CIFAR-10 ConvNet (Figs. 1b, 2b, 3, 4b-c, 5b, 6, 7b-c, A1, A2a, A3a, A4b-c): generic rules
+    # plus workflow/rules/cifar10.smk. The unit analyses (Figs. 7, A1-A4) use the BN models of
+    # the batch-norm experiment (clean labels, the paper's default architecture).
+    "cifar10": {
+        "fig1": ["corruption"],
+        "fig2": ["corruption"],
+        "fig3": ["generalization"],
+        "fig4": ["early_stopping", "sweep"],
+        "fig5": ["batch_norm"],
+        "fig6": ["batch_norm"],
+        "fig7": ["batch_norm[batch_norm=true]"],
+        "figA1": ["batch_norm[batch_norm=true]"],
+        "figA2": ["batch_norm[batch_norm=true]"],
+        "figA3": ["batch_norm[batch_norm=true]"],
+        "figA4": ["batch_norm[batch_norm=true]"],
+        # Beyond the paper: X1 probes the Fig. 4c sweep and the Fig. 3 ensemble, X2 early-stops
+        # several seeds (probe_stopping); X3/X4 when a config defines the reg_* experiments
+        # (reg_batchnorm: the batch-norm comparison of section 3.3).
+        "figX1": ["sweep", "generalization"],
+        "figX2": ["probe_stopping"],
+        "figX3": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
+        "figX4": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
+    },
+    # ImageNet ResNet (Figs. 1c, 7d-e, A2b, A3b, A4d-e): its own rules in workflow/rules/imagenet.smk.
+    "imagenet": {
+        "fig1": ["corruption"],
+        "fig7": ["selectivity"],
+        "figA2": ["selectivity"],
+        "figA3": ["selectivity"],
+        "figA4": ["selectivity"],
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and the fix."""
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value).rstrip("0").rstrip(".") if value != int(value) else str(value)
+    return str(value)
+
+
+def _merge(base: dict, override: dict | None) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def enabled_families(config: dict) -> list[str]:
+    return [name for name, fam in config.get("families", {}).items() if fam.get("enabled", True)]
+
+
+def enabled_experiments(config: dict, family: str) -> list[str]:
+    exps = config["families"][family].get("experiments", {})
+    return [name for name, e in exps.items() if e.get("enabled", True)]
+
+
+def experiment_specs(config: dict, family: str, experiment: str) -> "OrderedDict[str, dict]":
+    """Model id -> full model spec for every grid point of one experiment."""
+    fam = config["families"][family]
+    exp = fam["experiments"][experiment]
+    grid = exp.get("grid", {}) or {}
+    for var in grid:
+        if var not in GRID_VARIABLES:
+            raise ConfigError(f"families.{family}.experiments.{experiment}.grid: unknown variable {var!r}; "
+                              f"choose from {list(GRID_VARIABLES)}")
+    variables = [v for v in GRID_VARIABLES if v in grid]
+    base = {
+        "family": family,
+        "experiment": experiment,
+        "model": _merge(fam.get("model", {}), exp.get("model")),
+        "train": _merge(fam.get("train", {}), exp.get("train")),
+        "labels": {"fraction": float(exp.get("fraction", 0.0))},
+    }
+    specs: "OrderedDict[str, dict]" = OrderedDict()
+    for values in itertools.product(*[grid[v] for v in variables]):
+        spec = copy.deepcopy(base)
+        parts = [experiment]
+        for var, val in zip(variables, values):
+            section, key, abbrev = GRID_VARIABLES[var]
+            spec[section][key] = val
+            parts.append(f"{abbrev}{_fmt(val)}")
+        spec["train"].setdefault("seed", 0)
+        spec["labels"]["seed"] = int(spec["train"]["seed"])
+        every = spec["train"].pop("snapshot_every", None)
+        dense = int(spec["train"].pop("snapshot_dense_until", 0) or 0)
+        if every:
+            epochs = int(spec["train"]["epochs"])
+            # every epoch up to `dense` (Fig. 4a resolves the AUC peak early), then every `every`
+            early = list(range(1, min(dense, epochs) + 1))
+            spec["train"]["snapshot_epochs"] = sorted(set([0] + early + list(range(every, epochs + 1, every))
+                                                          + [epochs]))
+        spec["id"] = "_".join(parts)
+        specs[spec["id"]] = spec
+    return specs
+
+
+def model_specs(config: dict, family: str) -> "OrderedDict[str, dict]":
+    """Every model of every enabled experiment of ``family`` (id -> spec)."""
+    out: "OrderedDict[str, dict]" = OrderedDict()
+    for exp in enabled_experiments(config, family):
+        out.update(experiment_specs(config, family, exp))
+    return out
+
+
+def _parse_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _same(a, b) -> bool:
+    """Grid values compare as numbers (True == 1, 0 == 0.0) when both are numbers."""
+    if isinstance(a, (bool, int, float)) and isinstance(b, (bool, int, float)):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+def parse_selection(entry: str) -> tuple[str, dict]:
+    """Split a FIGURES entry into (experiment, {grid variable: value}).
+
+    ``"corruption"`` selects every model of that experiment; ``"batch_norm[batch_norm=true]"``
+    only its grid points with ``batch_norm`` true (several conditions: comma-separated).
+    """
+    name, bracket, rest = entry.partition("[")
+    where: dict = {}
+    if bracket:
+        if not rest.endswith("]"):
+            raise ConfigError(f"figure input {entry!r}: expected 'experiment[variable=value,...]'")
+        for item in rest[:-1].split(","):
+            var, eq, val = item.partition("=")
+            var = var.strip()
+            if not eq or var not in GRID_VARIABLES:
+                raise ConfigError(f"figure input {entry!r}: {item!r} is not 'variable=value' with a grid "
+                                  f"variable from {list(GRID_VARIABLES)}")
+            where[var] = _parse_value(val)
+    return name.strip(), where
+
+
+def experiment_models(config: dict, family: str, experiment: str) -> list[str]:
+    """Model ids of one experiment (or of a selection ``exp[var=value]`` of its grid points,
+    see :func:`parse_selection`); a disabled experiment or family is a clear error."""
+    experiment, where = parse_selection(experiment)
+    fam = config.get("families", {}).get(family)
+    if fam is None or not fam.get("enabled", True):
+        raise ConfigError(f"families.{family} is missing or disabled, but a requested target needs it; "
+                          f"add/enable it in the config")
+    exps = fam.get("experiments", {})
+    if experiment not in exps or not exps[experiment].get("enabled", True):
+        raise ConfigError(f"families.{family}.experiments.{experiment} is missing or disabled, but a "
+                          f"requested figure needs it; enable it in the config")
+    specs = experiment_specs(config, family, experiment)
+    if not where:
+        return list(specs)
+    chosen = [m for m, spec in specs.items()
+              if all(_same(spec[GRID_VARIABLES[v][0]].get(GRID_VARIABLES[v][1]), val) for v, val in where.items())]
+    if not chosen:
+        raise ConfigError(f"families.{family}.experiments.{experiment}: no model has {where}, but a requested "
+                          f"figure needs those models; add the value to the experiment's grid")
+    return chosen
+
+
+def spec_hash(spec: dict) -> str:
+    """Short stable hash of a spec (names the resume directory of a training run)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def label_file(spec: dict) -> str:
+    lab = spec["labels"]
+    return f"labels_f{_fmt(float(lab['fraction']))}_s{int(lab['seed'])}.npz"
+
+
+def figure_targets(config: dict, results: str = "results") -> list[str]:
+    """Every figure PDF the config enables (the ``all_figures`` target list)."""
+    out = []
+    for family in enabled_families(config):
+        exps = set(enabled_experiments(config, family))
+        beyond = config["families"][family].get("beyond", {}).get("enabled", True)
+        for fig, needs in FIGURES.get(family, {}).items():
+            if fig.startswith("figX") and not beyond:  # families.<family>.beyond.enabled: false
+                continue
+            if all(parse_selection(n)[0] in exps for n in needs):
+                out.append(f"{results}/{fig}_{family}.pdf")
+    return out
+
+
+def check_config(config: dict) -> None:
+    """Semantic checks the JSON schema cannot express; raises :class:`ConfigError`."""
+    fams = config.get("families", {})
+    for family in enabled_families(config):
+        if family not in FIGURES:
+            raise ConfigError(f"families.{family}: unknown family; known families are {sorted(FIGURES)}")
+        try:
+            check_dataset_spec(fams[family]["dataset"])
+        except DataError as err:
+            raise ConfigError(f"families.{family}.{err}") from None
+        for exp in enabled_experiments(config, family):
+            for mid, spec in experiment_specs(config, family, exp).items():
+                where = f"families.{family}.experiments.{exp}"
+                frac = spec["labels"]["fraction"]
+                if not 0.0 <= float(frac) <= 1.0:
+                    raise ConfigError(f"{where}: corruption fraction {frac} is outside [0, 1]")
+                if "steps" in spec["train"]:  # step-based training (the imagenet family)
+                    if int(spec["train"]["steps"]) < 1:
+                        raise ConfigError(f"{where}.train.steps: must be at least 1 (got {spec['train']['steps']})")
+                elif int(spec["train"].get("epochs", 0)) < 1:
+                    raise ConfigError(f"{where}.train.epochs: must be at least 1 (got {spec['train'].get('epochs')})")
+                p = spec["model"].get("dropout", 0.0)
+                if not 0.0 <= float(p) < 1.0:
+                    raise ConfigError(f"{where}: dropout {p} is outside [0, 1)")
+                reg = spec["train"].get("regularizer", "none") or "none"
+                if reg != "none":  # singledir.training.regularizers hooks the epoch loop of singledir.training.single only
+                    if spec["model"].get("arch") not in ("mlp", "convnet"):
+                        raise ConfigError(f"{where}.train.regularizer: {reg!r} is a training option of the mlp and "
+                                          f"convnet models only, not {spec['model'].get('arch')!r}; remove it")
+                    from singledir.training.regularizers import check as check_regularizer
+                    try:
+                        check_regularizer(reg, float(spec["train"].get("reg_strength", 0.0)),
+                                          float(spec["train"].get("reg_q_max", 0.5)))
+                    except ValueError as err:
+                        raise ConfigError(f"{where}: {err}") from None
+        if family == "imagenet":
+            from singledir.data.imagenet import config_problems
+            for problem in config_problems(config, family):
+                raise ConfigError(problem)
+        analysis = fams[family].get("analysis", {})
+        if analysis.get("precision") == "tf32" and config.get("device", "auto") == "cpu":
+            raise ConfigError(f"families.{family}.analysis.precision: tf32 needs a CUDA device but device is 'cpu'; "
+                              f"use precision fp32 (exact) or set device to auto/cuda")
+        for key in ("ablation_layers", "unit_layers", "noise_layers", "fig3_ablation_layers"):
+            layers = analysis.get(key, "all")
+            if not isinstance(layers, list):
+                continue
+            for exp in enabled_experiments(config, family):
+                spec = next(iter(experiment_specs(config, family, exp).values()))
+                available = unit_layer_names(spec["model"])
+                for name in layers:
+                    if name not in available:
+                        raise ConfigError(f"families.{family}.analysis.{key}: unknown layer {name!r}; "
+                                          f"the {exp} models' unit layers are {available}")
+
+
+def unit_layer_names(model_spec: dict) -> list[str]:
+    """Unit layer names of a model spec, without building the model."""
+    arch = model_spec.get("arch")
+    if arch == "mlp":
+        return [f"relu{i}" for i in range(1, len(model_spec.get("hidden", [])) + 1)]
+    if arch == "convnet":
+        from singledir.models.nets import CONVNET_CHANNELS
+        return [f"relu{i}" for i in range(1, len(CONVNET_CHANNELS) + 1)]
+    if arch == "torchvision":
+        from singledir.models.resnet import ModelError, unit_layer_names as torchvision_unit_layers
+        try:
+            return torchvision_unit_layers(model_spec)
+        except ModelError as err:
+            raise ConfigError(str(err)) from None
+    raise ConfigError(f"model.arch: unknown architecture {arch!r}; choose 'mlp', 'convnet' or 'torchvision'")
+
+
+# --- the plan summary (printed at workflow start; python -m singledir.pipeline.plan CONFIG) ------
+
+def _fmt_hours(h: float) -> str:
+    return f"{h:.2g}" if h < 10 else f"{h:,.0f}"
+
+
+def _fmt_value(v) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _get(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
+            bench_csv: str = "results/bench.csv") -> str:
+    """The plan of a (validated) config as text: per family and experiment the networks,
+    their training length, the dataset and its size, the figures they feed and their
+    counted cost; the totals (networks, jobs, CPU- and GPU-hours from :mod:`singledir.pipeline.cost`);
+    and every value that came from a schema default."""
+    from singledir.pipeline import cost
+
+    lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
+             f"device {config.get('device')}):"]
+    rows = [("family", "experiment", "nets", "training", "dataset (train/test, shape)", "figures",
+             "train PFLOP", "analysis PFLOP")]
+    nets = 0
+    train_total = analysis_total = 0.0
+    figures = set(figure_targets(config, ""))
+    for family, fam in config.get("families", {}).items():
+        if not fam.get("enabled", True):
+            lines.append(f"  {family}: off (enabled: false)")
+            continue
+        try:
+            data = cost.dataset_size(fam["dataset"])
+            data_text = f"{data.name} {data.n_train}/{data.n_test}, {'x'.join(map(str, data.shape))}"
+        except (OSError, KeyError, ValueError) as err:
+            data, data_text = None, f"size unknown ({err})"
+        for exp in enabled_experiments(config, family):
+            specs = experiment_specs(config, family, exp)
+            first = next(iter(specs.values()))
+            train = first["train"]
+            length = f"{train['steps']} steps" if "steps" in train else f"{train.get('epochs')} epochs"
+            feeds = [fig for fig, needs in FIGURES.get(family, {}).items()
+                     if any(parse_selection(n)[0] == exp for n in needs) and f"/{fig}_{family}.pdf" in figures]
+            t_flops = a_flops = float("nan")
+            if data is not None:
+                t_flops = sum(cost.training_flops(s, data) for s in specs.values())
+                a_flops = sum(cost.analysis_flops(s, data, fam.get("analysis", {})) for s in specs.values())
+                train_total += t_flops
+                analysis_total += a_flops
+            nets += len(specs)
+            rows.append((family, exp, str(len(specs)), length, data_text, ",".join(feeds) or "-",
+                         f"{t_flops / 1e15:.3g}", f"{a_flops / 1e15:.3g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) if i < 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    rates = cost.throughputs(config, bench_csv)
+    total = train_total + analysis_total
+    jobs_text = f"{jobs} jobs" if jobs is not None else "jobs: see Snakemake's job stats below"
+    lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures")
+    lines.append(f"  estimated cost: {total / 1e15:.3g} PFLOP ({train_total / 1e15:.3g} training + "
+                 f"{analysis_total / 1e15:.3g} analysis, a naive upper bound)")
+    for kind, unit in (("cpu", "CPU-hours on this machine"), ("gpu", "GPU-hours on one GPU")):
+        rate, source = rates[kind]
+        lines.append(f"    {_fmt_hours(total / rate / 3600)} {unit} at {rate:.3g} FLOP/s ({source})")
+    shown = default_values(config, defaults)
+    import textwrap
+
+    lines.extend(textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
+                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
+    return "\n".join(lines)
+
+
+def default_values(config: dict, defaults) -> list[str]:
+    """``key=value`` for every value that came from a schema default (empty sections
+    omitted), one entry for a setting shared by several experiments of a family:
+    ``families.mnist.experiments.{corruption,dropout}.fuse=1``."""
+    grouped: "OrderedDict[tuple, list]" = OrderedDict()
+    for dotted in defaults:
+        value = _get(config, dotted)
+        if value == {}:
+            continue
+        parts = dotted.split(".")
+        if len(parts) >= 5 and parts[0] == "families" and parts[2] == "experiments":
+            key = (".".join(parts[:3]), ".".join(parts[4:]), _fmt_value(value))
+            grouped.setdefault(key, []).append(parts[3])
+        else:
+            grouped[(dotted, None, _fmt_value(value))] = []
+    out = []
+    for (head, tail, value), exps in grouped.items():
+        if tail is None:
+            out.append(f"{head}={value}")
+        else:
+            names = exps[0] if len(exps) == 1 else "{" + ",".join(exps) + "}"
+            out.append(f"{head}.{names}.{tail}={value}")
+    return out
+
+
+def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
+    """Every job of the run (``snakemake -n --forceall TARGET``: as if nothing were done yet)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    snakefile = Path(snakefile or Path(__file__).resolve().parents[2] / "Snakefile")
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe) if exe.exists() else "snakemake", target, "-s", str(snakefile), "-n", "--forceall",
+           "--quiet", "rules", "--configfile", *map(str, configfiles)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, SINGLEDIR_QUIET_PLAN="1"))
+    m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, re.M)
+    if proc.returncode != 0 or not m:
+        raise ConfigError(f"snakemake -n failed for {' '.join(map(str, configfiles))}:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return int(m.group(1))
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from singledir.pipeline import config_check
+
+    ap = argparse.ArgumentParser(prog="python -m singledir.pipeline.plan",
+                                 description="Check a config and print what it runs and what it costs.")
+    ap.add_argument("configfile", nargs="+", help="config file(s), merged in order like --configfile")
+    ap.add_argument("--no-jobs", action="store_true", help="skip the job count (a Snakemake dry run)")
+    ap.add_argument("--bench-csv", default="results/bench.csv", help="benchmark table with the measured CPU rate")
+    args = ap.parse_args(argv)
+    try:
+        loaded = config_check.load_config(args.configfile)
+        jobs = None if args.no_jobs else count_jobs(args.configfile)
+    except config_check.ConfigError as err:  # (run as __main__, this module's ConfigError is another class)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""Claims of our own: the paper's section-5 future work (README "Beyond the paper").
+
+Rows of the same claims table (:mod:`singledir.stats.claims`), judged by the same verdict rules;
+the paper never measured them, so the "paper value" column says ``new`` and the
+tolerance column states the threshold we fixed in advance. Statistics come from the
+figure scripts of Figs. X1-X4 (``results/stats/<family>.csv``). Claims about a
+regularizer read its strongest configured strength (the largest q_max or lambda, the most
+negative alpha), so the rows do not depend on how many strengths a config runs.
+
+:func:`readme_section` turns the claims table into the README's "Beyond the paper"
+section (``python -m singledir.stats.beyond_claims results/claims.csv README.md``, also run by
+``make readme-status``): per extension the question, what ran at which scale, and what came
+out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# singledir.stats.claims is imported inside the functions: it appends these claims to its CLAIMS
+# when it is imported, so a module-level import here would be circular.
+
+COST_LIMIT = 0.10  # "at <= 10 % of its cost"
+KEEP_RATIO = 0.90  # "keeps >= 90 % of the full AUC's rank correlation"
+# nats of test loss: "no worse than validation-loss stopping"; a non-inferiority claim, judged
+# by its CI over seeds alone (a permutation test of "no difference" would not test it)
+STOP_TOL = 0.05
+ACCURACY_PRICE = -0.01  # "costs less than 1 point of clean test accuracy"
+
+
+@dataclass(frozen=True)
+class New:
+    """An expectation of ours (not the paper's): paper_value "new"; judged like ``inner``."""
+
+    inner: "Direction"
+    text: str
+    kind = "direction"
+
+    @property
+    def paper_value(self) -> str:
+        return "new"
+
+    @property
+    def tolerance(self) -> str:
+        return self.text
+
+    def judge(self, e):
+        return self.inner.judge(e)
+
+
+def _headline(src: Sources, family: str) -> float:
+    from singledir.stats.claims import _f
+    return _f(src.stat(family, "figX1", "headline_fraction")["value"])
+
+
+def onepoint_keeps_rank_r(src: Sources, family: str) -> Estimate:
+    from singledir.stats.claims import ClaimsInputError, Estimate, _f
+    f = _headline(src, family)
+    probe = f"point@{f:g}"
+    if not src.has_stat(family, "figX1", f"r_ratio_{probe}_to_full"):
+        raise ClaimsInputError(f"figX1_{family}: beyond.headline_fraction {f:g} is not one of beyond.probe_fractions")
+    e = Estimate.from_row(src.stat(family, "figX1", f"r_ratio_{probe}_to_full"), "networks")
+    cost = _f(src.stat(family, "figX1", f"cost_fraction_{probe}_of_full")["value"])
+    full = Estimate.from_row(src.stat(family, "figX1", "spearman_full_auc_vs_test_accuracy"))
+    e.note = (f"one-point probe at {f:g} of the units; cost {cost:.3g} of the full AUC's; full AUC's r = "
+              f"{full.value:.3g} [{full.ci_low:.3g}, {full.ci_high:.3g}]")
+    if cost > COST_LIMIT:
+        e.caps.append(f"the probe costs {cost:.3g} of the full AUC's forward passes, more than {COST_LIMIT:g}")
+    if not full.ci_low > 0:
+        e.caps.append("the full AUC's own rank correlation with test accuracy is not established (CI includes 0): "
+                      "a ratio to it means nothing")
+    return e
+
+
+def _probe_stat(figure: str, template: str) -> "callable":
+    from singledir.stats.claims import from_stat
+    def estimate(src: Sources, family: str) -> Estimate:
+        name = template.format(p=f"point@{_headline(src, family):g}")
+        return from_stat(figure, name)(src, family)
+    return estimate
+
+
+def probe_selection_beats_chance(src: Sources, family: str) -> Estimate:
+    from singledir.stats.claims import Estimate
+    probe = f"point@{_headline(src, family):g}"
+    e = Estimate.from_row(src.stat(family, "figX1", f"selection_top1_percent_{probe}"), "networks")
+    return Estimate(e.value - e.chance, math.nan, math.nan, e.n, "networks", e.p, e.p_min, e.chance,
+                    note=f"top-1 rate {e.value:.3g} % vs chance {e.chance:.3g} %; one-sided permutation p = "
+                         f"{e.p:.3g} (probe shuffled across networks)")
+
+
+def strongest(template: str, regularizer: str, most_negative: bool = False, figure: str = "figX4",
+              between: bool = True):
+    """The statistic ``template.format(cond=<regularizer>_<strength>)`` at the strongest
+    configured strength; NotRun when the figure ran without that regularizer."""
+    from singledir.stats.claims import Estimate, NotRun, between_networks
+    def estimate(src: Sources, family: str) -> Estimate:
+        src.stat(family, figure, "auc_plain_clean") if figure == "figX4" else None  # NotRun if not drawn
+        names = src._read(src.stats[family]).query("figure == @figure")["statistic"].astype(str)
+        pat = re.compile("^" + re.escape(template).replace(re.escape("{cond}"),
+                                                           re.escape(regularizer) + r"_(-?[0-9.eE+-]+)") + "$")
+        found = {float(m.group(1)): n for n in names if (m := pat.match(n))}
+        if not found:
+            raise NotRun(f"{figure}_{family} has no {regularizer} nets in this config")
+        s = min(found) if most_negative else max(found)
+        e = Estimate.from_row(src.stat(family, figure, found[s]), "networks")
+        e.note = f"strength {s:g} (of {sorted(found)})"
+        return between_networks(lambda *_: e)(src, family) if between else e
+    return estimate
+
+
+NETS = "networks (seeds)"
+
+
+def design_gate(estimator):
+    """For claims of no (or a small) difference, where a permutation p >= 0.05 is the expected
+    outcome: only the design is gated — with so few networks that no permutation test could
+    reach p < 0.05 (``p_min``), the CI of a handful of networks cannot decide (inconclusive)."""
+    def estimate(src, family):
+        from singledir.stats.claims import ALPHA
+
+        e = estimator(src, family)
+        if e.p_min == e.p_min and e.p_min >= ALPHA:
+            e.caps.append(f"too few networks for a 95 % test: with n = {e.n} networks the smallest permutation p "
+                          f"is {e.p_min:.3g}")
+        return e
+    return estimate
+
+
+def _probe_claims(fam: str) -> list[Claim]:
+    from singledir.stats.claims import Claim, Direction, between_networks, from_stat
+    return [
+        Claim(f"X1_onepoint_keeps_rank_r_{fam}", "X1", fam,
+              f"A one-point probe keeps >= {KEEP_RATIO:.0%} of the full AUC's rank correlation with test accuracy "
+              f"at <= {COST_LIMIT:.0%} of its cost",
+              "r(one-point probe, test acc) / r(full AUC, test acc) over networks",
+              New(Direction(">", KEEP_RATIO), f"CI > {KEEP_RATIO:g}; cost <= {COST_LIMIT:g}"), NETS,
+              onepoint_keeps_rank_r),
+        Claim(f"X1_full_auc_predicts_test_accuracy_{fam}", "X1", fam,
+              "Across the networks probed, a higher training-set ablation AUC goes with higher test accuracy",
+              "Spearman r(full AUC, test accuracy) over networks", New(Direction(">"), "CI > 0"), NETS,
+              between_networks(from_stat("figX1", "spearman_full_auc_vs_test_accuracy"))),
+        Claim(f"X1_onepoint_predicts_test_accuracy_{fam}", "X1", fam,
+              "The one-point probe alone ranks networks by test accuracy",
+              "Spearman r(one-point probe, test accuracy) over networks", New(Direction(">"), "CI > 0"), NETS,
+              between_networks(_probe_stat("figX1", "spearman_{p}_vs_test_accuracy"))),
+        Claim(f"X1_onepoint_selection_beats_chance_{fam}", "X1", fam,
+              "Picking the network with the best one-point probe in random subsets beats a random pick",
+              "top-1 rate - chance (percentage points)", New(Direction(">", test_only=True), "permutation p < 0.05"),
+              "permutation null: probe shuffled across networks", probe_selection_beats_chance),
+        Claim(f"X2_onepoint_stop_vs_val_stop_{fam}", "X2", fam,
+              "Stopping at the one-point probe's peak (training data only) is no worse than validation-loss stopping",
+              "test loss at the probe's stop - at the validation-loss stop (paired by network)",
+              New(Direction("<", STOP_TOL), f"CI < +{STOP_TOL:g} nats"), NETS,
+              design_gate(_probe_stat("figX2", "test_loss_{p}_minus_val_loss"))),
+        Claim(f"X2_full_auc_stop_vs_val_stop_{fam}", "X2", fam,
+              "Stopping at the full AUC's peak is no worse than validation-loss stopping",
+              "test loss at the AUC's stop - at the validation-loss stop (paired by network)",
+              New(Direction("<", STOP_TOL), f"CI < +{STOP_TOL:g} nats"), NETS,
+              design_gate(from_stat("figX2", "test_loss_full_auc_minus_val_loss"))),
+    ]
+
+
+def beyond_claims() -> list[Claim]:
+    from singledir.stats.claims import Claim, Direction
+    out = _probe_claims("mnist") + _probe_claims("cifar10")
+    fam = "mnist"
+    for reg, what in (("ablation_noise", "Ablation-noise training"), ("reliance", "The reliance penalty")):
+        out.append(Claim(f"X4_{reg}_raises_auc", "X4", fam, f"{what} makes clean-label nets more robust to "
+                         "cumulative ablation than plain training", "AUC - plain AUC (clean labels)",
+                         New(Direction(">"), "CI > 0"), NETS,
+                         strongest("auc_diff_{cond}_minus_plain_clean", reg)))
+        out.append(Claim(f"X4_{reg}_test_accuracy_price", "X4", fam, f"{what} costs less than 1 point of clean "
+                         "test accuracy", "test accuracy - plain (clean labels)",
+                         New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
+                         design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", reg,
+                                               between=False))))
+        out.append(Claim(f"X4_{reg}_limits_memorization", "X4", fam, f"{what} hinders memorizing shuffled labels",
+                         "training accuracy on its shuffled labels - plain's", New(Direction("<"), "CI < 0"), NETS,
+                         strongest("train_accuracy_diff_{cond}_minus_plain_corrupted", reg)))
+    out.append(Claim("X4_negative_alpha_lowers_selectivity", "X4", fam,
+                     "Class-selectivity regularization with negative alpha lowers mean class selectivity",
+                     "mean selectivity - plain (clean labels)", New(Direction("<"), "CI < 0"), NETS,
+                     strongest("selectivity_diff_{cond}_minus_plain_clean", "selectivity", most_negative=True)))
+    out.append(Claim("X4_low_selectivity_keeps_test_accuracy", "X4", fam,
+                     "Lowering class selectivity (negative alpha) costs less than 1 point of clean test accuracy "
+                     "(the paper's closing conjecture: selective units may even hurt)",
+                     "test accuracy - plain (clean labels)",
+                     New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
+                     design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", "selectivity",
+                                           most_negative=True, between=False))))
+    return out
+
+
+# ---------------------------------------------------------------------------- README section
+
+BEGIN = "<!-- BEGIN beyond-the-paper: generated by `make readme-status` from results/claims.csv; do not edit -->"
+END = "<!-- END beyond-the-paper -->"
+HEADING = "## Beyond the paper"
+QUESTIONS = {
+    "X1": ("E1, model selection (Fig. X1)", "Can a cheap reliance probe on training data (accuracy at one ablation "
+           "fraction, a 3-point AUC) rank networks by test accuracy as well as the full ablation AUC, without a "
+           "validation set (paper section 5)?"),
+    "X2": ("E1, early stopping (Fig. X2)", "Does stopping at a probe's peak (patience rule, training data only) "
+           "pick as good an epoch as validation-loss stopping?"),
+    "X4": ("E2, regularizers (Figs. X3, X4)", "Do regularizers aimed at single directions (ablation noise with "
+           "q ~ U(0, q_max), a reliance penalty, class-selectivity regularization) make nets more robust, at what "
+           "test accuracy, and do they stop memorization of shuffled labels?"),
+}
+
+
+def readme_section(table: pd.DataFrame, scale: str) -> str:
+    from singledir.stats.claims import FAMILY_NAMES, NOT_RUN, _num
+    new = table[table["paper_value"] == "new"]
+    lines = [BEGIN, "", f"Our own experiments on the paper's section-5 future work (`singledir.stats.beyond_claims`), "
+             f"rows of the claims table judged by its verdict rules; scale of this run: **{scale}**. Data and "
+             "sizes: `config/demo.yaml` (8x8 digits stand-in, small MLPs, 2-6 seeds) and `config/config.yaml` "
+             "(MNIST, the paper's MLP widths; comments there give the sizes).", ""]
+    for fig, (title, question) in QUESTIONS.items():
+        rows = new[new["figure"].isin([fig] if fig != "X4" else ["X3", "X4"])]
+        lines += [f"### {title}", "", f"*Question.* {question}", ""]
+        not_run = rows[rows["verdict"] == NOT_RUN]
+        rows = rows[rows["verdict"] != NOT_RUN]
+        if rows.empty:
+            lines += ["Not run in this results directory.", ""]
+            continue
+        lines += ["| Data | Claim | Quantity | Threshold | Ours [95 % CI] | n | p | Verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows.itertuples(index=False):
+            ours = _num(r.our_value) + (f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if _num(r.ci_low) else "")
+            n = f"{int(r.n)} {r.n_unit}" if r.verdict != NOT_RUN and r.n else ""
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in (
+                FAMILY_NAMES.get(r.family, r.family), r.statement, r.quantity, r.tolerance, ours, n, _num(r.p),
+                r.verdict)) + " |")
+        why = [f"- {r.claim_id}: {r.verdict}: {'; '.join(t for t in (r.reason, r.note) if isinstance(t, str) and t)}"
+               for r in rows.itertuples(index=False) if isinstance(r.reason, str) and r.reason or
+               isinstance(r.note, str) and r.note]
+        if len(not_run):
+            fams = sorted({FAMILY_NAMES.get(f, f) for f in not_run["family"]})
+            why.append(f"- Not run here ({len(not_run)} rows): {', '.join(fams)}.")
+        lines += [""] + why + [""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: str, section: str) -> str:
+    start, end = readme.find(BEGIN.split(":")[0]), readme.find(END)
+    if start >= 0 and end > start:
+        return readme[:start] + section + readme[end + len(END):]
+    if start >= 0 or end >= 0:
+        raise ValueError(f"README: the markers {BEGIN!r} and {END!r} must both be present, in that order")
+    m = re.search(rf"^{re.escape(HEADING)}[ \t]*$", readme, flags=re.M)
+    if m:
+        return readme[:m.end()] + "\n\n" + section + "\n" + readme[m.end():]
+    return readme.rstrip("\n") + f"\n\n{HEADING}\n\n{section}\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Regenerate the README's 'Beyond the paper' section")
+    ap.add_argument("claims", nargs="?", default="results/claims.csv")
+    ap.add_argument("readme", nargs="?", default="README.md")
+    ap.add_argument("--scale", default=None, help="scale name (default: read from results/claims.md)")
+    args = ap.parse_args(argv)
+    claims = Path(args.claims)
+    if not claims.is_file():
+        print(f"{claims} not found: run the workflow first (make demo), which writes it", file=sys.stderr)
+        return 2
+    scale = args.scale
+    md = claims.with_suffix(".md")
+    if scale is None and md.is_file():
+        m = re.search(r"Scale: \*\*([^*]+)\*\*", md.read_text())
+        scale = m.group(1) if m else "unknown"
+    readme = Path(args.readme)
+    old = readme.read_text() if readme.is_file() else ""
+    new = update_readme(old, readme_section(pd.read_csv(claims), scale or "unknown"))
+    if new != old:
+        from singledir.io import atomic_path
+
+        with atomic_path(readme) as tmp:
+            tmp.write_text(new)
+    print(f"{readme}: 'Beyond the paper' {'updated' if new != old else 'already up to date'} from {claims}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

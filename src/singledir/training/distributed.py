@@ -1,0 +1,452 @@
+"""Step-based data-parallel training (DDP) over all GPUs of a job and several nodes.
+
+The paper trained its ResNet-50 with 32 workers x batch 32 for 200,000 steps (appendix
+A.2). Here that is ``train.workers`` *logical* workers of ``train.batch_size`` images each,
+independent of the hardware: with P training processes (GPUs) every process handles
+``workers / P`` worker shards per step one after another, accumulating gradients
+(DistributedDataParallel averages them over processes). So a step is the same SGD step
+on 32, 8 or 1 GPUs, and batch-norm statistics are always those of one worker's 32 images,
+as with 32 workers. Running batch-norm statistics are averaged over the worker shards of a
+step (instead of DDP's default of taking rank 0's), which keeps them independent of P too.
+
+Determinism and resumption come from deriving everything random from (seed, step):
+
+- the global batch of step t is a slice of a seeded permutation of the training set for
+  t's epoch (:func:`global_batch`); worker shard s is the s-th slice of it;
+- each image draw gets its own augmentation seed from (seed, step, position);
+- weights are initialized from ``train.seed`` on every process.
+
+A checkpoint (model, optimizer, grad scaler, step, history) is written atomically every
+``checkpoint_every`` steps; a rerun resumes from it (from the one before, or from scratch,
+if it does not load: :mod:`singledir.training.checkpoint`), and on the CPU the result equals an
+uninterrupted run. SIGTERM or SIGUSR1 (what SLURM sends before a time limit or
+preemption) makes every process finish the current step, write a checkpoint and exit
+non-zero (the processes agree on stopping through an all-reduce each step).
+
+:func:`launch` starts the processes with ``torchrun`` (one node: ``--standalone``; several
+SLURM nodes: one ``torchrun`` per node through ``srun`` with a c10d rendezvous on the
+first node), or trains in the calling process when there is one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from singledir.training.checkpoint import load_checkpoint, save_checkpoint as save_checkpoint_file
+from singledir.training.single import TrainingInterrupted, _catch_stop_signals, make_optimizer  # same optimizers as one model
+
+
+@dataclass
+class StepConfig:
+    steps: int
+    batch_size: int = 32
+    workers: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    augment: bool = False
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    amp: str = "none"
+    num_workers: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StepConfig":
+        cfg = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        for key in ("steps", "batch_size", "workers", "checkpoint_every", "log_every"):
+            if int(getattr(cfg, key)) < 1:
+                raise ValueError(f"train.{key} must be at least 1; got {getattr(cfg, key)}")
+        if cfg.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"train.amp: unknown precision {cfg.amp!r}; choose none, bf16 or fp16")
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; choose constant or cosine")
+        return cfg
+
+    @property
+    def global_batch(self) -> int:
+        return self.workers * self.batch_size
+
+
+def lr_at(cfg: StepConfig, step: int) -> float:
+    """Linear warmup over ``warmup_steps``, then constant or cosine decay to 0 at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * t))
+    return cfg.lr
+
+
+def global_batch(n: int, size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
+    """Indices of the global batch of ``step``: slice ``step mod (n // size)`` of the
+    seeded permutation of epoch ``step // (n // size)`` (the last partial batch is dropped)."""
+    per_epoch = n // size
+    if per_epoch < 1:
+        raise ValueError(f"train: the global batch (workers x batch_size = {size}) exceeds the {n} training images")
+    epoch, pos = divmod(step, per_epoch)
+    if _cache is not None and _cache.get("epoch") == epoch:
+        perm = _cache["perm"]
+    else:
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        if _cache is not None:
+            _cache.update(epoch=epoch, perm=perm)
+    return perm[pos * size:(pos + 1) * size]
+
+
+def draw_seeds(seed: int, step: int, size: int) -> np.ndarray:
+    """One augmentation seed per position of the global batch of ``step``."""
+    return np.random.SeedSequence([seed, step, 7]).generate_state(size).astype(np.int64)
+
+
+class StepShards:
+    """Batch sampler: for each step from ``start_step``, this rank's worker shards, each a
+    list of ``(image index, augmentation seed)``."""
+
+    def __init__(self, n: int, cfg: StepConfig, rank: int, world: int, start_step: int):
+        if cfg.workers % world:
+            raise ValueError(f"train.workers ({cfg.workers}) must be a multiple of the number of training "
+                             f"processes ({world})")
+        self.n, self.cfg, self.start = n, cfg, start_step
+        self.per_rank = cfg.workers // world
+        self.shards = range(rank * self.per_rank, (rank + 1) * self.per_rank)
+
+    def __len__(self):
+        return (self.cfg.steps - self.start) * self.per_rank
+
+    def __iter__(self):
+        cache: dict = {}
+        b = self.cfg.batch_size
+        for step in range(self.start, self.cfg.steps):
+            idx = global_batch(self.n, self.cfg.global_batch, self.cfg.seed, step, cache)
+            seeds = draw_seeds(self.cfg.seed, step, self.cfg.global_batch)
+            for s in self.shards:
+                yield [(int(idx[j]), int(seeds[j])) for j in range(s * b, (s + 1) * b)]
+
+
+@dataclass
+class DistInfo:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group set up by torchrun (env ``WORLD_SIZE`` etc.), or run alone.
+
+    GPUs use NCCL with one device per local rank; CPUs use gloo.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if device == "cuda" and not use_cuda:
+        raise RuntimeError("device: cuda was requested but no CUDA device is visible; set device: cpu or auto")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world == 1:
+        return DistInfo(0, 1, 0, dev)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local, dev)
+
+
+def _bn_buffers(model: nn.Module) -> list[torch.Tensor]:
+    out = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            out += [m.running_mean, m.running_var, m.num_batches_tracked]
+    return out
+
+
+def _all_reduce_mean_(tensors: Sequence[torch.Tensor], world: int) -> None:
+    for t in tensors:
+        dist.all_reduce(t)
+        if t.is_floating_point():
+            t.div_(world)
+        else:
+            t.floor_divide_(world)
+
+
+def _no_buffer_broadcast() -> dict:
+    """DDP keyword that syncs buffers at construction only (we average BN statistics ourselves)."""
+    import inspect
+
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
+def _autocast(cfg: StepConfig, device: torch.device):
+    if cfg.amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: str | os.PathLike,
+                info: DistInfo | None = None, log=print) -> pd.DataFrame:
+    """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
+
+    Every process of the group calls this with the same arguments. Returns the history
+    (one row per ``log_every`` steps: step, lr, train loss, top-1 and top-5 accuracy on
+    the training batches, images per second). The final state is ``work_dir/resume.pt``.
+    """
+    info = info or DistInfo(0, 1, 0, torch.device("cpu"))
+    device = info.device
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work_dir / "resume.pt"
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
+    start, history = 0, []
+    meter = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images since the last log
+    # One process sets a bad checkpoint aside; the others then load what it chose.
+    required = ("model", "optimizer", "scaler", "step", "history", "meter")
+    state = None
+    if info.main:
+        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log)
+    if info.world > 1:
+        dist.barrier()
+    if not info.main:
+        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log, move_bad=False)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start, history = int(state["step"]), list(state["history"])
+        meter.copy_(state["meter"].to(device) if info.main else torch.zeros_like(meter))
+        if info.main:
+            log(f"resuming from {loaded} at step {start}")
+    ddp = None
+    if info.world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                                  **_no_buffer_broadcast())
+    net = ddp or model
+    sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    batches = iter(loader)
+    buffers = _bn_buffers(model)
+    per_rank = sampler.per_rank
+
+    def meter_total():
+        # The partial log window of every process, so a resumed run logs the same rows.
+        total = meter.clone()
+        if info.world > 1:
+            dist.all_reduce(total)
+        return total
+
+    def save_checkpoint(step):
+        partial = meter_total()  # a collective: every process takes part
+        if info.main:
+            save_checkpoint_file({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                  "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                                  "history": history, "meter": partial.cpu(), "config": cfg.__dict__}, ckpt_path)
+        if info.world > 1:
+            dist.barrier()
+
+    t_window = time.time()
+    model.train()
+    with _catch_stop_signals() as stop:
+        for step in range(start, cfg.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            optimizer.zero_grad(set_to_none=True)
+            before = [b.clone() for b in buffers] if per_rank > 1 else None
+            summed = [torch.zeros_like(b) for b in buffers] if per_rank > 1 else None
+            for k in range(per_rank):
+                x, y = next(batches)
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if before is not None and k > 0:
+                    for b, v in zip(buffers, before):
+                        b.copy_(v)
+                sync = ddp.no_sync() if ddp is not None and k < per_rank - 1 else contextlib.nullcontext()
+                with sync:
+                    with _autocast(cfg, device):
+                        logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                    scaler.scale(loss / per_rank).backward()
+                if summed is not None:
+                    for s, b in zip(summed, buffers):
+                        s.add_(b)
+                with torch.no_grad():
+                    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                    hit = top5 == y[:, None]
+                    meter += torch.stack([loss.detach().double() * len(y), hit[:, 0].sum().double(),
+                                          hit.any(1).sum().double(), torch.tensor(float(len(y)), device=device,
+                                                                                  dtype=torch.float64)])
+            if summed is not None:
+                for b, s in zip(buffers, summed):
+                    b.copy_(s / per_rank if s.is_floating_point() else s // per_rank)
+            if ddp is not None:
+                _all_reduce_mean_(buffers, info.world)
+            scaler.step(optimizer)
+            scaler.update()
+            done = step + 1
+            flag = torch.tensor([float(stop.signum is not None)], device=device)
+            if ddp is not None:
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stopping = bool(flag.item())
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                if ddp is not None:
+                    dist.all_reduce(meter)
+                m = meter.cpu().tolist()
+                seconds = time.time() - t_window
+                row = {"step": done, "lr": lr_at(cfg, step), "train_loss": m[0] / m[3], "train_top1": m[1] / m[3],
+                       "train_top5": m[2] / m[3], "images_per_s": m[3] / max(seconds, 1e-9)}
+                history.append(row)
+                if info.main:
+                    log(f"step {done}/{cfg.steps} loss={row['train_loss']:.4f} top1={row['train_top1']:.4f} "
+                        f"top5={row['train_top5']:.4f} lr={row['lr']:.4g} {row['images_per_s']:.1f} images/s")
+                meter.zero_()
+                t_window = time.time()
+            if stopping or done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(done)
+            if stopping:
+                raise TrainingInterrupted(f"stop signal received at step {done}; checkpoint written to {ckpt_path}")
+    return pd.DataFrame(history)
+
+
+# --------------------------------------------------------------------------- jobs
+
+def write_job(job: dict, path: str | os.PathLike) -> Path:
+    """A training job (everything :func:`run_job` needs) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(job, indent=1, sort_keys=True))
+    return path
+
+
+def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
+    """Train the job of ``job_path`` in this process (one rank of the group, or alone).
+
+    The job names the model section, the train section, the dataset section, the index
+    and labels files and the work directory (see ``workflow/scripts/imagenet_model.py``).
+    """
+    from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
+    from singledir.models.resnet import build_model
+    from singledir.pipeline.runtime import setup_torch
+
+    job = json.loads(Path(job_path).read_text())
+    info = init_distributed(job.get("device", "auto"))
+    setup_torch(job.get("threads", 1), deterministic=info.device.type == "cpu")
+    if info.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    cfg = StepConfig.from_dict(job["train"])
+    index = read_index(job["index"])
+    labels = train_labels(index, job.get("labels"))
+    paths = index.loc[index["split"] == "train", "path"].tolist()
+    n_classes = int(index["target"].max()) + 1
+    dataset = IndexedImages(job["root"], paths, labels, dataset_transform(job["dataset"], cfg.augment),
+                            random_transform=cfg.augment, cache=bool(job["dataset"].get("cache")) and not cfg.augment)
+    torch.manual_seed(cfg.seed)  # the same initialization on every process
+    size = int(job["dataset"].get("image_size", 224))
+    model = build_model(job["model"], n_classes, example=torch.zeros(1, 3, size, size))
+    if info.main:
+        log(f"training {job.get('id', '')}: {info.world} process(es) on {info.device.type}, "
+            f"{cfg.workers} workers x batch {cfg.batch_size}, {cfg.steps} steps, {len(dataset)} images, "
+            f"{sum(p.numel() for p in model.parameters())} parameters, augment={cfg.augment}")
+    try:
+        return train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_command(job_path: str | os.PathLike, nodes: int, procs_per_node: int,
+                   env: dict | None = None) -> list[str]:
+    """The torchrun command line of a job (``srun`` + one torchrun per node for several nodes)."""
+    env = os.environ if env is None else env
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs_per_node}"]
+    target = ["-m", "singledir.training.distributed", str(job_path)]
+    if nodes <= 1:
+        return [*torchrun, "--standalone", "--nnodes=1", *target]
+    if "SLURM_JOB_NODELIST" not in env:
+        raise RuntimeError(f"train.nodes = {nodes} needs a SLURM allocation of {nodes} nodes (run the rule through "
+                           "the slurm profile); on one machine set train.nodes: 1")
+    head = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], check=True,
+                          capture_output=True, text=True).stdout.split()[0]
+    port = int(env.get("SINGLEDIR_RDZV_PORT", 29400))
+    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+            *torchrun, f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}",
+            f"--rdzv_id={env.get('SLURM_JOB_ID', 'singledir')}", *target]
+
+
+def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1, log_path=None,
+           log=print) -> None:
+    """Run a training job: in this process for one process, else through torchrun.
+
+    SIGTERM/SIGUSR1 received here are passed on as SIGTERM (torchrun forwards that to
+    every worker in all versions), so the workers checkpoint before exiting. A failed or
+    interrupted run raises :class:`TrainingInterrupted`; rerunning resumes.
+    """
+    if nodes * procs_per_node <= 1:
+        run_job(job_path, log=log)
+        return
+    cmd = launch_command(job_path, nodes, procs_per_node)
+    env = dict(os.environ, PET_SHUTDOWN_TIMEOUT=os.environ.get("PET_SHUTDOWN_TIMEOUT", "300"),
+               TORCH_ELASTIC_SHUTDOWN_TIMEOUT=os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "300"),
+               PYTHONUNBUFFERED="1")
+    log("launching: " + " ".join(cmd))
+    out = open(log_path, "a") if log_path else None
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        received = []
+
+        def forward(signum, frame):
+            received.append(signum)
+            proc.send_signal(signal.SIGTERM)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        try:
+            rc = proc.wait()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    finally:
+        if out:
+            out.close()
+    if rc != 0:
+        why = f"signal {received[0]}" if received else f"exit code {rc}"
+        raise TrainingInterrupted(f"distributed training stopped ({why}); rerun to resume from the last "
+                                  f"checkpoint in {Path(json.loads(Path(job_path).read_text())['work_dir'])}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m singledir.training.distributed JOB.json")
+    try:
+        run_job(sys.argv[1])
+    except TrainingInterrupted as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(3)

@@ -1,0 +1,695 @@
+"""Fused training: K same-shaped small models trained at once in one process.
+
+The paper trains hundreds of small networks (seeds, corruption fractions, dropout
+rates, learning rates). One at a time, a small network leaves the machine idle between
+tiny matrix products; fused, the K networks' layers become one batched matrix product
+(``torch.baddbmm`` over stacked weights) or one grouped convolution (``groups=K``, batch
+norm over K*C channels, so running statistics stay per model), and one optimizer step
+updates all K.
+
+*Same function as separate training.* Every member keeps what makes it itself:
+
+- its initialization (each member model is built separately from its own seed and
+  the fused network is assembled from their weights);
+- its data order and augmentation (its own generator, seeded ``seed + 1`` as in
+  :func:`singledir.training.single.train`) and its own labels;
+- its dropout noise: :func:`torch.nn.functional.dropout` itself runs on the member's
+  slice with the member's own copy of the global RNG state (seeded ``seed``, as
+  ``train`` seeds the global RNG), so the masks are the ones a separate run draws;
+- its learning rate, weight decay and dropout rate (per-member values);
+- the optimizer arithmetic: SGD and Adam are the element-wise formulas of
+  ``torch.optim``'s single-tensor implementations (what a separate CPU run uses).
+
+With one intra-op thread (how the workflow's training jobs run) a fused MLP is
+therefore *bitwise* the K separately trained MLPs: each member's slice of a batched
+matrix product is computed by the very kernel of the separate product, and evaluation's
+first layer, one wide product over all members, gives the same bits. What cannot be
+bitwise equal is a grouped convolution (ConvNets), MLPs with several intra-op threads
+(MKL may split a separate model's small product across threads, another summation
+order) and, on CUDA, the batched products: they add the same numbers in another order,
+so the difference is float rounding, which training then amplifies as it amplifies any
+rounding-sized change. ``tests/test_fused.py`` shows the bitwise equality and bounds
+the other differences by separate training's own sensitivity to a rounding-sized
+change of its initial weights.
+
+What fusion saves on a CPU is the per-step overhead of K separate loops (launching
+small operations, the optimizer, the autograd engine), large for small networks and
+small for networks whose matrix products already run near the machine's peak; on a GPU,
+where one small network leaves the device idle, it saves most of the time.
+
+Resumable like :func:`singledir.training.single.train`: a checkpoint every
+``checkpoint_every`` epochs and on SIGTERM/SIGUSR1 (then :class:`TrainingInterrupted`),
+and a resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
+
+:func:`fusion_groups` decides which models of a config train together (experiment key
+``fuse: K``; see ``workflow/rules/train.smk``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from singledir.training.checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
+from singledir.data.sources import Tensors
+from singledir.io import save_torch
+from singledir.training.single import TrainConfig, TrainingInterrupted, _catch_stop_signals, augment_batch, lr_at
+
+FUSABLE_ARCHS = ("mlp", "convnet")
+# Spec entries in which members of one fused group may differ.
+_MEMBER_FIELDS = {("train", "seed"), ("train", "lr"), ("train", "weight_decay"), ("model", "dropout")}
+
+
+# ---------------------------------------------------------------------------- grouping
+
+def fusion_key(spec: dict) -> str:
+    """Everything that must be equal for two model specs to train fused."""
+    s = copy.deepcopy(spec)
+    for section, key in _MEMBER_FIELDS:
+        s.get(section, {}).pop(key, None)
+    for key in ("id", "labels"):
+        s.pop(key, None)
+    return json.dumps(s, sort_keys=True, default=str)
+
+
+def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
+    """Group id -> member model ids, for the experiments of ``family`` with ``fuse: K`` > 1.
+
+    Models of an experiment are grouped by :func:`fusion_key` (grid variables that
+    change the shape or the training schedule, such as width or batch size, split
+    groups), in grid order, into groups of at most K. A group of one trains alone.
+    Group ids are ``<experiment>_g<i>``.
+    """
+    from singledir.pipeline.plan import ConfigError, enabled_experiments, experiment_specs
+
+    groups: "OrderedDict[str, list[str]]" = OrderedDict()
+    fam = config["families"][family]
+    for exp in enabled_experiments(config, family):
+        k = int(fam["experiments"][exp].get("fuse", 1) or 1)
+        if k <= 1:
+            continue
+        specs = experiment_specs(config, family, exp)
+        by_key: "OrderedDict[str, list[str]]" = OrderedDict()
+        for mid, spec in specs.items():
+            arch = spec["model"].get("arch")
+            if arch not in FUSABLE_ARCHS:
+                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training supports the "
+                                  f"architectures {FUSABLE_ARCHS}, not {arch!r}; remove `fuse`")
+            if (spec["train"].get("regularizer") or "none") != "none":
+                # the fused step computes plain cross-entropy only; never train something else silently
+                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training has no "
+                                  f"train.regularizer ({spec['train']['regularizer']!r} here; "
+                                  "singledir.training.regularizers); remove `fuse` to train these models one by one")
+            by_key.setdefault(fusion_key(spec), []).append(mid)
+        i = 0
+        for ids in by_key.values():
+            for start in range(0, len(ids), k):
+                chunk = ids[start:start + k]
+                if len(chunk) > 1:
+                    groups[f"{exp}_g{i}"] = chunk
+                    i += 1
+    return groups
+
+
+# ---------------------------------------------------------------------------- modules
+
+class _FusedLinearFn(torch.autograd.Function):
+    """y[k] = x[k] @ W[k]^T + b[k] for K members, gradients as autograd computes F.linear's.
+
+    One batched product per pass (``baddbmm``/``bmm``): member k's slice is the product
+    a separate model computes (``addmm(b, x, W^T)``; backward ``g @ W``, ``g^T @ x``,
+    ``g.sum(0)``); when that is bitwise equal, see the module docstring.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        g = g.contiguous()
+        gx = torch.bmm(g, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(g.transpose(1, 2), x)
+        gb = g.sum(1) if ctx.has_bias else None
+        return gx, gw, gb
+
+
+class _FusedLinear(nn.Module):
+    """K Linear layers: (K, B, in) -> (K, B, out)."""
+
+    def __init__(self, mods: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in mods]).clone())
+        self.bias = (nn.Parameter(torch.stack([m.bias.detach() for m in mods]).clone())
+                     if mods[0].bias is not None else None)
+
+    def forward(self, x):
+        return _FusedLinearFn.apply(x, self.weight, self.bias)
+
+
+class _FusedConv2d(nn.Module):
+    """K Conv2d layers as one grouped convolution on (B, K*C, H, W)."""
+
+    def __init__(self, mods: list[nn.Conv2d]):
+        super().__init__()
+        m = mods[0]
+        self.k, self.stride, self.padding, self.dilation = len(mods), m.stride, m.padding, m.dilation
+        self.weight = nn.Parameter(torch.cat([c.weight.detach() for c in mods]).clone())
+        self.bias = nn.Parameter(torch.cat([c.bias.detach() for c in mods]).clone()) if m.bias is not None else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.k)
+
+
+def _fused_bn(mods: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+    m = mods[0]
+    bn = nn.BatchNorm2d(len(mods) * m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                        track_running_stats=m.track_running_stats)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(m, name) is not None:
+                getattr(bn, name).copy_(torch.cat([getattr(b, name) for b in mods]))
+        if m.num_batches_tracked is not None:
+            bn.num_batches_tracked.copy_(m.num_batches_tracked)
+    return bn
+
+
+class _MemberRNG:
+    """Each member's own copy of the global RNG state (CPU, and CUDA on a GPU)."""
+
+    def __init__(self, seeds: list[int], device: torch.device):
+        self.device = device
+        cuda = device.type == "cuda"
+        saved_cpu = torch.get_rng_state()
+        saved_cuda = torch.cuda.get_rng_state(device) if cuda else None
+        self.states = []
+        for s in seeds:
+            torch.manual_seed(s)  # what training.train does before its loop
+            self.states.append(torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state())
+        torch.set_rng_state(saved_cpu)
+        if cuda:
+            torch.cuda.set_rng_state(saved_cuda, device)
+
+    @contextlib.contextmanager
+    def member(self, k: int):
+        cuda = self.device.type == "cuda"
+        get = (lambda: torch.cuda.get_rng_state(self.device)) if cuda else torch.get_rng_state
+        put = (lambda st: torch.cuda.set_rng_state(st, self.device)) if cuda else torch.set_rng_state
+        saved = get()
+        put(self.states[k])
+        try:
+            yield
+        finally:
+            self.states[k] = get()
+            put(saved)
+
+
+class _FusedDropout(nn.Module):
+    """Per-member dropout with the member's own probability and RNG stream."""
+
+    def __init__(self, ps: list[float], rng: _MemberRNG):
+        super().__init__()
+        self.ps, self.rng = ps, rng
+
+    def forward(self, x):  # (K, B, ...)
+        if not self.training or not any(self.ps):
+            return x
+        outs = []
+        for k, p in enumerate(self.ps):
+            if p > 0:
+                with self.rng.member(k):
+                    outs.append(F.dropout(x[k], p, True))
+            else:
+                outs.append(x[k])
+        return torch.stack(outs)
+
+
+class FusedNet(nn.Module):
+    """K same-shaped Sequential models (MLP or ConvNet) as one network.
+
+    Input (K, B, ...) (member k's batch in row k), output (K, B, classes). Linear
+    stages work on (K, B, F); convolution, batch norm and pooling on (B, K*C, H, W).
+    """
+
+    def __init__(self, models: list[nn.Sequential], rng: _MemberRNG):
+        super().__init__()
+        self.k = len(models)
+        names = [[n for n, _ in m.named_children()] for m in models]
+        template = max(names, key=len)
+        core = [n for n in template if not n.startswith("dropout")]
+        for k, ns in enumerate(names):
+            if [n for n in ns if not n.startswith("dropout")] != core or not set(ns) <= set(template):
+                raise ValueError(f"fused training: model {k} has stages {ns}, model 0 has {names[0]}; "
+                                 f"fused models must have the same architecture")
+        ref_shapes = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
+        for k, m in enumerate(models[1:], start=1):
+            shapes = {n: tuple(v.shape) for n, v in m.state_dict().items()}
+            if shapes != ref_shapes:
+                raise ValueError(f"fused training: model {k}'s weights have other shapes than model 0's; "
+                                 f"fused models must have the same architecture")
+        self.kinds: list[tuple[str, str]] = []
+        self.stages = nn.ModuleDict()
+        for name in template:
+            mods = [getattr(m, name, None) for m in models]
+            ref = next(m for m in mods if m is not None)
+            if isinstance(ref, nn.Dropout):
+                self.stages[name] = _FusedDropout([m.p if m is not None else 0.0 for m in mods], rng)
+                kind = "dropout"
+            elif any(type(m) is not type(ref) for m in mods):
+                raise ValueError(f"fused training: stage {name!r} differs between models")
+            elif isinstance(ref, nn.Linear):
+                self.stages[name], kind = _FusedLinear(mods), "linear"
+            elif isinstance(ref, nn.Conv2d):
+                self.stages[name], kind = _FusedConv2d(mods), "conv"
+            elif isinstance(ref, nn.BatchNorm2d):
+                self.stages[name], kind = _fused_bn(mods), "grouped"
+            elif isinstance(ref, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d)):
+                self.stages[name], kind = copy.deepcopy(ref), "grouped"
+            elif isinstance(ref, (nn.ReLU, nn.Identity)):
+                self.stages[name], kind = copy.deepcopy(ref), "any"
+            elif isinstance(ref, nn.Flatten) and ref.start_dim == 1 and ref.end_dim == -1:
+                self.stages[name], kind = nn.Identity(), "flatten"
+            else:
+                raise ValueError(f"fused training: stage {name!r} ({type(ref).__name__}) is not supported")
+            self.kinds.append((name, kind))
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """``x``: (K, B, ...), or with ``shared`` one (B, ...) batch that every member sees
+        (evaluation): the first mixing stage is then one wide product for all members."""
+        k = self.k
+        grouped = False  # layout: (K, B, ...) or (B, K*C, H, W)
+        h = x
+        for name, kind in self.kinds:
+            mod = self.stages[name]
+            if shared:
+                if kind == "linear":  # (B, F) @ (F, K*out): one wide product
+                    w = mod.weight.reshape(-1, mod.weight.shape[-1])
+                    h = (h @ w.t() if mod.bias is None else torch.addmm(mod.bias.reshape(-1), h, w.t()))
+                    h = h.view(h.shape[0], k, -1).transpose(0, 1)
+                    shared = False
+                elif kind == "conv":  # all members' filters on the one input: the grouped layout
+                    h = F.conv2d(h, mod.weight, mod.bias, mod.stride, mod.padding, mod.dilation)
+                    grouped, shared = True, False
+                elif kind == "flatten":
+                    h = h.flatten(1)
+                else:
+                    h = mod(h)
+                continue
+            if kind in ("conv", "grouped") and not grouped:
+                h = h.transpose(0, 1).reshape(h.shape[1], k * h.shape[2], *h.shape[3:])
+                grouped = True
+            elif kind in ("linear", "dropout", "flatten") and grouped:
+                h = h.view(h.shape[0], k, h.shape[1] // k, *h.shape[2:]).transpose(0, 1)
+                grouped = False
+            if kind == "flatten":
+                h = h.reshape(k, h.shape[1], -1)
+            else:
+                h = mod(h)
+        if grouped:
+            h = h.view(h.shape[0], k, -1).transpose(0, 1)
+        return h
+
+    def member_state_dict(self, k: int, like: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+        """Member k's weights under the names of its own model ``like``."""
+        out = OrderedDict()
+        for key, ref in like.state_dict().items():
+            name, attr = key.rsplit(".", 1)
+            t = getattr(self.stages[name], attr)
+            if attr == "num_batches_tracked":
+                out[key] = t.detach().clone()
+            else:
+                out[key] = t.detach().view(self.k, -1)[k].view(ref.shape).clone()
+        return out
+
+
+# ---------------------------------------------------------------------------- optimizer
+
+class _FusedOptimizer:
+    """SGD / Adam on stacked parameters (member k = ``p.view(K, -1)[k]``), with the
+    element-wise formulas of torch.optim's single-tensor implementations and
+    per-member learning rates and weight decays."""
+
+    def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
+        self.params = params
+        self.k = len(cfgs)
+        self.kind = cfgs[0].optimizer
+        if self.kind not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer: unknown optimizer {self.kind!r}; choose 'sgd' or 'adam'")
+        self.momentum = cfgs[0].momentum
+        self.wds = [c.weight_decay for c in cfgs]
+        self.betas, self.eps = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.make_optimizer
+        self.state: list[dict] = [{} for _ in params]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lrs: list[float]):
+        same = len(set(lrs)) == 1 and len(set(self.wds)) == 1
+        members = [(None, lrs[0], self.wds[0])] if same else [(k, lrs[k], self.wds[k]) for k in range(self.k)]
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            st = self.state[i]
+            first = not st
+            if first and self.kind == "sgd" and self.momentum != 0:
+                st["momentum_buffer"] = torch.zeros_like(p)
+            if first and self.kind == "adam":
+                st.update(step=0.0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            if self.kind == "adam":
+                st["step"] += 1
+            for k, lr, wd in members:
+                def part(t, k=k):
+                    return t if k is None else t.view(self.k, -1)[k]
+                if self.kind == "sgd":
+                    self._sgd(part, p, st, lr, wd, first)
+                else:
+                    self._adam(part, p, st, lr, wd)
+
+    def _sgd(self, part, p, st, lr, wd, first):
+        grad = part(p.grad)
+        param = part(p)
+        if wd != 0:
+            grad = grad.add(param, alpha=wd)
+        if self.momentum != 0:
+            buf = part(st["momentum_buffer"])
+            if first:  # torch.optim.SGD: buf = grad.clone() on the first step
+                buf.copy_(grad)
+            else:
+                buf.mul_(self.momentum).add_(grad, alpha=1)
+            grad = buf
+        param.add_(grad, alpha=-lr)
+
+    def _adam(self, part, p, st, lr, wd):
+        beta1, beta2 = self.betas
+        grad = part(p.grad)
+        param = part(p)
+        if wd != 0:
+            grad = grad.add(param, alpha=wd)
+        exp_avg, exp_avg_sq = part(st["exp_avg"]), part(st["exp_avg_sq"])
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = st["step"]
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2 ** 0.5
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, d: dict):
+        self.state = d["state"]
+
+
+# ---------------------------------------------------------------------------- training
+
+_SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "momentum", "lr_schedule", "augment", "eval_batch_size",
+                  "checkpoint_every")
+
+
+def check_fusable(cfgs: list[TrainConfig], datas: list[Tensors]) -> None:
+    """Members may differ in seed, lr, weight decay, labels and snapshot epochs only."""
+    for f in _SHARED_FIELDS:
+        values = {getattr(c, f) for c in cfgs}
+        if len(values) > 1:
+            raise ValueError(f"fused training: train.{f} differs between the models ({sorted(map(str, values))}); "
+                             f"only seed, lr, weight_decay, dropout and labels may differ within a fused group")
+    shapes = {(tuple(d.x_train.shape), tuple(d.x_test.shape), d.x_train.device.type) for d in datas}
+    if len(shapes) > 1:
+        raise ValueError(f"fused training: the models' datasets differ in shape or device: {shapes}")
+
+
+@torch.no_grad()
+def evaluate_fused(net: FusedNet, xs: list[torch.Tensor], ys: list[torch.Tensor],
+                   batch_size: int) -> list[tuple[float, float]]:
+    """Per member (mean loss, accuracy) in eval mode, chunked as training.evaluate."""
+    was = net.training
+    net.eval()
+    k, n = len(xs), len(xs[0])
+    loss, correct = [0.0] * k, [0] * k
+    shared = all(x is xs[0] for x in xs)
+    for i in range(0, n, batch_size):
+        if shared:
+            logits = net(xs[0][i:i + batch_size], shared=True)
+        else:
+            logits = net(torch.stack([x[i:i + batch_size] for x in xs]))
+        for m in range(k):
+            yb = ys[m][i:i + batch_size]
+            loss[m] += F.cross_entropy(logits[m], yb, reduction="sum").item()
+            correct[m] += (logits[m].argmax(1) == yb).sum().item()
+    net.train(was)
+    return [(loss[m] / n, correct[m] / n) for m in range(k)]
+
+
+def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
+                work_dir: str | os.PathLike, log=print) -> list[tuple[pd.DataFrame, dict[int, dict]]]:
+    """Train K models at once, in place; per member (history, {epoch: state_dict} snapshots).
+
+    ``models[k]`` must be freshly built from ``cfgs[k].seed`` (as ``train_model.py``
+    does), ``datas[k]`` holds its (possibly corrupted) labels. ``work_dir`` holds the
+    resume checkpoint and the snapshots; if it holds a checkpoint, training resumes.
+    Outputs are those of :func:`singledir.training.single.train` for each member.
+    """
+    k = len(models)
+    if not (k == len(datas) == len(cfgs)) or k < 1:
+        raise ValueError("train_fused: need one data set and one TrainConfig per model")
+    check_fusable(cfgs, datas)
+    cfg0 = cfgs[0]
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work_dir / "resume.pt"
+    device = datas[0].x_train.device
+    rng = _MemberRNG([c.seed for c in cfgs], device)
+    net = FusedNet(models, rng).to(device)
+    gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
+    opt = _FusedOptimizer(list(net.parameters()), cfgs)
+    start_epoch, start_step, perms = 0, 0, None
+    histories: list[list[dict]] = [[] for _ in range(k)]
+    state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
+                                    required=("net", "optimizer", "epoch", "step", "perms", "histories", "seeds"))
+    if state is not None:
+        if state["seeds"] != [c.seed for c in cfgs]:
+            raise ValueError(f"{ckpt_path} belongs to a group with seeds {state['seeds']}; remove it to start over")
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        for g, s in zip(gens, state["gen_states"]):
+            g.set_state(s.to("cpu") if device.type == "cpu" else s)
+        rng.states = state["rng_states"]
+        start_epoch, start_step, perms, histories = state["epoch"], state["step"], state["perms"], state["histories"]
+        log(f"resuming fused group from {loaded} at epoch {start_epoch}, step {start_step}")
+
+    def save_checkpoint(epoch, step, perms):
+        write_checkpoint({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
+                          "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
+                          "rng_states": rng.states, "seeds": [c.seed for c in cfgs]}, ckpt_path)
+
+    def snapshot_path(m, e):
+        return work_dir / f"member{m}_snapshot_{e}.pt"
+
+    def take_snapshots(epoch):
+        for m in range(k):
+            if epoch in cfgs[m].snapshot_epochs and not snapshot_path(m, epoch).exists():
+                save_torch(net.member_state_dict(m, models[m]), snapshot_path(m, epoch))
+
+    def record(epoch):
+        train_res = evaluate_fused(net, [d.x_train for d in datas], [d.y_train for d in datas], cfg0.eval_batch_size)
+        test_res = evaluate_fused(net, [d.x_test for d in datas], [d.y_test for d in datas], cfg0.eval_batch_size)
+        for m in range(k):
+            histories[m].append({"epoch": epoch, "train_loss": train_res[m][0], "train_accuracy": train_res[m][1],
+                                 "test_loss": test_res[m][0], "test_accuracy": test_res[m][1]})
+
+    n = len(datas[0].x_train)
+    steps_per_epoch = math.ceil(n / cfg0.batch_size)
+    shared_x = all(d.x_train is datas[0].x_train for d in datas)
+    x_shape = tuple(datas[0].x_train.shape[1:])
+    x_rows = datas[0].x_train.reshape(n, -1)
+    x_buf = x_rows.new_empty(k * cfg0.batch_size, x_rows.shape[1]) if shared_x else None
+    y_stack = torch.stack([d.y_train for d in datas])  # (K, n)
+    take_snapshots(0)
+    if not histories[0]:
+        record(0)
+    with _catch_stop_signals() as stop:
+        for epoch in range(start_epoch, cfg0.epochs):
+            lrs = [lr_at(c, epoch) for c in cfgs]
+            net.train()
+            if perms is None:
+                perms = [torch.randperm(n, generator=g, device=device) for g in gens]
+            perm_stack = torch.stack(perms)  # (K, n)
+            for step in range(start_step, steps_per_epoch):
+                idx = perm_stack[:, step * cfg0.batch_size:(step + 1) * cfg0.batch_size]  # (K, B)
+                yb = y_stack.gather(1, idx)
+                if shared_x:
+                    # (K, B, ...) in one gather: index_select on rows is far faster than
+                    # advanced indexing of a 4-d tensor, and a buffer kept across steps
+                    # saves the page faults of a fresh multi-megabyte tensor per step.
+                    flat = idx.reshape(-1)
+                    xb = torch.index_select(x_rows, 0, flat, out=x_buf[:len(flat)]).view(k, -1, *x_shape)
+                else:
+                    xb = torch.stack([d.x_train[i] for d, i in zip(datas, idx)])
+                if cfg0.augment:
+                    xb = torch.stack([augment_batch(xb[m], gens[m]) for m in range(k)])
+                logits = net(xb)
+                # Per member the mean over its batch, as F.cross_entropy(reduction="mean"):
+                # the gradient each member receives is the same.
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
+                                       reduction="none").view(k, -1).mean(1).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step(lrs)
+                if stop.signum is not None:
+                    save_checkpoint(epoch, step + 1, perms)
+                    raise TrainingInterrupted(f"signal {stop.signum} received at epoch {epoch}, step {step + 1}; "
+                                              f"checkpoint written to {ckpt_path}")
+            start_step, perms = 0, None
+            record(epoch + 1)
+            take_snapshots(epoch + 1)
+            if (epoch + 1) % cfg0.checkpoint_every == 0 or epoch + 1 == cfg0.epochs:
+                save_checkpoint(epoch + 1, 0, None)
+            h = histories[0][-1]
+            log(f"epoch {epoch + 1}/{cfg0.epochs} ({k} models) member 0: train_loss={h['train_loss']:.4f} "
+                f"train_acc={h['train_accuracy']:.4f} test_acc={h['test_accuracy']:.4f}")
+    out = []
+    for m, model in enumerate(models):
+        model.load_state_dict(net.member_state_dict(m, model))
+        snaps = {e: load_snapshot(snapshot_path(m, e), work_dir)
+                 for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
+        out.append((pd.DataFrame(histories[m]), snaps))
+    return out
+
+
+# ---------------------------------------------------------------------------- fuse or not
+
+# Fuse only when the trial measures it at least this much faster than K separate runs
+# (a small margin against timing noise: a wrong "fuse" would cost more than a missed one).
+FUSE_MARGIN = 1.1
+
+
+def _time_steps(steps_fns, rounds: int, device: torch.device) -> list[float]:
+    """Median seconds of one call of each function, measured interleaved (one call of
+    each per round, ``rounds`` rounds after two warm-up rounds), so that a change of the
+    machine's load during the trial affects both alike."""
+    import time
+
+    times: list[list[float]] = [[] for _ in steps_fns]
+    for r in range(rounds + 2):
+        for i, step in enumerate(steps_fns):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if r >= 2:
+                times[i].append(time.perf_counter() - t)
+    return [float(sorted(ts)[len(ts) // 2]) for ts in times]
+
+
+def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], steps: int = 9) -> dict:
+    """Measure, on copies, one training step of the K models fused against one step of a
+    single member (the members have the same shape, so K separate steps cost K times
+    that); returns the timings and the decision ``fuse`` (fused at least
+    :data:`FUSE_MARGIN` times faster). Nothing of the real training is touched: the
+    models are copied and the global RNG state is restored."""
+    from singledir.training.single import make_optimizer
+
+    k = len(models)
+    cfg0 = cfgs[0]
+    device = datas[0].x_train.device
+    saved = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+    try:
+        b = min(cfg0.batch_size, len(datas[0].x_train))
+        xs = torch.stack([d.x_train[:b] for d in datas])
+        ys = torch.stack([d.y_train[:b] for d in datas])
+        single = copy.deepcopy(models[0]).train()
+        opt1 = make_optimizer(single.parameters(), cfgs[0])
+
+        def step_single():
+            loss = F.cross_entropy(single(xs[0]), ys[0])
+            opt1.zero_grad(set_to_none=True)
+            loss.backward()
+            opt1.step()
+
+        net = FusedNet([copy.deepcopy(m) for m in models], _MemberRNG([c.seed for c in cfgs], device)).to(device)
+        net.train()
+        optk = _FusedOptimizer(list(net.parameters()), cfgs)
+        lrs = [c.lr for c in cfgs]
+
+        def step_fused():
+            logits = net(xs)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1),
+                                   reduction="none").view(k, -1).mean(1).sum()
+            optk.zero_grad()
+            loss.backward()
+            optk.step(lrs)
+
+        t_single, t_fused = _time_steps([step_single, step_fused], steps, device)
+    finally:
+        torch.set_rng_state(saved[0])
+        if saved[1] is not None:
+            torch.cuda.set_rng_state(saved[1], device)
+    ratio = k * t_single / t_fused
+    fuse = ratio >= FUSE_MARGIN
+    return {"fuse": fuse, "k": k, "steps": steps, "single_step_s": t_single, "fused_step_s": t_fused,
+            "speedup": ratio, "margin": FUSE_MARGIN,
+            "reason": (f"one fused step of {k} models took {1e3 * t_fused:.2f} ms, {k} separate steps "
+                       f"{k} x {1e3 * t_single:.2f} ms = {1e3 * k * t_single:.2f} ms (medians of {steps}, interleaved): fused is "
+                       f"{ratio:.2f}x as fast, {'at least' if fuse else 'less than'} the margin {FUSE_MARGIN}")}
+
+
+def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
+                work_dir: str | os.PathLike, fuse: str | bool = "auto", log=print
+                ) -> tuple[list[tuple[pd.DataFrame, dict[int, dict]]], dict]:
+    """Train a group fused or one model at a time, whichever is faster here; returns
+    (per member (history, snapshots), the decision).
+
+    ``fuse="auto"`` runs :func:`fusion_trial` at the start and writes the decision to
+    ``work_dir/fusion_decision.json``; a resumed job reads it back and keeps its choice
+    (a half-trained group never switches method). ``True``/``False`` force one. Both
+    methods give each member the model a separate training gives (bitwise for MLPs with
+    one thread; see the module docstring), so the choice changes time only.
+    """
+    from singledir.training.single import train
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "fusion_decision.json"
+    if path.exists():
+        decision = json.loads(path.read_text())
+        decision["resumed"] = True
+    elif fuse == "auto":
+        check_fusable(cfgs, datas)
+        decision = fusion_trial(models, datas, cfgs)
+    else:
+        decision = {"fuse": bool(fuse), "k": len(models), "reason": f"forced: fuse={fuse}"}
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(decision, indent=1))
+        os.replace(tmp, path)
+    log(f"fusion decision for {len(models)} models: {'fused' if decision['fuse'] else 'one at a time'} "
+        f"({decision['reason']})")
+    if decision["fuse"]:
+        return train_fused(models, datas, cfgs, work_dir / "fused", log=log), decision
+    out = []
+    for m, (model, data, cfg) in enumerate(zip(models, datas, cfgs)):
+        log(f"member {m + 1}/{len(models)} (seed {cfg.seed})")
+        out.append(train(model, data, cfg, work_dir / f"member{m}", log=log))
+    return out, decision
