@@ -3,21 +3,43 @@ reported with its path, set aside (moved, never deleted), and training resumes f
 previous checkpoint, or from scratch, ending with the weights of an uninterrupted run.
 One protocol (singledir.training.checkpoint) serves the single, fused and distributed loops."""
 import json
+import os
+import signal
 
 import pytest
 import torch
 
-from singledir.training.checkpoint import CheckpointError, load_checkpoint, load_snapshot, previous_of, save_checkpoint
+from singledir.training.checkpoint import (CheckpointError, TrainingInterrupted, catch_stop_signals,
+                                           checkpoint_and_stop, load_checkpoint, load_snapshot, previous_of,
+                                           save_checkpoint)
 from singledir.data.sources import load_dataset, to_tensors
 from singledir.training.fused import train_fused
 from singledir.models.nets import MLP
-from singledir.training.single import TrainConfig, train
+from singledir.training.core import TrainConfig
+from singledir.training.single import train
 
 
 def truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_is_recorded_then_checkpointed_and_raised(tmp_path, signum):
+    before = signal.getsignal(signum)
+    with catch_stop_signals() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signum)  # recorded, not fatal
+        assert stop.requested and stop.signum == signum
+        saved = []
+        with pytest.raises(TrainingInterrupted, match=rf"^signal {int(signum)} received at epoch 3, step 5; "
+                                                      rf"checkpoint written to {tmp_path / 'resume.pt'}$"):
+            checkpoint_and_stop(lambda: saved.append(1), tmp_path / "resume.pt", "epoch 3, step 5", stop.signum)
+        assert saved == [1]  # the checkpoint is written before the exception
+    assert signal.getsignal(signum) is before
+    with pytest.raises(TrainingInterrupted, match="^a stop signal \\(sent to another process\\) received at step 2;"):
+        checkpoint_and_stop(lambda: None, tmp_path / "resume.pt", "step 2", None)
 
 
 def test_previous_checkpoint_is_kept_and_taken_when_the_newest_does_not_load(tmp_path):

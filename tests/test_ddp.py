@@ -1,6 +1,7 @@
 """Step-based data-parallel training (singledir.training.distributed) on CPU processes with gloo."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.training.distributed import StepConfig, global_batch, launch, run_job, write_job
+from singledir.training.distributed import global_batch, launch, run_job, write_job
 from singledir.data.imagenet import scan
 from singledir.io import save_csv
 from singledir.models.resnet import build_model
@@ -55,8 +56,6 @@ def test_global_batches_cover_each_epoch_once():
     assert np.array_equal(global_batch(n, size, 1, 4), global_batch(n, size, 1, 4))
     with pytest.raises(ValueError, match="exceeds"):
         global_batch(4, 8, 0, 0)
-    with pytest.raises(ValueError, match="train.amp"):
-        StepConfig.from_dict({"steps": 1, "amp": "fp8"})
 
 
 @pytest.mark.slow
@@ -114,7 +113,7 @@ def test_resume_after_kill_and_sigusr1_equals_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGUSR1)
     out += proc.communicate(timeout=300)[0]
     assert proc.returncode == 3, out
-    stopped_at = int(out.split("stop signal received at step ")[1].split(";")[0])
+    stopped_at = int(re.search(r"TrainingInterrupted: signal 10 received at step (\d+); checkpoint written", out)[1])
     state = torch.load(ckpt, weights_only=False)
     assert state["step"] == stopped_at and killed_at < stopped_at <= steps
     # 3. The last rerun completes; every weight and buffer equals the uninterrupted run's.
@@ -135,8 +134,8 @@ def test_sigterm_reaches_torchrun_workers_and_a_smaller_world_resumes(tmp_path):
     # depends on the total number of steps.
     job = _job(tmp_path, "ddp", steps=steps, checkpoint_every=2, log_every=1, lr_schedule="constant")
     ckpt = tmp_path / "work" / "ddp" / "resume.pt"
-    code = ("import sys; from singledir.training.distributed import launch; from singledir.training.single import "
-            "TrainingInterrupted\ntry:\n    launch(sys.argv[1], 1, 2)\nexcept TrainingInterrupted as e:\n"
+    code = ("import sys; from singledir.training.distributed import launch; from singledir.training.checkpoint "
+            "import TrainingInterrupted\ntry:\n    launch(sys.argv[1], 1, 2)\nexcept TrainingInterrupted as e:\n"
             "    print('INTERRUPTED', e); sys.exit(5)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(job)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -13,10 +13,12 @@ import torch.nn.functional as F
 
 from singledir.data.sources import Tensors, load_dataset, to_tensors
 from singledir.training import fused as fused_mod
-from singledir.training.fused import FusedNet, _MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
+from singledir.training.fused import FusedNet, MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
 from singledir.models.nets import MLP, ConvNet
 from singledir.pipeline.plan import ConfigError, experiment_specs
-from singledir.training.single import TrainConfig, TrainingInterrupted, train
+from singledir.training.checkpoint import TrainingInterrupted
+from singledir.training.core import TrainConfig
+from singledir.training.single import train
 
 from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
 
@@ -129,7 +131,7 @@ def test_fused_convnets_agree_within_rounding(digits, tmp_path):
         return ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
     # The source of the difference: one grouped convolution vs per-model convolutions.
     convs = [build_conv(i) for i in range(2)]
-    net = FusedNet(convs, _MemberRNG([0, 3], torch.device("cpu"))).eval()
+    net = FusedNet(convs, MemberRNG([0, 3], torch.device("cpu"))).eval()
     xb = x3.x_train[:32]
     fused_out = net(torch.stack([xb, xb]))
     for i, c in enumerate(convs):
@@ -182,7 +184,7 @@ def test_fused_rejects_unfusable_groups(digits, tmp_path):
         train_fused([build(i) for i in range(3)], datas, cfgs, tmp_path, log=QUIET)
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="same architecture"):
-        FusedNet([MLP(64, [32, 32], 10), MLP(64, [16, 32], 10)], _MemberRNG([0, 1], torch.device("cpu")))
+        FusedNet([MLP(64, [32, 32], 10), MLP(64, [16, 32], 10)], MemberRNG([0, 1], torch.device("cpu")))
 
 
 def test_fusion_groups_from_config():

@@ -11,7 +11,8 @@ from singledir.training import regularizers as R
 from singledir.data.sources import load_dataset, to_tensors
 from singledir.models.nets import MLP, ConvNet
 from singledir.pipeline.plan import ConfigError
-from singledir.training.single import TrainConfig, train
+from singledir.training.core import TrainConfig
+from singledir.training.single import train
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_ablation_noise_at_q0_is_the_plain_model(build):
 
 def _train(digits, tmp, epochs=3, **kw):
     model = _mlp()
-    cfg = TrainConfig.from_dict(dict(epochs=epochs, batch_size=64, optimizer="adam", lr=0.01, seed=0, **kw))
+    cfg = TrainConfig.from_spec(dict(epochs=epochs, batch_size=64, optimizer="adam", lr=0.01, seed=0, **kw))
     train(model, digits, cfg, tmp, log=lambda *_: None)
     return model
 

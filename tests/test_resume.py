@@ -25,7 +25,8 @@ DRIVER = textwrap.dedent(f"""
     from singledir.data.sources import load_dataset, to_tensors
     from singledir.models.nets import MLP
     from singledir.pipeline.runtime import setup_torch
-    from singledir.training.single import TrainConfig, train
+    from singledir.training.core import TrainConfig
+    from singledir.training.single import train
     setup_torch(1)
     data = to_tensors(load_dataset({{"source": "sklearn_digits", "test_fraction": 0.25}}))
     cfg = TrainConfig(epochs={EPOCHS}, batch_size=64, optimizer="sgd", lr=0.05, seed=7,

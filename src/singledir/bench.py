@@ -151,7 +151,8 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
 
     from singledir.data.sources import Tensors
     from singledir.training.fused import train_fused, train_group
-    from singledir.training.single import TrainConfig, train
+    from singledir.training.core import TrainConfig
+    from singledir.training.single import train
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 1, 28, 28, generator=g)
@@ -285,8 +286,8 @@ def _train_steps(step, budget_s: float, max_steps: int, device) -> tuple[float, 
 
 def _convnet_step(models, device, batch: int, size: int, k: int):
     """One SGD step of one ConvNet (k == 1) or of k fused ConvNets (singledir.training.fused)."""
-    from singledir.training.fused import FusedNet, _FusedOptimizer, _MemberRNG
-    from singledir.training.single import TrainConfig
+    from singledir.training.core import TrainConfig
+    from singledir.training.fused import FusedNet, FusedOptimizer, MemberRNG
 
     g = torch.Generator().manual_seed(0)
     cfgs = [TrainConfig(epochs=1, batch_size=batch, optimizer="sgd", lr=0.01, momentum=0.9, seed=i) for i in range(k)]
@@ -302,8 +303,8 @@ def _convnet_step(models, device, batch: int, size: int, k: int):
             loss.backward()
             opt.step()
         return step
-    net = FusedNet(models, _MemberRNG([c.seed for c in cfgs], device)).to(device).train()
-    opt = _FusedOptimizer(list(net.parameters()), cfgs)
+    net = FusedNet(models, MemberRNG([c.seed for c in cfgs], device)).to(device).train()
+    opt = FusedOptimizer(list(net.parameters()), cfgs)
     xb = torch.randn(k, batch, 3, size, size, generator=g).to(device)
     yb = torch.randint(0, 10, (k, batch), generator=g).to(device)
 

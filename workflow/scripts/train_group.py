@@ -11,7 +11,7 @@ from singledir.training.fused import train_group
 from singledir.io import save_csv, save_torch
 from singledir.models.nets import build_model
 from singledir.pipeline.runtime import load_data, load_labels, log_to, pick_device, setup_torch
-from singledir.training.single import TrainConfig
+from singledir.training.core import TrainConfig
 
 specs = snakemake.params.specs
 with log_to(snakemake.log[0]):
@@ -23,7 +23,7 @@ with log_to(snakemake.log[0]):
     for spec, labels in zip(specs, snakemake.params.labels):
         y = torch.as_tensor(load_labels(labels), dtype=torch.long, device=device)
         datas.append(Tensors(base.x_train, y, base.x_test, base.y_test, base.n_classes))
-        cfg = TrainConfig.from_dict(spec["train"])
+        cfg = TrainConfig.from_spec(spec["train"])
         torch.manual_seed(cfg.seed)  # the seed fixes the initialization, as for a single model
         models.append(build_model(spec["model"], in_shape, base.n_classes).to(device))
         cfgs.append(cfg)

@@ -5,14 +5,15 @@ import torch
 from singledir.io import save_csv, save_torch
 from singledir.models.nets import build_model
 from singledir.pipeline.runtime import benchmark_to, load_data, log_to, pick_device, setup_torch
-from singledir.training.single import TrainConfig, train
+from singledir.training.core import TrainConfig
+from singledir.training.single import train
 
 spec = snakemake.params.spec
 with log_to(snakemake.log[0]), benchmark_to(snakemake.params.benchmark):
     setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
     device = pick_device(snakemake.params.device)
     data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
-    cfg = TrainConfig.from_dict(spec["train"])
+    cfg = TrainConfig.from_spec(spec["train"])
     torch.manual_seed(cfg.seed)  # the seed fixes the initialization
     in_shape = tuple(data.x_train.shape[1:])
     model = build_model(spec["model"], in_shape, data.n_classes).to(device)

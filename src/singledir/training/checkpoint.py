@@ -11,14 +11,20 @@ distributed :func:`singledir.training.distributed.train_steps`).
   with neither loadable, training starts from scratch. Every loop is deterministic, so
   resuming from the previous checkpoint, or from scratch, ends with the same weights as
   an uninterrupted run, only later.
+- :func:`catch_stop_signals` records SIGTERM and SIGUSR1 (what SLURM sends before a time
+  limit or preemption) while a loop runs; the loop finishes its step and calls
+  :func:`checkpoint_and_stop`, which writes the checkpoint and raises
+  :class:`TrainingInterrupted` (the job exits non-zero; a rerun resumes).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, NoReturn
 
 from singledir.io import atomic_path, torch_bytes
 
@@ -32,6 +38,55 @@ def brief(err: BaseException) -> str:
 
 class CheckpointError(RuntimeError):
     """A file written during training does not load and cannot be rebuilt from the checkpoint."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training was asked to stop by a signal; a checkpoint was written first."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequest:
+    """The stop signal received while :func:`catch_stop_signals` is active (``signum``), if any."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __call__(self, signum, frame):  # the signal handler
+        self.signum = signum
+
+
+@contextmanager
+def catch_stop_signals() -> Iterator[StopRequest]:
+    """Record :data:`STOP_SIGNALS` instead of dying, so the loop can checkpoint first; the
+    previous handlers come back on exit. Outside the main thread signals are left alone."""
+    request = StopRequest()
+    old = {}
+    for s in STOP_SIGNALS:
+        try:
+            old[s] = signal.signal(s, request)
+        except ValueError:  # not in the main thread
+            pass
+    try:
+        yield request
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def checkpoint_and_stop(save: Callable[[], None], path: str | os.PathLike, where: str,
+                        signum: int | None) -> NoReturn:
+    """Write the checkpoint (``save()``), then raise :class:`TrainingInterrupted` saying the
+    signal (``None``: one received by another process of the group), ``where`` the loop
+    stopped and ``path``."""
+    save()
+    what = f"signal {signum}" if signum is not None else "a stop signal (sent to another process)"
+    raise TrainingInterrupted(f"{what} received at {where}; checkpoint written to {path}")
 
 
 def previous_of(path: str | os.PathLike) -> Path:

@@ -1,5 +1,11 @@
 """Step-based data-parallel training (DDP) over all GPUs of a job and several nodes.
 
+This module owns the step loop (:func:`train_steps`), its data order and worker shards,
+the process group and the launch (:func:`launch`). The config (``train.steps``), learning-rate
+schedule (warmup, cosine) and optimizer are the training core's
+(:mod:`singledir.training.core`), the checkpoint and the stop signals
+:mod:`singledir.training.checkpoint`'s, shared with the single and fused loops.
+
 The paper trained its ResNet-50 with 32 workers x batch 32 for 200,000 steps (appendix
 A.2). Here that is ``train.workers`` *logical* workers of ``train.batch_size`` images each,
 independent of the hardware: with P training processes (GPUs) every process handles
@@ -32,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -50,53 +55,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.training.checkpoint import load_checkpoint, save_checkpoint as save_checkpoint_file
-from singledir.training.single import TrainingInterrupted, _catch_stop_signals, make_optimizer  # same optimizers as one model
-
-
-@dataclass
-class StepConfig:
-    steps: int
-    batch_size: int = 32
-    workers: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    warmup_steps: int = 0
-    augment: bool = False
-    seed: int = 0
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    amp: str = "none"
-    num_workers: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StepConfig":
-        cfg = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-        for key in ("steps", "batch_size", "workers", "checkpoint_every", "log_every"):
-            if int(getattr(cfg, key)) < 1:
-                raise ValueError(f"train.{key} must be at least 1; got {getattr(cfg, key)}")
-        if cfg.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"train.amp: unknown precision {cfg.amp!r}; choose none, bf16 or fp16")
-        if cfg.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; choose constant or cosine")
-        return cfg
-
-    @property
-    def global_batch(self) -> int:
-        return self.workers * self.batch_size
-
-
-def lr_at(cfg: StepConfig, step: int) -> float:
-    """Linear warmup over ``warmup_steps``, then constant or cosine decay to 0 at ``steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "cosine":
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * t))
-    return cfg.lr
+from singledir.training.checkpoint import (TrainingInterrupted, catch_stop_signals, checkpoint_and_stop,
+                                           load_checkpoint, save_checkpoint as save_checkpoint_file)
+from singledir.training.core import TrainConfig, lr_at, make_optimizer, set_lr
 
 
 def global_batch(n: int, size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
@@ -124,7 +85,7 @@ class StepShards:
     """Batch sampler: for each step from ``start_step``, this rank's worker shards, each a
     list of ``(image index, augmentation seed)``."""
 
-    def __init__(self, n: int, cfg: StepConfig, rank: int, world: int, start_step: int):
+    def __init__(self, n: int, cfg: TrainConfig, rank: int, world: int, start_step: int):
         if cfg.workers % world:
             raise ValueError(f"train.workers ({cfg.workers}) must be a multiple of the number of training "
                              f"processes ({world})")
@@ -201,13 +162,13 @@ def _no_buffer_broadcast() -> dict:
     return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
 
 
-def _autocast(cfg: StepConfig, device: torch.device):
+def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.amp == "none" or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
-def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: str | os.PathLike,
+def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: str | os.PathLike,
                 info: DistInfo | None = None, log=print) -> pd.DataFrame:
     """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
 
@@ -215,6 +176,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
     (one row per ``log_every`` steps: step, lr, train loss, top-1 and top-5 accuracy on
     the training batches, images per second). The final state is ``work_dir/resume.pt``.
     """
+    cfg.expect("step", "singledir.training.distributed.train_steps")
     info = info or DistInfo(0, 1, 0, torch.device("cpu"))
     device = info.device
     work_dir = Path(work_dir)
@@ -274,10 +236,9 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
 
     t_window = time.time()
     model.train()
-    with _catch_stop_signals() as stop:
+    with catch_stop_signals() as stop:
         for step in range(start, cfg.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
+            set_lr(optimizer, lr_at(cfg, step))
             optimizer.zero_grad(set_to_none=True)
             before = [b.clone() for b in buffers] if per_rank > 1 else None
             summed = [torch.zeros_like(b) for b in buffers] if per_rank > 1 else None
@@ -313,7 +274,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
             scaler.step(optimizer)
             scaler.update()
             done = step + 1
-            flag = torch.tensor([float(stop.signum is not None)], device=device)
+            flag = torch.tensor([float(stop.requested)], device=device)
             if ddp is not None:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stopping = bool(flag.item())
@@ -330,10 +291,10 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: StepConfig, work_dir: s
                         f"top5={row['train_top5']:.4f} lr={row['lr']:.4g} {row['images_per_s']:.1f} images/s")
                 meter.zero_()
                 t_window = time.time()
-            if stopping or done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if stopping:  # every process takes part in writing the checkpoint
+                checkpoint_and_stop(lambda: save_checkpoint(done), ckpt_path, f"step {done}", stop.signum)
+            if cfg.checkpoint_due(done):
                 save_checkpoint(done)
-            if stopping:
-                raise TrainingInterrupted(f"stop signal received at step {done}; checkpoint written to {ckpt_path}")
     return pd.DataFrame(history)
 
 
@@ -362,7 +323,7 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     setup_torch(job.get("threads", 1), deterministic=info.device.type == "cpu")
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    cfg = StepConfig.from_dict(job["train"])
+    cfg = TrainConfig.from_spec(job["train"])
     index = read_index(job["index"])
     labels = train_labels(index, job.get("labels"))
     paths = index.loc[index["split"] == "train", "path"].tolist()
@@ -408,7 +369,7 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
 
     SIGTERM/SIGUSR1 received here are passed on as SIGTERM (torchrun forwards that to
     every worker in all versions), so the workers checkpoint before exiting. A failed or
-    interrupted run raises :class:`TrainingInterrupted`; rerunning resumes.
+    interrupted run raises :class:`~singledir.training.checkpoint.TrainingInterrupted`; rerunning resumes.
     """
     if nodes * procs_per_node <= 1:
         run_job(job_path, log=log)

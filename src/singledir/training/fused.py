@@ -37,9 +37,14 @@ small operations, the optimizer, the autograd engine), large for small networks 
 small for networks whose matrix products already run near the machine's peak; on a GPU,
 where one small network leaves the device idle, it saves most of the time.
 
-Resumable like :func:`singledir.training.single.train`: a checkpoint every
-``checkpoint_every`` epochs and on SIGTERM/SIGUSR1 (then :class:`TrainingInterrupted`),
-and a resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
+This module owns the fused network (:class:`FusedNet`), its per-member optimizer
+(:class:`FusedOptimizer`, the kinds and constants of :func:`singledir.training.core.make_optimizer`),
+the fused epoch loop (:func:`train_fused`) and the choice to fuse (:func:`train_group`). The
+config and learning-rate schedule are the training core's (:mod:`singledir.training.core`),
+the same as :func:`singledir.training.single.train`'s. Resumable with the shared protocol
+(:mod:`singledir.training.checkpoint`): a checkpoint every ``checkpoint_every`` epochs and on
+SIGTERM/SIGUSR1 (then :class:`~singledir.training.checkpoint.TrainingInterrupted`), and a
+resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
 
 :func:`fusion_groups` decides which models of a config train together (experiment key
 ``fuse: K``; see ``workflow/rules/train.smk``).
@@ -60,10 +65,11 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.training.checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
 from singledir.data.sources import Tensors
 from singledir.io import save_torch
-from singledir.training.single import TrainConfig, TrainingInterrupted, _catch_stop_signals, augment_batch, lr_at
+from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_stop, load_checkpoint, load_snapshot,
+                                           save_checkpoint as write_checkpoint)
+from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig, augment_batch, epoch_row, lr_at, make_optimizer
 
 FUSABLE_ARCHS = ("mlp", "convnet")
 # Spec entries in which members of one fused group may differ.
@@ -189,7 +195,7 @@ def _fused_bn(mods: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
     return bn
 
 
-class _MemberRNG:
+class MemberRNG:
     """Each member's own copy of the global RNG state (CPU, and CUDA on a GPU)."""
 
     def __init__(self, seeds: list[int], device: torch.device):
@@ -222,7 +228,7 @@ class _MemberRNG:
 class _FusedDropout(nn.Module):
     """Per-member dropout with the member's own probability and RNG stream."""
 
-    def __init__(self, ps: list[float], rng: _MemberRNG):
+    def __init__(self, ps: list[float], rng: MemberRNG):
         super().__init__()
         self.ps, self.rng = ps, rng
 
@@ -246,7 +252,7 @@ class FusedNet(nn.Module):
     stages work on (K, B, F); convolution, batch norm and pooling on (B, K*C, H, W).
     """
 
-    def __init__(self, models: list[nn.Sequential], rng: _MemberRNG):
+    def __init__(self, models: list[nn.Sequential], rng: MemberRNG):
         super().__init__()
         self.k = len(models)
         names = [[n for n, _ in m.named_children()] for m in models]
@@ -339,7 +345,7 @@ class FusedNet(nn.Module):
 
 # ---------------------------------------------------------------------------- optimizer
 
-class _FusedOptimizer:
+class FusedOptimizer:
     """SGD / Adam on stacked parameters (member k = ``p.view(K, -1)[k]``), with the
     element-wise formulas of torch.optim's single-tensor implementations and
     per-member learning rates and weight decays."""
@@ -347,12 +353,10 @@ class _FusedOptimizer:
     def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
         self.params = params
         self.k = len(cfgs)
-        self.kind = cfgs[0].optimizer
-        if self.kind not in ("sgd", "adam"):
-            raise ValueError(f"train.optimizer: unknown optimizer {self.kind!r}; choose 'sgd' or 'adam'")
+        self.kind = cfgs[0].optimizer  # one of core.OPTIMIZERS: TrainConfig checks it
         self.momentum = cfgs[0].momentum
         self.wds = [c.weight_decay for c in cfgs]
-        self.betas, self.eps = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as training.make_optimizer
+        self.betas, self.eps = ADAM_BETAS, ADAM_EPS  # as core.make_optimizer's Adam
         self.state: list[dict] = [{} for _ in params]
 
     def zero_grad(self):
@@ -474,14 +478,15 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
         raise ValueError("train_fused: need one data set and one TrainConfig per model")
     check_fusable(cfgs, datas)
     cfg0 = cfgs[0]
+    cfg0.expect("epoch", "singledir.training.fused.train_fused")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / "resume.pt"
     device = datas[0].x_train.device
-    rng = _MemberRNG([c.seed for c in cfgs], device)
+    rng = MemberRNG([c.seed for c in cfgs], device)
     net = FusedNet(models, rng).to(device)
     gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
-    opt = _FusedOptimizer(list(net.parameters()), cfgs)
+    opt = FusedOptimizer(list(net.parameters()), cfgs)
     start_epoch, start_step, perms = 0, 0, None
     histories: list[list[dict]] = [[] for _ in range(k)]
     state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
@@ -514,8 +519,7 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
         train_res = evaluate_fused(net, [d.x_train for d in datas], [d.y_train for d in datas], cfg0.eval_batch_size)
         test_res = evaluate_fused(net, [d.x_test for d in datas], [d.y_test for d in datas], cfg0.eval_batch_size)
         for m in range(k):
-            histories[m].append({"epoch": epoch, "train_loss": train_res[m][0], "train_accuracy": train_res[m][1],
-                                 "test_loss": test_res[m][0], "test_accuracy": test_res[m][1]})
+            histories[m].append(epoch_row(epoch, train_res[m], test_res[m]))
 
     n = len(datas[0].x_train)
     steps_per_epoch = math.ceil(n / cfg0.batch_size)
@@ -527,7 +531,7 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     take_snapshots(0)
     if not histories[0]:
         record(0)
-    with _catch_stop_signals() as stop:
+    with catch_stop_signals() as stop:
         for epoch in range(start_epoch, cfg0.epochs):
             lrs = [lr_at(c, epoch) for c in cfgs]
             net.train()
@@ -555,14 +559,13 @@ def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
                 opt.zero_grad()
                 loss.backward()
                 opt.step(lrs)
-                if stop.signum is not None:
-                    save_checkpoint(epoch, step + 1, perms)
-                    raise TrainingInterrupted(f"signal {stop.signum} received at epoch {epoch}, step {step + 1}; "
-                                              f"checkpoint written to {ckpt_path}")
+                if stop.requested:
+                    checkpoint_and_stop(lambda: save_checkpoint(epoch, step + 1, perms), ckpt_path,
+                                        f"epoch {epoch}, step {step + 1}", stop.signum)
             start_step, perms = 0, None
             record(epoch + 1)
             take_snapshots(epoch + 1)
-            if (epoch + 1) % cfg0.checkpoint_every == 0 or epoch + 1 == cfg0.epochs:
+            if cfg0.checkpoint_due(epoch + 1):
                 save_checkpoint(epoch + 1, 0, None)
             h = histories[0][-1]
             log(f"epoch {epoch + 1}/{cfg0.epochs} ({k} models) member 0: train_loss={h['train_loss']:.4f} "
@@ -609,8 +612,6 @@ def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[Train
     that); returns the timings and the decision ``fuse`` (fused at least
     :data:`FUSE_MARGIN` times faster). Nothing of the real training is touched: the
     models are copied and the global RNG state is restored."""
-    from singledir.training.single import make_optimizer
-
     k = len(models)
     cfg0 = cfgs[0]
     device = datas[0].x_train.device
@@ -628,9 +629,9 @@ def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[Train
             loss.backward()
             opt1.step()
 
-        net = FusedNet([copy.deepcopy(m) for m in models], _MemberRNG([c.seed for c in cfgs], device)).to(device)
+        net = FusedNet([copy.deepcopy(m) for m in models], MemberRNG([c.seed for c in cfgs], device)).to(device)
         net.train()
-        optk = _FusedOptimizer(list(net.parameters()), cfgs)
+        optk = FusedOptimizer(list(net.parameters()), cfgs)
         lrs = [c.lr for c in cfgs]
 
         def step_fused():

@@ -1,5 +1,10 @@
 """Deterministic, resumable training of one model (one readable loop, airbench style).
 
+This module owns the epoch loop of one model (:func:`train`) and its evaluation
+(:func:`evaluate`). The config, learning-rate schedule, optimizer and augmentation are the
+training core's (:mod:`singledir.training.core`), the checkpoint and the stop signals
+:mod:`singledir.training.checkpoint`'s, shared with the fused and distributed loops.
+
 The whole training set lives on the device as one tensor; each epoch draws a
 permutation from a seeded generator and slices minibatches from it (no DataLoader).
 
@@ -12,7 +17,7 @@ Nothing is lost when a job dies:
   previous one or from scratch (:mod:`singledir.training.checkpoint`);
 - on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) the loop
   finishes the current minibatch, writes a checkpoint and raises
-  :class:`TrainingInterrupted` (the job exits non-zero; a retry resumes);
+  :class:`~singledir.training.checkpoint.TrainingInterrupted` (the job exits non-zero; a retry resumes);
 - a rerun resumes from the checkpoint and ends with exactly the weights of an
   uninterrupted run (CPU, same seed), because every source of randomness is either
   saved or re-derived from the seed.
@@ -22,9 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,76 +34,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.training.checkpoint import load_checkpoint, load_snapshot, save_checkpoint as write_checkpoint
 from singledir.data.sources import Tensors
 from singledir.io import save_torch
 from singledir.training import regularizers
-class TrainingInterrupted(RuntimeError):
-    """Training was asked to stop by a signal; a checkpoint was written first."""
-
-
-@dataclass
-class TrainConfig:
-    epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    augment: bool = False
-    seed: int = 0
-    eval_batch_size: int = 1024
-    checkpoint_every: int = 1
-    snapshot_epochs: list[int] = field(default_factory=list)
-    # regularizers aimed at single-direction reliance (singledir.training.regularizers)
-    regularizer: str = "none"
-    reg_strength: float = 0.0
-    reg_q_max: float = 0.5
-    reg_layers: object = "all"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        cfg = cls(**known)
-        if cfg.epochs < 1:
-            raise ValueError(f"train.epochs must be at least 1; got {cfg.epochs}")
-        if cfg.batch_size < 1:
-            raise ValueError(f"train.batch_size must be at least 1; got {cfg.batch_size}")
-        return cfg
-
-
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """SGD (momentum) or Adam from a config with ``optimizer``, ``lr``, ``momentum`` and
-    ``weight_decay`` (a :class:`TrainConfig` or a distributed ``StepConfig``)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}; choose 'sgd' or 'adam'")
-
-
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    if cfg.lr_schedule == "cosine":
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
-    raise ValueError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}; choose 'constant' or 'cosine'")
-
-
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random horizontal flip and random crop with ``pad`` pixels of zero padding."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen, device=gen.device) < 0.5
-    x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
-    shifts = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen, device=gen.device).to(x.device)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    h, w = x.shape[2:]
-    out = torch.empty_like(x)
-    for dy, dx in torch.unique(shifts, dim=0).tolist():
-        sel = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
-        out[sel] = padded[sel, :, dy:dy + h, dx:dx + w]
-    return out
+from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_stop, load_checkpoint, load_snapshot,
+                                           save_checkpoint as write_checkpoint)
+from singledir.training.core import TrainConfig, augment_batch, epoch_row, lr_at, make_optimizer, set_lr
 
 
 @torch.no_grad()
@@ -118,32 +56,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss / len(x), correct / len(x)
 
 
-class _StopFlag:
-    """Records SIGTERM/SIGUSR1 so the loop can checkpoint before exiting."""
-
-    def __init__(self):
-        self.signum = None
-
-    def __call__(self, signum, frame):
-        self.signum = signum
-
-
-@contextmanager
-def _catch_stop_signals():
-    flag = _StopFlag()
-    old = {}
-    for s in (signal.SIGTERM, signal.SIGUSR1):
-        try:
-            old[s] = signal.signal(s, flag)
-        except ValueError:  # not in the main thread: leave signals alone
-            pass
-    try:
-        yield flag
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.PathLike,
           log=print) -> tuple[pd.DataFrame, dict[int, dict]]:
     """Train ``model`` in place; return (per-epoch history, {epoch: state_dict} snapshots).
@@ -151,6 +63,7 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
     ``work_dir`` holds the resume checkpoint and the snapshots taken so far. If it
     already holds a checkpoint, training resumes from it.
     """
+    cfg.expect("epoch", "singledir.training.single.train")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = work_dir / "resume.pt"
@@ -185,15 +98,15 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
     snapshot_epochs = set(cfg.snapshot_epochs)
     if 0 in snapshot_epochs and not (work_dir / "snapshot_0.pt").exists():
         save_torch(model.state_dict(), work_dir / "snapshot_0.pt")
+    def record(epoch):
+        history.append(epoch_row(epoch, evaluate(model, data.x_train, data.y_train, cfg.eval_batch_size),
+                                 evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size)))
+
     if not history:  # the state before any training, for curves over training
-        tr_loss, tr_acc = evaluate(model, data.x_train, data.y_train, cfg.eval_batch_size)
-        te_loss, te_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size)
-        history.append({"epoch": 0, "train_loss": tr_loss, "train_accuracy": tr_acc,
-                        "test_loss": te_loss, "test_accuracy": te_acc})
-    with _catch_stop_signals() as stop:
+        record(0)
+    with catch_stop_signals() as stop:
         for epoch in range(start_epoch, cfg.epochs):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch)
+            set_lr(optimizer, lr_at(cfg, epoch))
             model.train()
             if perm is None:
                 perm = torch.randperm(n, generator=gen, device=device)
@@ -208,21 +121,18 @@ def train(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if stop.signum is not None:
-                    save_checkpoint(epoch, step + 1, perm)
-                    raise TrainingInterrupted(f"signal {stop.signum} received at epoch {epoch}, step {step + 1}; "
-                                              f"checkpoint written to {ckpt_path}")
+                if stop.requested:
+                    checkpoint_and_stop(lambda: save_checkpoint(epoch, step + 1, perm), ckpt_path,
+                                        f"epoch {epoch}, step {step + 1}", stop.signum)
             start_step, perm = 0, None
-            tr_loss, tr_acc = evaluate(model, data.x_train, data.y_train, cfg.eval_batch_size)
-            te_loss, te_acc = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size)
-            history.append({"epoch": epoch + 1, "train_loss": tr_loss, "train_accuracy": tr_acc,
-                            "test_loss": te_loss, "test_accuracy": te_acc})
+            record(epoch + 1)
             if epoch + 1 in snapshot_epochs:
                 save_torch(model.state_dict(), work_dir / f"snapshot_{epoch + 1}.pt")
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            if cfg.checkpoint_due(epoch + 1):
                 save_checkpoint(epoch + 1, 0, None)
-            log(f"epoch {epoch + 1}/{cfg.epochs} train_loss={tr_loss:.4f} train_acc={tr_acc:.4f} "
-                f"test_loss={te_loss:.4f} test_acc={te_acc:.4f}")
+            h = history[-1]
+            log(f"epoch {epoch + 1}/{cfg.epochs} train_loss={h['train_loss']:.4f} "
+                f"train_acc={h['train_accuracy']:.4f} test_loss={h['test_loss']:.4f} test_acc={h['test_accuracy']:.4f}")
     snapshots = {e: load_snapshot(work_dir / f"snapshot_{e}.pt", work_dir)
                  for e in sorted(snapshot_epochs) if (work_dir / f"snapshot_{e}.pt").exists()}
     return pd.DataFrame(history), snapshots
