@@ -37,6 +37,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.training.core import TrainConfig
+
 REGULARIZERS = ("none", "ablation_noise", "reliance", "selectivity")
 SI_EPS = 1e-7
 
@@ -169,9 +171,9 @@ class Regularizer:
         return clean + self.strength * (abl - clean)
 
 
-def from_train_config(model: nn.Module, cfg) -> Regularizer:
-    return Regularizer(model, getattr(cfg, "regularizer", "none") or "none", getattr(cfg, "reg_strength", 0.0),
-                       getattr(cfg, "reg_q_max", 0.5), getattr(cfg, "reg_layers", "all"))
+def from_train_config(model: nn.Module, cfg: TrainConfig) -> Regularizer:
+    """The regularizer of a config (``none`` when ``train.regularizer`` is unset or null)."""
+    return Regularizer(model, cfg.regularizer or "none", cfg.reg_strength, cfg.reg_q_max, cfg.reg_layers)
 
 
 def is_regularized(spec: dict) -> bool:
