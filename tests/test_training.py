@@ -1,6 +1,7 @@
 import math
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,3 +142,16 @@ def test_make_optimizer_builds_the_configured_torch_optimizer():
     assert isinstance(sgd, torch.optim.SGD) and isinstance(adam, torch.optim.Adam)
     assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["weight_decay"]) == (0.3, 0.8, 1e-3)
     assert adam.defaults["betas"] == torch.optim.Adam(params).defaults["betas"]
+
+
+def test_training_modules_import_no_private_names_of_other_modules():
+    """The loops share the core and the checkpoint module through public names only."""
+    import ast
+
+    from singledir import training
+
+    for path in sorted(Path(training.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singledir"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"

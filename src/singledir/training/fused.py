@@ -70,6 +70,7 @@ from singledir.io import save_torch
 from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_stop, load_checkpoint, load_snapshot,
                                            save_checkpoint as write_checkpoint)
 from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig, augment_batch, epoch_row, lr_at, make_optimizer
+from singledir.training.single import train
 
 FUSABLE_ARCHS = ("mlp", "convnet")
 # Spec entries in which members of one fused group may differ.
@@ -668,8 +669,6 @@ def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     methods give each member the model a separate training gives (bitwise for MLPs with
     one thread; see the module docstring), so the choice changes time only.
     """
-    from singledir.training.single import train
-
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / "fusion_decision.json"
