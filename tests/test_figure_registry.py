@@ -78,5 +78,8 @@ def test_io_and_table_summaries(tmp_path):
     text = logs.io_summary({"curves": ["r/a/m1/x.csv", "r/a/m2/x.csv", "r/a/m2/y.csv"], "one": "r/m3/h.csv"},
                            ["out.pdf", "out.csv"])
     assert text == "read curves: 3 files of 2 models; one: 1 files of 1 models\nwrote out.pdf, out.csv"
-    (tmp_path / "s.csv").write_text("statistic,value,ci_low,ci_high,n,unit,p,p_min\nr,0.5,0.1,0.9,6,networks,0.01,0.0014\n")
-    assert logs.table_summary(tmp_path / "s.csv").splitlines()[1] == "  r = 0.5 [0.1, 0.9] (n = 6 networks, p = 0.01)"
+    (tmp_path / "s.csv").write_text("statistic,value,ci_low,ci_high,n,unit,p,p_min\nr,0.5,0.1,0.9,6,networks,0.01,0.0014\n"
+                                   "epochs,100,,,1,networks,,\n")
+    assert logs.table_summary(tmp_path / "s.csv").splitlines() == [
+        f"2 statistics in {tmp_path / 's.csv'}:", "  r = 0.5 [0.1, 0.9] (n = 6 networks, p = 0.01)",
+        "  epochs = 100 (n = 1 networks)"]

@@ -184,3 +184,19 @@ def test_claims_and_report_of_a_tiny_run(tmp_path):
                  "results/report/runtimes.html", "results/report/config.html", "results/report/figures.html"):
         assert f'"{item}"' in html
     assert "Reproduces Fig. 7a" in html and "Reproduces Fig. A4a" in html
+
+
+@pytest.mark.slow
+def test_imagenet_figures_are_in_the_report(tmp_path):
+    from test_workflow_imagenet import FIGURES, tiny_imagenet_config
+
+    cfgfile = write_yaml(tiny_imagenet_config(), tmp_path / "tiny.yaml")
+    run_snakemake(tmp_path, *FIGURES, configfile=cfgfile)
+    run_snakemake(tmp_path, "--report", "results/report.html", *FIGURES, configfile=cfgfile)
+    html = (tmp_path / "results" / "report.html").read_text()
+    for pdf in FIGURES:
+        assert f'"{pdf}"' in html
+    for panel in ("1c", "7d-e", "A2b", "A3b", "A4d-e"):
+        assert f"Reproduces Fig. {panel}" in html
+    log = (tmp_path / "results" / "logs" / "figures" / "fig7_imagenet.log").read_text()
+    assert "read units: 1 files of 1 models" in log and "spearman_selectivity_vs_impact = " in log

@@ -51,7 +51,7 @@ def table_summary(stats_csv: str | os.PathLike) -> str:
     table = pd.read_csv(stats_csv)
     lines = [f"{len(table)} statistics in {stats_csv}:"]
     for r in table.itertuples(index=False):
+        ci = f" [{r.ci_low:.4g}, {r.ci_high:.4g}]" if pd.notna(r.ci_low) and pd.notna(r.ci_high) else ""
         p = f", p = {r.p:.3g}" if pd.notna(getattr(r, "p", float("nan"))) else ""
-        lines.append(f"  {r.statistic} = {r.value:.6g} [{r.ci_low:.4g}, {r.ci_high:.4g}] (n = {r.n} {r.unit}{p})"
-                     if isinstance(r.value, (int, float)) else f"  {r.statistic} = {r.value}")
+        lines.append(f"  {r.statistic} = {r.value:.6g}{ci} (n = {r.n} {r.unit}{p})")
     return "\n".join(lines)
