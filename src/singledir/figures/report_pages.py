@@ -89,11 +89,6 @@ def claims_html(table: pd.DataFrame, scale: str) -> str:
     return _page("Claims of Morcos et al. (2018): paper vs this reproduction", body)
 
 
-def paper_figure(figure: str, family: str) -> tuple[str, str]:
-    """('Fig. 7b-c', title) for a figure rule's output ``<figure>_<family>`` (the figure registry)."""
-    return registry.paper_figure(figure, family)
-
-
 def pdf_to_png(pdf: str | os.PathLike, scale: float = 2.0) -> bytes:
     """First page of a PDF rasterized to a 256-colour PNG (PDFium), for browsers that cannot show
     PDFs inline. The palette keeps a page of all figures small: browsers refuse ``data:`` URLs
@@ -124,7 +119,7 @@ def gallery_html(pdfs: list[str | os.PathLike], scale: str) -> str:
     items = []
     for p in sorted(pdfs, key=key):
         fig, _, fam = Path(p).stem.rpartition("_")
-        label, title = paper_figure(fig, fam)
+        label, title = registry.paper_figure(fig, fam)
         png = base64.b64encode(pdf_to_png(p)).decode()
         items.append(f"<figure id='{html.escape(Path(p).stem)}'><figcaption><b>{label}</b> "
                      f"({html.escape(FAMILY_NAMES.get(fam, fam))}): {html.escape(title)} "
