@@ -28,8 +28,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures_common.smk"
 include: "workflow/rules/figures.smk"
-include: "workflow/rules/cifar10.smk"
 include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/beyond_common.smk"
 include: "workflow/rules/beyond.smk"
@@ -47,24 +47,3 @@ rule all:
     default_target: True
     input:
         rules.all_figures.input,
-
-
-rule unknown_figure:
-    """A results/fig*_*.pdf or .csv this project does not draw: stops before any job with
-    the figures and families it knows (input function unknown_figure in common.smk)."""
-    input:
-        unknown_figure,
-    output:
-        f"{RESULTS}/{{target}}.{{ext}}",
-    wildcard_constraints:
-        target=unknown_figure_regex(),
-        ext="pdf|csv",
-    log:
-        f"{RESULTS}/logs/unknown_figure/{{target}}.{{ext}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/unknown_figure/{{target}}.{{ext}}.tsv"
-    localrule: True
-    conda:
-        ENV_CPU
-    shell:
-        "echo '{output} is not a figure of this project' > {log}; exit 1"

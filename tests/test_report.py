@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 from conftest import REPO, run_snakemake, tiny_mnist_config, write_yaml  # noqa: E402
 from singledir.stats import claims as C  # noqa: E402
 from singledir.figures import readme_status as RS  # noqa: E402
+from singledir.figures import registry  # noqa: E402
 from singledir.figures import report_pages as RP  # noqa: E402
 CLAIMS_MD = """# Claims of Morcos et al. (2018), one by one
 
@@ -138,12 +139,11 @@ def render_caption(figure, family, scale="demo"):
     return env.from_string((REPO / "workflow" / "report" / f"{figure}.rst").read_text()).render(snakemake=sm)
 
 
-@pytest.mark.parametrize("figure", sorted(RP.PAPER_FIGURES))
+@pytest.mark.parametrize("figure", sorted(f.name for f in registry.FIGURE_LIST if not f.beyond))
 def test_every_figure_caption_names_its_paper_figure_and_scale(figure):
-    panels, _ = RP.PAPER_FIGURES[figure]
-    for family, panel in panels.items():
+    for family, panel in registry.figure(figure).panels.items():
         text = render_caption(figure, family)
-        assert f"**Reproduces Fig. {panel}**" in text
+        assert f"**Reproduces Fig. {panel.panel}**" in text
         assert "**demo** *scale* on LABEL" in text and "stand-in" in text
         assert f"results/{figure}_{family}.csv" in text
         assert "stand-in" not in render_caption(figure, family, scale="paper")
@@ -153,9 +153,10 @@ def test_every_report_caption_used_by_the_workflow_exists():
     rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     captions = set()
     for c in re.findall(r'caption=f?"\.\./report/([^"]+)"', rules):
-        captions |= {c.replace("{figure}", f) for f in RP.PAPER_FIGURES} if "{figure}" in c else {c}
+        captions |= {c.replace("{figure}", f) for f in registry.FIGURES} if "{figure}" in c else {c}
     assert {"claims.rst", "runtimes.rst", "config.rst", "gallery.rst", "fig1.rst"} <= captions
     assert all((REPO / "workflow" / "report" / c).is_file() for c in captions)
+    assert {f.caption for f in registry.FIGURE_LIST} <= captions  # every figure rule wraps its PDF in report()
 
 
 # ---------------------------------------------------------------- integration
@@ -183,3 +184,19 @@ def test_claims_and_report_of_a_tiny_run(tmp_path):
                  "results/report/runtimes.html", "results/report/config.html", "results/report/figures.html"):
         assert f'"{item}"' in html
     assert "Reproduces Fig. 7a" in html and "Reproduces Fig. A4a" in html
+
+
+@pytest.mark.slow
+def test_imagenet_figures_are_in_the_report(tmp_path):
+    from test_workflow_imagenet import FIGURES, tiny_imagenet_config
+
+    cfgfile = write_yaml(tiny_imagenet_config(), tmp_path / "tiny.yaml")
+    run_snakemake(tmp_path, *FIGURES, configfile=cfgfile)
+    run_snakemake(tmp_path, "--report", "results/report.html", *FIGURES, configfile=cfgfile)
+    html = (tmp_path / "results" / "report.html").read_text()
+    for pdf in FIGURES:
+        assert f'"{pdf}"' in html
+    for panel in ("1c", "7d-e", "A2b", "A3b", "A4d-e"):
+        assert f"Reproduces Fig. {panel}" in html
+    log = (tmp_path / "results" / "logs" / "figures" / "fig7_imagenet.log").read_text()
+    assert "read units: 1 files of 1 models" in log and "spearman_selectivity_vs_impact = " in log

@@ -75,7 +75,7 @@ def test_paper_config_builds_its_dag(tmp_path):
     out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=cfgfile)
     text = out.stdout + out.stderr
     for rule in ("imagenet_index", "imagenet_corrupt_labels", "imagenet_subset", "imagenet_model",
-                 "imagenet_units", "imagenet_fig7"):
+                 "imagenet_units", "fig7"):
         assert f"rule {rule}:" in text, rule
     assert "gpu=8" in text and "nodes=1" in text  # the training job asks for its GPUs
     # Without the data a dry run still plans (and warns); the index job stops with one

@@ -64,76 +64,12 @@ def model_files(family, experiment, pattern):
     ]
 
 
-def figure_inputs(figure, family, pattern):
-    """Per-model files for every experiment figure ``figure`` of ``family`` needs."""
-    needs = plan.FIGURES.get(family, {}).get(figure)
-    if needs is None:
-        raise ValueError(f"{figure}_{family}: no such figure; known: {plan.figure_targets(config)}")
-    return [f for exp in needs for f in model_files(family, exp, pattern)]
-
-
-def all_figure_targets():
-    figs = plan.figure_targets(config, RESULTS)
-    csvs = [f[: -len(".pdf")] + ".csv" for f in figs]
-    stats = [f"{RESULTS}/stats/{fam}.csv" for fam in plan.enabled_families(config)
-             if any(f.endswith(f"_{fam}.pdf") for f in figs)]
-    return figs + csvs + stats
-
-
-def figures_of(family):
-    return [f for f in plan.figure_targets(config, RESULTS) if f.endswith(f"_{family}.pdf")]
-
-
 # Inputs of the per-model analysis rules (analysis.smk).
 def _model_inputs(w):
     return {
         "model": f"{RESULTS}/models/{w.family}/{w.model}/model.pt",
         "dataset": f"{RESULTS}/data/{w.family}/dataset.npz",
         "labels": label_path(w),
-    }
-
-
-# Params and outputs of the figure rules (figures.smk).
-def specs_for(figure, family=None):
-    def fn(w):
-        fam = family or w.family
-        needs = plan.FIGURES[fam][figure]
-        specs = plan.model_specs(config, fam)
-        return {m: specs[m] for e in needs for m in plan.experiment_models(config, fam, e)}
-
-    return fn
-
-
-def fig_params(figure):
-    return dict(
-        specs=specs_for(figure),
-        scale=config["scale"],
-        label=lambda w: family_cfg(w.family).get("label", w.family),
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-    )
-
-
-def fig_outputs(figure):
-    return dict(
-        pdf=report(f"{RESULTS}/{figure}_{{family}}.pdf", caption=f"../report/{figure}.rst", category="Figures",
-                   subcategory="{family}"),
-        csv=f"{RESULTS}/{figure}_{{family}}.csv",
-        stats=f"{RESULTS}/stats/{{family}}/{figure}.csv",
-    )
-
-
-# Inputs of the claims table (report.smk): every family's stats table, and the tidy figure
-# tables some claims resample; only what the config enables (a disabled family's claims
-# say "not run").
-def claims_inputs(wildcards):
-    import singledir.stats.claims as claims_lib
-
-    targets = all_figure_targets()
-    tidy = {f"{RESULTS}/{fig}_{fam}.csv" for fig, fam in claims_lib.TIDY_TABLES}
-    return {
-        "stats": [t for t in targets if t.startswith(f"{RESULTS}/stats/") and t.endswith(".csv")],
-        "tables": [t for t in targets if t in tidy],
     }
 
 
@@ -162,60 +98,3 @@ def unfused_model_regex():
     ]
     base = r"[A-Za-z0-9_.\-]+"
     return f"(?!(?:{'|'.join(alts)})/){base}" if alts else base
-
-
-# Inputs, outputs and params of the CIFAR-10 figure rules (cifar10.smk).
-def cifar10_files(figure, pattern):
-    """Per-model files of the models a CIFAR-10 figure uses."""
-    return lambda w: figure_inputs(figure, "cifar10", pattern)
-
-
-def cifar10_figure_cfg(figure):
-    return family_cfg("cifar10").get("figures", {}).get(figure, {})
-
-
-def cifar10_outputs(figure):
-    return dict(
-        pdf=report(f"{RESULTS}/{figure}_cifar10.pdf", caption=f"../report/{figure}.rst", category="Figures",
-                   subcategory="cifar10"),
-        csv=f"{RESULTS}/{figure}_cifar10.csv",
-        stats=f"{RESULTS}/stats/cifar10/{figure}.csv",
-    )
-
-
-def cifar10_params(figure):
-    return dict(
-        specs=specs_for(figure, "cifar10"),
-        scale=config["scale"],
-        label=lambda w: family_cfg("cifar10").get("label", "cifar10"),
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-        figure=lambda w: cifar10_figure_cfg(figure),
-    )
-
-
-# A figure target the project does not draw (results/fig9_mnist.pdf, results/fig1_svhn.pdf)
-# reaches rule unknown_figure (Snakefile), whose input function stops the run before any
-# job with the figures and families this project knows.
-KNOWN_FIGURES = {f"{fig}_{fam}" for fam, figs in plan.FIGURES.items() for fig in figs}
-
-
-def unknown_figure_regex():
-    known = "|".join(sorted(re.escape(k) for k in KNOWN_FIGURES))
-    # The lookahead sees the rest of the path: the wildcard is followed by ".{ext}", so a
-    # known figure is excluded only when "<figure>_<family>.pdf|csv" ends the path.
-    return rf"(?!(?:{known})\.(?:pdf|csv)$)fig[A-Za-z0-9]*_[A-Za-z0-9_]+"
-
-
-def unknown_figure(wildcards):
-    fig, _, fam = wildcards.target.partition("_")
-    known = {f: sorted(fig_ for fig_ in figs) for f, figs in plan.FIGURES.items()}
-    if fam in plan.FIGURES:
-        why = f"family {fam} has no figure {fig!r}; its figures are {', '.join(known[fam])}"
-    else:
-        why = f"there is no family {fam!r}; the families are {', '.join(plan.FIGURES)}"
-    enabled = plan.figure_targets(config, RESULTS)
-    raise plan.ConfigError(
-        f"{RESULTS}/{wildcards.target}.{wildcards.ext} is not a figure of this project: {why}. "
-        f"Figures are results/<figure>_<family>.pdf; this config draws {len(enabled)}: "
-        f"{', '.join(os.path.basename(f)[:-4] for f in enabled)} (snakemake all_figures draws them all).")

@@ -67,29 +67,6 @@ def imagenet_trains(wildcards):
     return not imagenet_spec(wildcards)["model"].get("weights")
 
 
-def imagenet_fig_params(figure):
-    return dict(
-        specs=lambda w: {m: s for m, s in plan.model_specs(config, IMAGENET).items()
-                         if s["experiment"] in plan.FIGURES[IMAGENET][figure]},
-        scale=config["scale"],
-        label=family_cfg(IMAGENET).get("label", IMAGENET) if IMAGENET in config["families"] else IMAGENET,
-        bootstrap=config["bootstrap"],
-        seed=config["seed"],
-    )
-
-
-def imagenet_fig_outputs(figure):
-    return dict(
-        pdf=f"{RESULTS}/{figure}_{IMAGENET}.pdf",
-        csv=f"{RESULTS}/{figure}_{IMAGENET}.csv",
-        stats=f"{RESULTS}/stats/{IMAGENET}/{figure}.csv",
-    )
-
-
-def imagenet_units_inputs(figure):
-    return lambda w: figure_inputs(figure, IMAGENET, "analysis/{family}/{model}/units.csv")
-
-
 def _imagenet_model_inputs(w):
     return {
         "model": f"{RESULTS}/models/{IMAGENET}/{w.model}/model.pt",
@@ -97,11 +74,6 @@ def _imagenet_model_inputs(w):
         "labels": imagenet_labels(w),
         "subset": rules.imagenet_subset.output.subset,
     }
-
-
-def imagenet_stats_parts():
-    """The per-figure statistics files gathered into results/stats/imagenet.csv."""
-    return [f"{RESULTS}/stats/{IMAGENET}/{os.path.basename(f).split('_')[0]}.csv" for f in figures_of(IMAGENET)]
 
 
 def imagenet_unit_shards():

@@ -1,7 +1,7 @@
 """results/claims.csv and results/claims.md: the paper's claims next to ours (singledir.stats.claims)."""
 from singledir.stats.claims import Sources, evaluate_claims, to_markdown
 from singledir.io import atomic_path, save_csv
-from singledir.pipeline.runtime import log_to
+from singledir.pipeline.logs import log_to
 
 sm = snakemake
 with log_to(sm.log[0]):

@@ -16,25 +16,29 @@ from singledir.io import save_csv
 from singledir.stats.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
 from singledir.figures import plotting
 from singledir.stats.inference import by_fraction_stats
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
-nets = final_accuracies(sm.input.histories)
-curves = curves.merge(nets, on="model", how="left")
-save_csv(curves, sm.output.csv)
+with log_to(sm.log[0]):
+    curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
+    nets = final_accuracies(sm.input.histories)
+    curves = curves.merge(nets, on="model", how="left")
+    save_csv(curves, sm.output.csv)
 
-fig, ax = plt.subplots(figsize=(4.6, 3.4))
-plotting.bands_by_fraction(ax, curves, "n_ablated", ["model", "ordering"])
-ax.set_xlabel(sm.params.get("xlabel", "Number of units ablated"))
-ax.set_ylabel(sm.params.get("ylabel", "Training accuracy"))
-default_title = f"{sm.params.label if sm.params.scale == 'paper' else ''} Cumulative ablation vs label corruption"
-plotting.suptitle(fig, sm.params.get("title", default_title.strip()), sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    plotting.bands_by_fraction(ax, curves, "n_ablated", ["model", "ordering"])
+    ax.set_xlabel(sm.params.figure.get("xlabel", "Number of units ablated"))
+    ax.set_ylabel(sm.params.figure.get("ylabel", "Training accuracy"))
+    default_title = f"{sm.params.label if sm.params.scale == 'paper' else ''} Cumulative ablation vs label corruption"
+    plotting.suptitle(fig, sm.params.figure.get("title", default_title.strip()), sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-aucs = curve_aucs(curves[["model", "corrupted_fraction", "ordering", "n_ablated", "fraction", "accuracy"]])
-nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
-rows = (by_fraction_stats(aucs, "auc", "auc", sm.params.bootstrap, sm.params.seed)
-        + by_fraction_stats(aucs, "raw_auc", "raw_auc", sm.params.bootstrap, sm.params.seed)[1:]
-        + memorization_rows(nets))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    aucs = curve_aucs(curves[["model", "corrupted_fraction", "ordering", "n_ablated", "fraction", "accuracy"]])
+    nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
+    rows = (by_fraction_stats(aucs, "auc", "auc", sm.params.bootstrap, sm.params.seed)
+            + by_fraction_stats(aucs, "raw_auc", "raw_auc", sm.params.bootstrap, sm.params.seed)[1:]
+            + memorization_rows(nets))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

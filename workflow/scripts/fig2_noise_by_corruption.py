@@ -15,28 +15,32 @@ from singledir.io import save_csv
 from singledir.stats.net_tables import final_accuracies, memorization_rows, with_corrupted_fraction
 from singledir.figures import plotting
 from singledir.stats.inference import by_fraction_stats
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
-nets = final_accuracies(sm.input.histories)
-curves = curves.merge(nets, on="model", how="left")
-save_csv(curves, sm.output.csv)
+with log_to(sm.log[0]):
+    curves = with_corrupted_fraction(sm.input.curves, sm.params.specs)
+    nets = final_accuracies(sm.input.histories)
+    curves = curves.merge(nets, on="model", how="left")
+    save_csv(curves, sm.output.csv)
 
-fig, ax = plt.subplots(figsize=(4.6, 3.4))
-noisy = curves[curves["scale"] > 0]
-plotting.bands_by_fraction(ax, noisy, "scale", ["model", "repeat"], marker="o")
-ax.set_xscale("log")
-ax.set_xlabel("Noise variance / unit variance")
-ax.set_ylabel("Training accuracy")
-plotting.suptitle(fig, "Noise robustness vs label corruption", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    noisy = curves[curves["scale"] > 0]
+    plotting.bands_by_fraction(ax, noisy, "scale", ["model", "repeat"], marker="o")
+    ax.set_xscale("log")
+    ax.set_xlabel("Noise variance / unit variance")
+    ax.set_ylabel("Training accuracy")
+    plotting.suptitle(fig, "Noise robustness vs label corruption", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-# Robustness per (model, repeat): mean accuracy over positive scales / clean accuracy.
-base = curves[curves["scale"] == 0].groupby("model")["accuracy"].mean()
-rob = noisy.groupby(["model", "corrupted_fraction", "repeat"])["accuracy"].mean().reset_index()
-rob["robustness"] = rob["accuracy"] / rob["model"].map(base).clip(lower=1e-12) if len(base) else rob["accuracy"]
-nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
-rows = (by_fraction_stats(rob, "robustness", "noise_robustness", sm.params.bootstrap, sm.params.seed)
-        + memorization_rows(nets))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    # Robustness per (model, repeat): mean accuracy over positive scales / clean accuracy.
+    base = curves[curves["scale"] == 0].groupby("model")["accuracy"].mean()
+    rob = noisy.groupby(["model", "corrupted_fraction", "repeat"])["accuracy"].mean().reset_index()
+    rob["robustness"] = rob["accuracy"] / rob["model"].map(base).clip(lower=1e-12) if len(base) else rob["accuracy"]
+    nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))
+    rows = (by_fraction_stats(rob, "robustness", "noise_robustness", sm.params.bootstrap, sm.params.seed)
+            + memorization_rows(nets))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

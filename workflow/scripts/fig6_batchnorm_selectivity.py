@@ -21,47 +21,51 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.net_tables import live_map_summary, spec_value
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-specs = sm.params.specs
-boot, seed = sm.params.bootstrap, sm.params.seed
-units = pd.concat([pd.read_csv(f) for f in sm.input.units], ignore_index=True)
-units.insert(1, "batch_norm", [bool(v) for v in spec_value(units["model"], specs, "model", "batch_norm", True)])
-units["dead"] = units["mean_activity"] <= 0
-save_csv(units, sm.output.csv)
-high = float(sm.params.figure.get("high_selectivity", 0.5))
-live = units[~units["dead"]]
+with log_to(sm.log[0]):
+    specs = sm.params.specs
+    boot, seed = sm.params.bootstrap, sm.params.seed
+    units = pd.concat([pd.read_csv(f) for f in sm.input.units], ignore_index=True)
+    units.insert(1, "batch_norm", [bool(v) for v in spec_value(units["model"], specs, "model", "batch_norm", True)])
+    units["dead"] = units["mean_activity"] <= 0
+    save_csv(units, sm.output.csv)
+    high = float(sm.params.figure.get("high_selectivity", 0.5))
+    live = units[~units["dead"]]
 
-groups = ((True, "tab:blue", "Batch norm"), (False, "tab:purple", "No batch norm"))
-fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))
-for ax, col, xlabel, panel in ((axes[0], "selectivity", "Class selectivity index", "a"),
-                               (axes[1], "mutual_information", "Mutual information (bits)", "b")):
-    hi = max(1e-6, float(units[col].max()))
-    bins = np.linspace(0, 1 if col == "selectivity" else hi, 31)
-    for bn, color, name in groups:
-        arm = units[units["batch_norm"] == bn]
-        v = live.loc[live["batch_norm"] == bn, col]
-        if len(v):
-            ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=color,
-                    label=f"{name} ({plotting.count(arm['model'].nunique())}, median {v.median():.3f}, "
-                          f"{arm['dead'].mean():.0%} dead)")
-            ax.hist(v, bins=bins, density=True, histtype="step", color=color, lw=1.0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Density (live feature maps)")
-    ax.legend(fontsize=7)
-    ax.set_title(panel, loc="left", fontweight="bold")
-plotting.suptitle(fig, "Class selectivity and mutual information with and without batch norm",
-                  sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    groups = ((True, "tab:blue", "Batch norm"), (False, "tab:purple", "No batch norm"))
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))
+    for ax, col, xlabel, panel in ((axes[0], "selectivity", "Class selectivity index", "a"),
+                                   (axes[1], "mutual_information", "Mutual information (bits)", "b")):
+        hi = max(1e-6, float(units[col].max()))
+        bins = np.linspace(0, 1 if col == "selectivity" else hi, 31)
+        for bn, color, name in groups:
+            arm = units[units["batch_norm"] == bn]
+            v = live.loc[live["batch_norm"] == bn, col]
+            if len(v):
+                ax.hist(v, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=color,
+                        label=f"{name} ({plotting.count(arm['model'].nunique())}, median {v.median():.3f}, "
+                              f"{arm['dead'].mean():.0%} dead)")
+                ax.hist(v, bins=bins, density=True, histtype="step", color=color, lw=1.0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Density (live feature maps)")
+        ax.legend(fontsize=7)
+        ax.set_title(panel, loc="left", fontweight="bold")
+    plotting.suptitle(fig, "Class selectivity and mutual information with and without batch norm",
+                      sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-per_net = live_map_summary(units, high)
-bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
-rows = []
-for col, name in (("median_selectivity", "selectivity"), ("median_mi", "mi"),
-                  ("high_selectivity_fraction", "high_selectivity_fraction"), ("dead_fraction", "dead_fraction")):
-    rows.append(stat_row(f"{col}_bn", mean_ci(bn[col], boot, seed, "networks")))
-    rows.append(stat_row(f"{col}_nobn", mean_ci(no[col], boot, seed, "networks")))
-    rows.append(stat_row(f"{name}_difference_bn_minus_nobn",
-                         difference_ci(bn[col], no[col], np.mean, boot, seed, "networks")))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    per_net = live_map_summary(units, high)
+    bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
+    rows = []
+    for col, name in (("median_selectivity", "selectivity"), ("median_mi", "mi"),
+                      ("high_selectivity_fraction", "high_selectivity_fraction"), ("dead_fraction", "dead_fraction")):
+        rows.append(stat_row(f"{col}_bn", mean_ci(bn[col], boot, seed, "networks")))
+        rows.append(stat_row(f"{col}_nobn", mean_ci(no[col], boot, seed, "networks")))
+        rows.append(stat_row(f"{name}_difference_bn_minus_nobn",
+                             difference_ci(bn[col], no[col], np.mean, boot, seed, "networks")))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

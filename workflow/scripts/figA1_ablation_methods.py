@@ -12,32 +12,36 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.net_tables import curve_matrix, mean_auc
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-boot, seed = sm.params.bootstrap, sm.params.seed
-zero = pd.concat([pd.read_csv(f) for f in sm.input.zero], ignore_index=True).assign(mode="zero")
-mean = pd.concat([pd.read_csv(f) for f in sm.input.mean], ignore_index=True).assign(mode="mean")
-curves = pd.concat([zero, mean], ignore_index=True)
-save_csv(curves, sm.output.csv)
+with log_to(sm.log[0]):
+    boot, seed = sm.params.bootstrap, sm.params.seed
+    zero = pd.concat([pd.read_csv(f) for f in sm.input.zero], ignore_index=True).assign(mode="zero")
+    mean = pd.concat([pd.read_csv(f) for f in sm.input.mean], ignore_index=True).assign(mode="mean")
+    curves = pd.concat([zero, mean], ignore_index=True)
+    save_csv(curves, sm.output.csv)
 
-fig, ax = plt.subplots(figsize=(4.8, 3.4))
-for c, color, name in ((zero, "tab:blue", "Ablation to zero"), (mean, "tab:orange", "Ablation to mean")):
-    x, v = curve_matrix(c)
-    plotting.band(ax, x, v, color=color, label=name)
-ax.set_xlabel("Number of feature maps ablated")
-ax.set_ylabel("Training accuracy")
-ax.set_ylim(0, 1.02)
-ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
-          f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
-          title_fontsize=7)
-plotting.suptitle(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for c, color, name in ((zero, "tab:blue", "Ablation to zero"), (mean, "tab:orange", "Ablation to mean")):
+        x, v = curve_matrix(c)
+        plotting.band(ax, x, v, color=color, label=name)
+    ax.set_xlabel("Number of feature maps ablated")
+    ax.set_ylabel("Training accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
+              f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
+              title_fontsize=7)
+    plotting.suptitle(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-a_zero = mean_auc(zero).set_index("model")["auc"]
-a_mean = mean_auc(mean).set_index("model")["auc"]
-paired = (a_zero - a_mean.reindex(a_zero.index)).dropna()
-rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed, "networks")),
-        stat_row("auc_mean", mean_ci(a_mean, boot, seed, "networks")),
-        stat_row("auc_difference_zero_minus_mean", paired_difference(paired, boot, seed, "networks"))]
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    a_zero = mean_auc(zero).set_index("model")["auc"]
+    a_mean = mean_auc(mean).set_index("model")["auc"]
+    paired = (a_zero - a_mean.reindex(a_zero.index)).dropna()
+    rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed, "networks")),
+            stat_row("auc_mean", mean_ci(a_mean, boot, seed, "networks")),
+            stat_row("auc_difference_zero_minus_mean", paired_difference(paired, boot, seed, "networks"))]
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

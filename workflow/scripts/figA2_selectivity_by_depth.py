@@ -9,32 +9,36 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import mean_ci, spearman, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-units = pd.concat([pd.read_csv(f) for f in sm.input.units])
-save_csv(units, sm.output.csv)
-depths = sorted(units["depth"].unique())
-data = [units.loc[units["depth"] == d, "selectivity"].to_numpy() for d in depths]
+with log_to(sm.log[0]):
+    units = pd.concat([pd.read_csv(f) for f in sm.input.units])
+    save_csv(units, sm.output.csv)
+    depths = sorted(units["depth"].unique())
+    data = [units.loc[units["depth"] == d, "selectivity"].to_numpy() for d in depths]
 
-fig, ax = plt.subplots(figsize=(max(4.6, 0.16 * len(depths) + 2.5), 3.4))
-parts = ax.violinplot(data, positions=depths, widths=0.8, showextrema=False, showmedians=True)
-cmap = plt.get_cmap("viridis")
-for i, body in enumerate(parts["bodies"]):
-    body.set_facecolor(cmap(i / max(1, len(depths) - 1)))
-    body.set_alpha(0.7)
-parts["cmedians"].set_color("black")
-parts["cmedians"].set_linewidth(0.8)
-step = 1 if len(depths) <= 12 else 4
-ax.set_xticks(depths[::step])
-ax.set_xlabel("Layer (depth)")
-ax.set_ylabel("Class selectivity index")
-ax.set_ylim(0, 1)
-plotting.suptitle(fig, "Class selectivity by depth", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, ax = plt.subplots(figsize=(max(4.6, 0.16 * len(depths) + 2.5), 3.4))
+    parts = ax.violinplot(data, positions=depths, widths=0.8, showextrema=False, showmedians=True)
+    cmap = plt.get_cmap("viridis")
+    for i, body in enumerate(parts["bodies"]):
+        body.set_facecolor(cmap(i / max(1, len(depths) - 1)))
+        body.set_alpha(0.7)
+    parts["cmedians"].set_color("black")
+    parts["cmedians"].set_linewidth(0.8)
+    step = 1 if len(depths) <= 12 else 4
+    ax.set_xticks(depths[::step])
+    ax.set_xlabel("Layer (depth)")
+    ax.set_ylabel("Class selectivity index")
+    ax.set_ylim(0, 1)
+    plotting.suptitle(fig, "Class selectivity by depth", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-rows = [stat_row("spearman_selectivity_vs_depth",
-                 spearman(units["depth"], units["selectivity"], sm.params.bootstrap, sm.params.seed))]
-for d, v in zip(depths, data):
-    rows.append(stat_row(f"mean_selectivity_layer{d}", mean_ci(v, sm.params.bootstrap, sm.params.seed)))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    rows = [stat_row("spearman_selectivity_vs_depth",
+                     spearman(units["depth"], units["selectivity"], sm.params.bootstrap, sm.params.seed))]
+    for d, v in zip(depths, data):
+        rows.append(stat_row(f"mean_selectivity_layer{d}", mean_ci(v, sm.params.bootstrap, sm.params.seed)))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

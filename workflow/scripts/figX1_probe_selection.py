@@ -20,37 +20,41 @@ from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.net_tables import failed_stat_rows, training_failed
 from singledir.stats.inference import result, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-b = sm.params.beyond
-t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
-last = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
-# Nets that never learned or diverged are left out and counted, as in Fig. 4c: an untrained
-# net's flat ablation curve scores a high AUC, which says nothing about reliance.
-per_net = last.drop_duplicates("model").set_index("model")
-failed = training_failed(per_net)
-last = last[~last["model"].isin(per_net.index[failed])]
-names = probes.probe_names(b["probe_fractions"])
-table, stats = probes.selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
-                                      b["subsets"], b["top"])
-stats += failed_stat_rows(per_net.assign(failed=failed))
-stats.append(stat_row("headline_fraction", result(b["headline_fraction"], n=len(last["model"].unique()),
-                                                  unit="networks")))
-table.insert(0, "n_networks", last["model"].nunique())
-save_csv(table, sm.output.csv)
-save_csv(pd.DataFrame(stats), sm.output.stats)
+with log_to(sm.log[0]):
+    b = sm.params.figure["beyond"]
+    t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
+    last = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
+    # Nets that never learned or diverged are left out and counted, as in Fig. 4c: an untrained
+    # net's flat ablation curve scores a high AUC, which says nothing about reliance.
+    per_net = last.drop_duplicates("model").set_index("model")
+    failed = training_failed(per_net)
+    last = last[~last["model"].isin(per_net.index[failed])]
+    names = probes.probe_names(b["probe_fractions"])
+    table, stats = probes.selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
+                                          b["subsets"], b["top"])
+    stats += failed_stat_rows(per_net.assign(failed=failed))
+    stats.append(stat_row("headline_fraction", result(b["headline_fraction"], n=len(last["model"].unique()),
+                                                      unit="networks")))
+    table.insert(0, "n_networks", last["model"].nunique())
+    save_csv(table, sm.output.csv)
+    save_csv(pd.DataFrame(stats), sm.output.stats)
 
-fig, ax = plt.subplots(figsize=(4.8, 3.4))
-for i, r in table.iterrows():
-    err = np.array([[r.spearman_r - r.ci_low], [r.ci_high - r.spearman_r]])
-    ax.errorbar(r.cost_passes, r.spearman_r, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=r.probe)
-ax.axhline(0, color="grey", lw=0.6)
-ax.set_xscale("log")
-ax.set_xlabel("Probe cost (forward passes over the training set)")
-ax.set_ylabel("Spearman r with test accuracy")
-ax.set_ylim(-1.05, 1.05)
-ax.legend(fontsize=7, loc="lower right")
-ax.set_title(f"{plotting.count(int(table['n_networks'].iloc[0]))}, 95 % CI over networks", fontsize=8)
-plotting.suptitle(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for i, r in table.iterrows():
+        err = np.array([[r.spearman_r - r.ci_low], [r.ci_high - r.spearman_r]])
+        ax.errorbar(r.cost_passes, r.spearman_r, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=r.probe)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("Probe cost (forward passes over the training set)")
+    ax.set_ylabel("Spearman r with test accuracy")
+    ax.set_ylim(-1.05, 1.05)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{plotting.count(int(table['n_networks'].iloc[0]))}, 95 % CI over networks", fontsize=8)
+    plotting.suptitle(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

@@ -20,48 +20,52 @@ from singledir.figures import plotting
 from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-b = sm.params.beyond
-boot, seed = sm.params.bootstrap, sm.params.seed
-t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
-names = probes.probe_names(b["probe_fractions"])
-trained = t[t["epoch"] > 0]  # an untrained net's flat curve scores ~1 (see Fig. 4a)
-stops = probes.stop_epochs(trained, names, b["patience"])
-final = trained[trained["epoch"] == trained.groupby("model")["epoch"].transform("max")].drop_duplicates("model")
-stops = pd.concat([stops, pd.DataFrame({"model": final["model"], "rule": "final", "epoch": final["epoch"],
-                                        "test_loss": final["report_loss"], "test_accuracy": final["report_accuracy"],
-                                        "final_epoch": final["epoch"]})], ignore_index=True)
-stops["patience"] = b["patience"]
-save_csv(stops, sm.output.csv)
+with log_to(sm.log[0]):
+    b = sm.params.figure["beyond"]
+    boot, seed = sm.params.bootstrap, sm.params.seed
+    t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
+    names = probes.probe_names(b["probe_fractions"])
+    trained = t[t["epoch"] > 0]  # an untrained net's flat curve scores ~1 (see Fig. 4a)
+    stops = probes.stop_epochs(trained, names, b["patience"])
+    final = trained[trained["epoch"] == trained.groupby("model")["epoch"].transform("max")].drop_duplicates("model")
+    stops = pd.concat([stops, pd.DataFrame({"model": final["model"], "rule": "final", "epoch": final["epoch"],
+                                            "test_loss": final["report_loss"], "test_accuracy": final["report_accuracy"],
+                                            "final_epoch": final["epoch"]})], ignore_index=True)
+    stops["patience"] = b["patience"]
+    save_csv(stops, sm.output.csv)
 
-rules = names + ["val_loss", "oracle", "final"]
-val = stops[stops["rule"] == "val_loss"].set_index("model")
-rows = []
-for r in rules:
-    s = stops[stops["rule"] == r].set_index("model")
-    rows.append(stat_row(f"stop_epoch_{r}", mean_ci(s["epoch"], boot, seed, "networks")))
-    rows.append(stat_row(f"test_loss_at_{r}", mean_ci(s["test_loss"], boot, seed, "networks")))
-    rows.append(stat_row(f"test_accuracy_at_{r}", mean_ci(s["test_accuracy"], boot, seed, "networks")))
-    if r not in ("val_loss", "oracle"):
-        d = s["test_loss"] - val["test_loss"].reindex(s.index)
-        rows.append(stat_row(f"test_loss_{r}_minus_val_loss", paired_difference(d, boot, seed, "networks")))
-rows.append(stat_row("patience", {"value": b["patience"], "n": int(stops["model"].nunique()), "unit": "snapshots"}))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    rules = names + ["val_loss", "oracle", "final"]
+    val = stops[stops["rule"] == "val_loss"].set_index("model")
+    rows = []
+    for r in rules:
+        s = stops[stops["rule"] == r].set_index("model")
+        rows.append(stat_row(f"stop_epoch_{r}", mean_ci(s["epoch"], boot, seed, "networks")))
+        rows.append(stat_row(f"test_loss_at_{r}", mean_ci(s["test_loss"], boot, seed, "networks")))
+        rows.append(stat_row(f"test_accuracy_at_{r}", mean_ci(s["test_accuracy"], boot, seed, "networks")))
+        if r not in ("val_loss", "oracle"):
+            d = s["test_loss"] - val["test_loss"].reindex(s.index)
+            rows.append(stat_row(f"test_loss_{r}_minus_val_loss", paired_difference(d, boot, seed, "networks")))
+    rows.append(stat_row("patience", {"value": b["patience"], "n": int(stops["model"].nunique()), "unit": "snapshots"}))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5, 3.4), sharey=True)
-for i, r in enumerate(rules):
-    s = stops[stops["rule"] == r]
-    jitter = np.linspace(-0.15, 0.15, len(s)) if len(s) > 1 else [0.0]
-    ax1.scatter(s["epoch"], i + np.asarray(jitter), s=12)
-    ci = mean_ci(s["test_loss"], boot, seed)
-    lo, hi = (ci["ci_low"], ci["ci_high"]) if np.isfinite(ci["ci_low"]) else (ci["value"], ci["value"])
-    ax2.errorbar(ci["value"], i, xerr=[[ci["value"] - lo], [hi - ci["value"]]], fmt="o", capsize=3)
-ax1.set_yticks(range(len(rules)), rules, fontsize=7)
-ax1.set_xlabel("Epoch chosen (one dot per seed)")
-ax2.set_xlabel("Test loss at that epoch (report half)\nmean, 95 % CI over seeds")
-ax1.invert_yaxis()
-plotting.suptitle(fig, f"Early stopping by cheap probes ({plotting.count(stops['model'].nunique())}, "
-                       f"patience {b['patience']})", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5, 3.4), sharey=True)
+    for i, r in enumerate(rules):
+        s = stops[stops["rule"] == r]
+        jitter = np.linspace(-0.15, 0.15, len(s)) if len(s) > 1 else [0.0]
+        ax1.scatter(s["epoch"], i + np.asarray(jitter), s=12)
+        ci = mean_ci(s["test_loss"], boot, seed)
+        lo, hi = (ci["ci_low"], ci["ci_high"]) if np.isfinite(ci["ci_low"]) else (ci["value"], ci["value"])
+        ax2.errorbar(ci["value"], i, xerr=[[ci["value"] - lo], [hi - ci["value"]]], fmt="o", capsize=3)
+    ax1.set_yticks(range(len(rules)), rules, fontsize=7)
+    ax1.set_xlabel("Epoch chosen (one dot per seed)")
+    ax2.set_xlabel("Test loss at that epoch (report half)\nmean, 95 % CI over seeds")
+    ax1.invert_yaxis()
+    plotting.suptitle(fig, f"Early stopping by cheap probes ({plotting.count(stops['model'].nunique())}, "
+                           f"patience {b['patience']})", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

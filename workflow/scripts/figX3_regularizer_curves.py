@@ -15,39 +15,43 @@ from singledir.figures import plotting
 from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.inference import mean_ci, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-b = sm.params.beyond
-boot, seed = sm.params.bootstrap, sm.params.seed
-c = probes.add_condition(pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True))
-nets = c.groupby(["model", "condition", "labels", "fraction"], sort=False)["accuracy"].mean().reset_index()
-save_csv(nets, sm.output.csv)
+with log_to(sm.log[0]):
+    b = sm.params.figure["beyond"]
+    boot, seed = sm.params.bootstrap, sm.params.seed
+    c = probes.add_condition(pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True))
+    nets = c.groupby(["model", "condition", "labels", "fraction"], sort=False)["accuracy"].mean().reset_index()
+    save_csv(nets, sm.output.csv)
 
-arms = [a for a in ("clean", "corrupted") if a in set(nets["labels"])]
-conds = list(dict.fromkeys(nets["condition"]))
-fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.4), sharey=True, squeeze=False)
-for ax, arm in zip(axes[0], arms):
-    for cond in conds:
-        g = nets[(nets["labels"] == arm) & (nets["condition"] == cond)]
-        if g.empty:
-            continue
-        wide = g.pivot_table(index="model", columns="fraction", values="accuracy")
-        plotting.band(ax, wide.columns.to_numpy(float), wide.to_numpy(float),
-                      label=f"{cond} ({plotting.count(len(wide))})", ls="--" if cond == "plain" else "-")
-        if cond.startswith("dropout "):
-            ax.axvline(float(cond.split()[1]), color="grey", lw=0.6, ls=":")
-    ax.set_title(f"{arm} labels", fontsize=9)
-    ax.set_xlabel("Fraction of units ablated")
-axes[0][0].set_ylabel("Training accuracy")
-axes[0][-1].legend(fontsize=6)
-plotting.suptitle(fig, "Ablation curves by regularizer", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    arms = [a for a in ("clean", "corrupted") if a in set(nets["labels"])]
+    conds = list(dict.fromkeys(nets["condition"]))
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.4), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        for cond in conds:
+            g = nets[(nets["labels"] == arm) & (nets["condition"] == cond)]
+            if g.empty:
+                continue
+            wide = g.pivot_table(index="model", columns="fraction", values="accuracy")
+            plotting.band(ax, wide.columns.to_numpy(float), wide.to_numpy(float),
+                          label=f"{cond} ({plotting.count(len(wide))})", ls="--" if cond == "plain" else "-")
+            if cond.startswith("dropout "):
+                ax.axvline(float(cond.split()[1]), color="grey", lw=0.6, ls=":")
+        ax.set_title(f"{arm} labels", fontsize=9)
+        ax.set_xlabel("Fraction of units ablated")
+    axes[0][0].set_ylabel("Training accuracy")
+    axes[0][-1].legend(fontsize=6)
+    plotting.suptitle(fig, "Ablation curves by regularizer", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
 
-rows = []
-for (cond, arm), g in nets.groupby(["condition", "labels"], sort=False):
-    for f in b["probe_fractions"]:
-        near = g.assign(d=(g["fraction"] - f).abs()).sort_values("d").groupby("model").head(1)
-        rows.append(stat_row(f"accuracy_at_{f:g}_{probes.stat_key(cond)}_{arm}",
-                             mean_ci(near["accuracy"], boot, seed, "networks")))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+    rows = []
+    for (cond, arm), g in nets.groupby(["condition", "labels"], sort=False):
+        for f in b["probe_fractions"]:
+            near = g.assign(d=(g["fraction"] - f).abs()).sort_values("d").groupby("model").head(1)
+            rows.append(stat_row(f"accuracy_at_{f:g}_{probes.stat_key(cond)}_{arm}",
+                                 mean_ci(near["accuracy"], boot, seed, "networks")))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

@@ -21,56 +21,60 @@ from singledir.figures import plotting
 from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
+from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
-boot, seed = sm.params.bootstrap, sm.params.seed
-t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
-t = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
-t = probes.add_condition(t)
-nets = (t[t["probe"] == probes.FULL]
-        .rename(columns={"value": "auc"})
-        [["model", "condition", "labels", "regularizer", "strength", "dropout", "batch_norm", "seed", "auc",
-          "test_accuracy", "test_loss", "train_accuracy", "mean_selectivity"]]
-        .reset_index(drop=True))
-save_csv(nets, sm.output.csv)
+with log_to(sm.log[0]):
+    boot, seed = sm.params.bootstrap, sm.params.seed
+    t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
+    t = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
+    t = probes.add_condition(t)
+    nets = (t[t["probe"] == probes.FULL]
+            .rename(columns={"value": "auc"})
+            [["model", "condition", "labels", "regularizer", "strength", "dropout", "batch_norm", "seed", "auc",
+              "test_accuracy", "test_loss", "train_accuracy", "mean_selectivity"]]
+            .reset_index(drop=True))
+    save_csv(nets, sm.output.csv)
 
-measures = {"auc": "auc", "test_accuracy": "test_accuracy", "train_accuracy": "train_accuracy",
-            "selectivity": "mean_selectivity"}
-rows = []
-for (cond, arm), g in nets.groupby(["condition", "labels"], sort=False):
-    key = f"{probes.stat_key(cond)}_{arm}"
-    for name, col in measures.items():
-        rows.append(stat_row(f"{name}_{key}", mean_ci(g[col], boot, seed, "networks")))
-    base = nets[(nets["condition"] == "plain") & (nets["labels"] == arm)]
-    if cond != "plain" and len(base):
+    measures = {"auc": "auc", "test_accuracy": "test_accuracy", "train_accuracy": "train_accuracy",
+                "selectivity": "mean_selectivity"}
+    rows = []
+    for (cond, arm), g in nets.groupby(["condition", "labels"], sort=False):
+        key = f"{probes.stat_key(cond)}_{arm}"
         for name, col in measures.items():
-            rows.append(stat_row(f"{name}_diff_{key.replace('_' + arm, '')}_minus_plain_{arm}",
-                                 difference_ci(g[col], base[col], np.mean, boot, seed, "networks")))
-save_csv(pd.DataFrame(rows), sm.output.stats)
+            rows.append(stat_row(f"{name}_{key}", mean_ci(g[col], boot, seed, "networks")))
+        base = nets[(nets["condition"] == "plain") & (nets["labels"] == arm)]
+        if cond != "plain" and len(base):
+            for name, col in measures.items():
+                rows.append(stat_row(f"{name}_diff_{key.replace('_' + arm, '')}_minus_plain_{arm}",
+                                     difference_ci(g[col], base[col], np.mean, boot, seed, "networks")))
+    save_csv(pd.DataFrame(rows), sm.output.stats)
 
-conds = list(dict.fromkeys(nets["condition"]))
-colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(conds)}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
-for cond in conds:
-    for arm, fill in (("clean", True), ("corrupted", False)):
-        g = nets[(nets["condition"] == cond) & (nets["labels"] == arm)]
-        if len(g):
-            ax1.scatter(g["test_accuracy"], g["auc"], s=22, color=colors[cond] if fill else "none",
-                        edgecolors=colors[cond], label=cond if fill else None)
-ax1.set_xlabel("Test accuracy")
-ax1.set_ylabel("Normalized ablation AUC (training data)")
-ax1.legend(fontsize=6, title="filled: clean, open: corrupted", title_fontsize=6)
-clean = nets[nets["labels"] == "clean"]
-for i, cond in enumerate(conds):
-    g = clean[clean["condition"] == cond]
-    if len(g) == 0:
-        continue
-    ci = mean_ci(g["mean_selectivity"], boot, seed)
-    lo, hi = (ci["ci_low"], ci["ci_high"]) if np.isfinite(ci["ci_low"]) else (ci["value"],) * 2
-    ax2.errorbar(i, ci["value"], yerr=[[ci["value"] - lo], [hi - ci["value"]]], fmt="o", capsize=3, color=colors[cond])
-    ax2.scatter(np.full(len(g), i + 0.15), g["mean_selectivity"], s=8, color=colors[cond], alpha=0.6)
-ax2.set_xticks(range(len(conds)), conds, rotation=35, ha="right", fontsize=6)
-ax2.set_ylabel("Mean class selectivity (clean labels)")
-plotting.suptitle(fig, "Regularizers vs reliance on single directions", sm.params.scale, sm.params.label)
-fig.tight_layout()
-plotting.save(fig, sm.output.pdf)
+    conds = list(dict.fromkeys(nets["condition"]))
+    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(conds)}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.0, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    for cond in conds:
+        for arm, fill in (("clean", True), ("corrupted", False)):
+            g = nets[(nets["condition"] == cond) & (nets["labels"] == arm)]
+            if len(g):
+                ax1.scatter(g["test_accuracy"], g["auc"], s=22, color=colors[cond] if fill else "none",
+                            edgecolors=colors[cond], label=cond if fill else None)
+    ax1.set_xlabel("Test accuracy")
+    ax1.set_ylabel("Normalized ablation AUC (training data)")
+    ax1.legend(fontsize=6, title="filled: clean, open: corrupted", title_fontsize=6)
+    clean = nets[nets["labels"] == "clean"]
+    for i, cond in enumerate(conds):
+        g = clean[clean["condition"] == cond]
+        if len(g) == 0:
+            continue
+        ci = mean_ci(g["mean_selectivity"], boot, seed)
+        lo, hi = (ci["ci_low"], ci["ci_high"]) if np.isfinite(ci["ci_low"]) else (ci["value"],) * 2
+        ax2.errorbar(i, ci["value"], yerr=[[ci["value"] - lo], [hi - ci["value"]]], fmt="o", capsize=3, color=colors[cond])
+        ax2.scatter(np.full(len(g), i + 0.15), g["mean_selectivity"], s=8, color=colors[cond], alpha=0.6)
+    ax2.set_xticks(range(len(conds)), conds, rotation=35, ha="right", fontsize=6)
+    ax2.set_ylabel("Mean class selectivity (clean labels)")
+    plotting.suptitle(fig, "Regularizers vs reliance on single directions", sm.params.scale, sm.params.label)
+    fig.tight_layout()
+    plotting.save(fig, sm.output.pdf)
+    print(io_summary(dict(sm.input.items()), list(sm.output)))
+    print(table_summary(sm.output.stats))

@@ -3,7 +3,7 @@ import pandas as pd
 
 from singledir.figures import report_pages
 from singledir.io import atomic_path, save_csv
-from singledir.pipeline.runtime import log_to
+from singledir.pipeline.logs import log_to
 
 sm = snakemake
 

@@ -4,10 +4,16 @@ import os
 import pandas as pd
 
 from singledir.io import save_csv
+from singledir.pipeline.logs import log_to
 
-parts = []
-for path in snakemake.input:
-    df = pd.read_csv(path)
-    df.insert(0, "figure", os.path.basename(path)[: -len(".csv")])
-    parts.append(df)
-save_csv(pd.concat(parts, ignore_index=True), snakemake.output.table)
+sm = snakemake
+with log_to(sm.log[0]):
+    parts = []
+    for path in sm.input:
+        df = pd.read_csv(path)
+        df.insert(0, "figure", os.path.basename(path)[: -len(".csv")])
+        parts.append(df)
+        print(f"{path}: {len(df)} statistics")
+    table = pd.concat(parts, ignore_index=True)
+    save_csv(table, sm.output.table)
+    print(f"wrote {sm.output.table}: {len(table)} statistics of {len(parts)} figures")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from singledir.figures import registry
 from singledir.stats.claims import FAMILY_NAMES, NOT_RUN, RULES, verdict_summary
 
 STYLE = """
@@ -88,32 +89,6 @@ def claims_html(table: pd.DataFrame, scale: str) -> str:
     return _page("Claims of Morcos et al. (2018): paper vs this reproduction", body)
 
 
-# The paper figure each (figure rule, family) reproduces, and the paper's figure title.
-PAPER_FIGURES = {
-    "fig1": ({"mnist": "1a", "cifar10": "1b", "imagenet": "1c"},
-             "Memorizing networks are more sensitive to cumulative ablations"),
-    "fig2": ({"mnist": "2a", "cifar10": "2b"}, "Memorizing networks are more sensitive to random noise"),
-    "fig3": ({"cifar10": "3a-b"}, "Networks which generalize poorly are more reliant on single directions"),
-    "fig4": ({"mnist": "4a", "cifar10": "4b-c"},
-             "Single direction reliance as a signal for hyperparameter selection and early stopping"),
-    "fig5": ({"mnist": "5a", "cifar10": "5b"}, "Impact of regularizers on networks' reliance upon single directions"),
-    "fig6": ({"cifar10": "6a-b"}, "Batch normalization decreases class selectivity and increases mutual information"),
-    "fig7": ({"mnist": "7a", "cifar10": "7b-c", "imagenet": "7d-e"},
-             "Selective and non-selective directions are similarly important"),
-    "figA1": ({"cifar10": "A1"}, "Ablation to zero vs. ablation to the empirical feature map mean"),
-    "figA2": ({"cifar10": "A2a", "imagenet": "A2b"}, "Class selectivity increases with depth"),
-    "figA3": ({"cifar10": "A3a", "imagenet": "A3b"}, "Class selectivity is uncorrelated with L1-norm"),
-    "figA4": ({"mnist": "A4a", "cifar10": "A4b-c", "imagenet": "A4d-e"},
-              "Mutual information is not a good predictor of unit importance"),
-}
-
-
-def paper_figure(figure: str, family: str) -> tuple[str, str]:
-    """('Fig. 7b-c', title) for a figure rule's output ``<figure>_<family>``."""
-    panels, title = PAPER_FIGURES.get(figure, ({}, ""))
-    return f"Fig. {panels.get(family, '?')}", title
-
-
 def pdf_to_png(pdf: str | os.PathLike, scale: float = 2.0) -> bytes:
     """First page of a PDF rasterized to a 256-colour PNG (PDFium), for browsers that cannot show
     PDFs inline. The palette keeps a page of all figures small: browsers refuse ``data:`` URLs
@@ -135,7 +110,7 @@ def pdf_to_png(pdf: str | os.PathLike, scale: float = 2.0) -> bytes:
 def gallery_html(pdfs: list[str | os.PathLike], scale: str) -> str:
     """Every figure on one page as embedded PNG previews, ordered by family and paper figure."""
     fam_order = {f: i for i, f in enumerate(FAMILY_NAMES)}
-    fig_order = {f: i for i, f in enumerate(PAPER_FIGURES)}
+    fig_order = {f: i for i, f in enumerate(registry.FIGURES)}
 
     def key(p):
         fig, _, fam = Path(p).stem.rpartition("_")
@@ -144,7 +119,7 @@ def gallery_html(pdfs: list[str | os.PathLike], scale: str) -> str:
     items = []
     for p in sorted(pdfs, key=key):
         fig, _, fam = Path(p).stem.rpartition("_")
-        label, title = paper_figure(fig, fam)
+        label, title = registry.paper_figure(fig, fam)
         png = base64.b64encode(pdf_to_png(p)).decode()
         items.append(f"<figure id='{html.escape(Path(p).stem)}'><figcaption><b>{label}</b> "
                      f"({html.escape(FAMILY_NAMES.get(fam, fam))}): {html.escape(title)} "

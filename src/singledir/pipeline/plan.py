@@ -34,6 +34,7 @@ import json
 from collections import OrderedDict
 
 from singledir.data.sources import DataError, check_dataset_spec
+from singledir.figures import registry
 
 GRID_VARIABLES = OrderedDict([
     ("fraction", ("labels", "fraction", "f")),
@@ -46,59 +47,11 @@ GRID_VARIABLES = OrderedDict([
     ("seed", ("train", "seed", "s")),
 ])
 
-# Which experiments each figure of each family needs. Families and figures are added
-# here as they are implemented; ``all_figures`` draws every figure whose experiments
-# are enabled. An entry may keep only some grid points of an experiment:
-# ``"batch_norm[batch_norm=true]"`` (see :func:`parse_selection`).
-BEYOND_REGULARIZER_EXPERIMENTS = ("reg_plain", "reg_dropout", "reg_noise", "reg_reliance", "reg_selectivity")
-FIGURES: dict[str, dict[str, list[str]]] = {
-    "mnist": {
-        "fig1": ["corruption"],
-        "fig2": ["corruption"],
-        "fig4": ["early_stopping"],
-        "fig5": ["dropout"],
-        "fig7": ["selectivity"],
-        "figA4": ["selectivity"],
-        # Beyond the paper (workflow/rules/beyond.smk): X1 selects among the clean-label nets
-        # of the regularizer grid (MNIST has no hyperparameter sweep), X2 early-stops the
-        # multi-seed probe_stopping nets, X3/X4 compare the regularizers.
-        "figX1": [f"{e}[fraction=0.0]" for e in BEYOND_REGULARIZER_EXPERIMENTS],
-        "figX2": ["probe_stopping"],
-        "figX3": list(BEYOND_REGULARIZER_EXPERIMENTS),
-        "figX4": list(BEYOND_REGULARIZER_EXPERIMENTS),
-    },
-    # CIFAR-10 ConvNet (Figs. 1b, 2b, 3, 4b-c, 5b, 6, 7b-c, A1, A2a, A3a, A4b-c): generic rules
-    # plus workflow/rules/cifar10.smk. The unit analyses (Figs. 7, A1-A4) use the BN models of
-    # the batch-norm experiment (clean labels, the paper's default architecture).
-    "cifar10": {
-        "fig1": ["corruption"],
-        "fig2": ["corruption"],
-        "fig3": ["generalization"],
-        "fig4": ["early_stopping", "sweep"],
-        "fig5": ["batch_norm"],
-        "fig6": ["batch_norm"],
-        "fig7": ["batch_norm[batch_norm=true]"],
-        "figA1": ["batch_norm[batch_norm=true]"],
-        "figA2": ["batch_norm[batch_norm=true]"],
-        "figA3": ["batch_norm[batch_norm=true]"],
-        "figA4": ["batch_norm[batch_norm=true]"],
-        # Beyond the paper: X1 probes the Fig. 4c sweep and the Fig. 3 ensemble, X2 early-stops
-        # several seeds (probe_stopping); X3/X4 when a config defines the reg_* experiments
-        # (reg_batchnorm: the batch-norm comparison of section 3.3).
-        "figX1": ["sweep", "generalization"],
-        "figX2": ["probe_stopping"],
-        "figX3": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
-        "figX4": ["reg_plain", "reg_batchnorm", "reg_noise", "reg_reliance", "reg_selectivity"],
-    },
-    # ImageNet ResNet (Figs. 1c, 7d-e, A2b, A3b, A4d-e): its own rules in workflow/rules/imagenet.smk.
-    "imagenet": {
-        "fig1": ["corruption"],
-        "fig7": ["selectivity"],
-        "figA2": ["selectivity"],
-        "figA3": ["selectivity"],
-        "figA4": ["selectivity"],
-    },
-}
+# Which experiments each figure of each family needs (family -> figure -> selections),
+# derived from the figure registry (singledir.figures.registry, where figures are added);
+# ``all_figures`` draws every figure whose experiments are enabled. An entry may keep only
+# some grid points of an experiment: ``"batch_norm[batch_norm=true]"`` (see :func:`parse_selection`).
+FIGURES: dict[str, dict[str, list[str]]] = registry.experiments_by_family()
 
 
 class ConfigError(ValueError):
@@ -257,7 +210,7 @@ def figure_targets(config: dict, results: str = "results") -> list[str]:
         exps = set(enabled_experiments(config, family))
         beyond = config["families"][family].get("beyond", {}).get("enabled", True)
         for fig, needs in FIGURES.get(family, {}).items():
-            if fig.startswith("figX") and not beyond:  # families.<family>.beyond.enabled: false
+            if registry.figure(fig).beyond and not beyond:  # families.<family>.beyond.enabled: false
                 continue
             if all(parse_selection(n)[0] in exps for n in needs):
                 out.append(f"{results}/{fig}_{family}.pdf")

@@ -8,8 +8,6 @@ import os
 import resource
 import sys
 import time
-import traceback
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,24 +16,10 @@ from singledir.training.checkpoint import brief
 from singledir.data.sources import Tensors, load_prepared, to_tensors
 from singledir.pipeline.gpu import claim_gpus
 from singledir.io import atomic_path
+# log_to lives in the torch-free singledir.pipeline.logs (figure jobs import it); kept importable
+# here for the scripts that import it with the other helpers of this module.
+from singledir.pipeline.logs import log_to  # noqa: F401
 from singledir.models.nets import build_model
-
-
-@contextlib.contextmanager
-def log_to(path: str | os.PathLike | None):
-    """Send stdout and stderr (Python-level) to ``path`` for the duration. An error that
-    ends the block is written to the log too (with its traceback), then raised on, so it
-    also reaches the console Snakemake shows."""
-    if not path:
-        yield
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        try:
-            yield
-        except Exception:
-            traceback.print_exc(file=fh)
-            raise
 
 
 @contextlib.contextmanager
