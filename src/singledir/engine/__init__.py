@@ -1,5 +1,6 @@
 """The perturbation engine: accuracy and loss of a network with units ablated or noised.
 
+- :mod:`~singledir.engine.options`     :class:`~singledir.engine.options.EngineOptions`, how the engine computes;
 - :mod:`~singledir.engine.perturb`     one code path for every perturbation batch;
 - :mod:`~singledir.engine.clamp_plan`  the exact fast path for clamping masks on Sequential models;
 - :mod:`~singledir.engine.reference`   the plain definitions the fast paths are tested against;

@@ -51,7 +51,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -60,6 +60,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from singledir.engine.clamp_plan import ClampPlan
+from singledir.engine.options import PRECISIONS, EngineOptions
 
 
 @dataclass
@@ -149,10 +150,6 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     return (logits.topk(k, dim=-1).indices == y.unsqueeze(-1)).any(-1)
 
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-METHODS = ("auto", "plan", "generic", "reference")
-
-
 class PrecisionError(RuntimeError):
     """A reduced precision changed accuracy or loss by more than the allowed tolerance."""
 
@@ -196,45 +193,40 @@ def unique_masks(pert: PerturbationBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pert: PerturbationBatch,
-                           chunk_size: int = 1024, max_rows: int = 65536, topk: int = 1,
-                           generator: torch.Generator | None = None, method: str = "auto",
-                           precision: str = "fp32", check_examples: int = 512, check_masks: int = 16,
-                           check_tol: float = 0.01, stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pert: PerturbationBatch, *,
+                           generator: torch.Generator | None = None, options: EngineOptions = EngineOptions(),
+                           stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy loss and accuracy under each of the M perturbations.
 
     Returns two float64 tensors of shape (M,) on the CPU. The model is put in eval mode.
-    Noise (if any) is drawn from ``generator``; with fixed ``chunk_size`` and
-    ``max_rows`` the result is deterministic. ``method`` forces a path (``"plan"``
-    raises when the channel plan does not apply; ``"reference"`` is the plain definition,
-    one full forward pass per perturbation, for checking results); ``stats``, when given, receives the
-    path taken, the FLOPs and time of the base and suffix work, and the precision check.
+    Noise (if any) is drawn from ``generator``; with fixed ``options.chunk_size`` and
+    ``options.max_rows`` the result is deterministic. ``options.method`` forces a path
+    (``"plan"`` raises when the channel plan does not apply; ``"reference"`` is the plain
+    definition, one full forward pass per perturbation, for checking results); ``stats``,
+    when given, receives the path taken, the FLOPs and time of the base and suffix work,
+    and the precision check.
     """
-    if method not in METHODS:
-        raise ValueError(f"method: unknown method {method!r}; choose one of {METHODS}")
     stats = {} if stats is None else stats
     device = x.device
     was_training = model.training
     model.eval()
     try:
-        if precision != "fp32":
-            with precision_mode(precision, device):  # validates before any work
+        if options.precision != "fp32":
+            with precision_mode(options.precision, device):  # validates before any work
                 pass
-            _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, generator, method,
-                             check_examples, check_masks, check_tol, stats)
-        with precision_mode(precision, device):
-            loss_sum, correct = _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method,
-                                          precision, stats)
+            _check_precision(model, x, y, pert, generator, options, stats)
+        with precision_mode(options.precision, device):
+            loss_sum, correct = _evaluate(model, x, y, pert, generator, options, stats)
     finally:
         model.train(was_training)
     return (loss_sum / len(x)).cpu(), (correct / len(x)).cpu()
 
 
-def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, generator, method,
-                     check_examples, check_masks, check_tol, stats):
+def _check_precision(model, x, y, pert, generator, options: EngineOptions, stats: dict) -> None:
     """Measure a reduced precision against fp32 on a subset; refuse it when too far off."""
-    n = min(len(x), max(1, check_examples))
-    idx = np.unique(np.linspace(0, pert.n - 1, min(pert.n, max(1, check_masks))).round().astype(int))
+    precision, tol = options.precision, options.check_tol
+    n = min(len(x), max(1, options.check_examples))
+    idx = np.unique(np.linspace(0, pert.n - 1, min(pert.n, max(1, options.check_masks))).round().astype(int))
     sub = _select(pert, idx)
     results = {}
     for prec in ("fp32", precision):
@@ -243,7 +235,7 @@ def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, g
             gen = torch.Generator(device=generator.device)
             gen.set_state(generator.get_state())
         with precision_mode(prec, x.device):
-            ls, cs = _evaluate(model, x[:n], y[:n], sub, chunk_size, max_rows, topk, gen, method, prec, {})
+            ls, cs = _evaluate(model, x[:n], y[:n], sub, gen, replace(options, precision=prec), {})
         results[prec] = (ls / n).cpu(), (cs / n).cpu()
     dacc = float((results[precision][1] - results["fp32"][1]).abs().max())
     dloss = float((results[precision][0] - results["fp32"][0]).abs().max())
@@ -251,24 +243,26 @@ def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, g
                  / results["fp32"][0].abs().clamp_min(1e-6)).max())
     stats["precision_check"] = {"precision": precision, "examples": n, "perturbations": len(idx),
                                 "max_abs_accuracy_diff": dacc, "max_abs_loss_diff": dloss,
-                                "max_rel_loss_diff": rel, "tolerance": check_tol}
-    if dacc > check_tol or rel > check_tol:
+                                "max_rel_loss_diff": rel, "tolerance": tol}
+    if dacc > tol or rel > tol:
         raise PrecisionError(f"precision {precision}: on {n} examples x {len(idx)} perturbations the accuracy "
                              f"differs from fp32 by up to {dacc:.4g} and the loss by up to {rel:.3g} (relative), "
-                             f"more than the tolerance {check_tol}; use precision fp32")
+                             f"more than the tolerance {tol}; use precision fp32")
 
 
-def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, precision, stats):
+def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict):
     """Summed loss and number correct per perturbation (float64, on x's device)."""
     device = x.device
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else None
+    method, chunk_size, max_rows, topk = options.method, options.chunk_size, options.max_rows, options.topk
+    bf16 = options.precision == "bf16"
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
     stats.setdefault("perturbations", pert.n)
     if method == "reference":
         stats["path"] = "reference"
-        return _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast)
+        return _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast)
     if pert.noise_std or not pert.keep:
         stats["path"] = "generic"
-        return _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast)
+        return _evaluate_generic(model, x, y, pert, generator, options, autocast)
     first, inverse = unique_masks(pert)
     stats["unique_perturbations"] = len(first)
     uniq = _select(pert, first)
@@ -277,18 +271,18 @@ def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, 
         if method == "plan":
             raise ValueError(f"method: the channel plan does not apply ({plan}); use method 'auto' or 'generic'")
         stats["path"], stats["fallback_reason"] = "generic", plan
-        loss_sum, correct = _evaluate_generic(model, x, y, uniq, chunk_size, max_rows, topk, generator, autocast)
+        loss_sum, correct = _evaluate_generic(model, x, y, uniq, generator, options, autocast)
     else:
         stats["path"] = "plan"
         keep = {k: (v != 0).to(device) for k, v in uniq.keep.items()}
         loss_sum, correct = plan.evaluate(x, y, keep, uniq.fill, chunk_size, topk, max_rows,
-                                          cdtype=torch.bfloat16 if precision == "bf16" else None,
+                                          cdtype=torch.bfloat16 if bf16 else None,
                                           autocast=autocast, stats=stats)
     inv = torch.as_tensor(inverse, device=loss_sum.device)
     return loss_sum.index_select(0, inv), correct.index_select(0, inv)
 
 
-def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast):
+def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast):
     """The plain definition, one perturbation at a time: ablation masks through
     :func:`singledir.engine.reference.reference_ablation_eval` (a forward hook clamps the units,
     the whole network runs on every example); noise through a forward hook that adds
@@ -325,9 +319,10 @@ def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast
     return loss_sum, correct
 
 
-def _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast):
+def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, autocast):
     """Forward hooks; prefix caching for Sequential models; masks folded into the batch."""
     device = x.device
+    chunk_size, max_rows, topk = options.chunk_size, options.max_rows, options.topk
     layers = pert.layers()
     loss_sum = torch.zeros(pert.n, dtype=torch.float64, device=device)
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
