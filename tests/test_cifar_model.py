@@ -11,7 +11,8 @@ from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablat
                                 reference_ablation_eval, single_unit_impact)
 from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_model, resolve_layers
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import PerturbationBatch, activation_moments, evaluate_perturbations, layer_activations
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import activation_moments, evaluate_perturbations, layer_activations
 from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 

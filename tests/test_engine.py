@@ -13,7 +13,8 @@ from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve,
                                 random_orderings, single_unit_impact)
 from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import PerturbationBatch, PrecisionError, activation_moments, evaluate_perturbations
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import PrecisionError, activation_moments, evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, reference_curve, split_units
 
 TOL = 1e-5

@@ -43,7 +43,8 @@ from singledir.engine.ablation import curve_points, layer_sizes, masks_from_sets
 from singledir.io import save_csv
 from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import PerturbationBatch, evaluate_perturbations
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, split_units
 
 

@@ -36,7 +36,8 @@ from torch import nn
 
 from singledir.analysis.auc import curve_aucs, normalized_auc  # noqa: F401  (torch-free, for figure jobs)
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import PerturbationBatch, activation_moments, evaluate_perturbations
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import activation_moments, evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
 
 

@@ -20,7 +20,8 @@ from torch import nn
 
 from singledir.engine.ablation import layer_sizes
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import PerturbationBatch, evaluate_perturbations
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import evaluate_perturbations
 
 
 def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],

@@ -1,14 +1,9 @@
 """The perturbation engine: one code path for every ablation and noise analysis.
 
-A *perturbation* acts on the outputs of named unit layers (post-ReLU activations).
-For a batch of M perturbations it is described by
-
-- ``keep[layer]``: float tensor (M, C) of 1 (keep) and 0 (ablate) per unit;
-- ``fill[layer]``: what an ablated unit is clamped to: ``None`` for zero, or a tensor
-  with the shape of one example's activation (the per-element training-set mean,
-  appendix A.1);
-- ``noise_std[layer]``: float tensor (M, C), the standard deviation of Gaussian noise
-  added to every element of each unit.
+A *perturbation* acts on the outputs of named unit layers (post-ReLU activations); a
+batch of M of them (ablation masks, fill values, noise) is a
+:class:`singledir.engine.batch.PerturbationBatch`. How the engine computes (path, precision,
+chunking, top-k) is one :class:`singledir.engine.options.EngineOptions`.
 
 :func:`evaluate_perturbations` returns the loss and accuracy under each perturbation.
 It picks one of two exact paths (``stats["path"]`` says which ran); the tests compare
@@ -40,9 +35,9 @@ evaluated once.
 *Precision.* ``precision="fp32"`` (default) is exact float32 (TF32 switched off on
 CUDA). On CUDA, ``"tf32"`` (TF32 matrix products) and ``"bf16"`` (bfloat16 operands,
 float32 accumulation and loss) are faster; before using them the engine measures the
-accuracy and loss of a subset (``check_examples`` examples, up to ``check_masks``
-perturbations) in both precisions and refuses (:class:`PrecisionError`) when they
-differ by more than ``check_tol``; the measured differences go into ``stats``.
+accuracy and loss of a subset (``options.check_examples`` examples, up to
+``options.check_masks`` perturbations) in both precisions and refuses
+(:class:`PrecisionError`) when they differ by more than ``options.check_tol``; the measured differences go into ``stats``.
 ``"bf16"`` also runs on the CPU (slowly), so its code path is tested without a GPU.
 """
 
@@ -51,7 +46,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -59,67 +54,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.engine.batch import PerturbationBatch, PerturbationHooks, apply_perturbation, topk_correct
 from singledir.engine.clamp_plan import ClampPlan
 from singledir.engine.options import PRECISIONS, EngineOptions
-
-
-@dataclass
-class PerturbationBatch:
-    n: int
-    keep: dict[str, torch.Tensor] = field(default_factory=dict)
-    fill: dict[str, torch.Tensor | None] = field(default_factory=dict)
-    noise_std: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def layers(self) -> set[str]:
-        return set(self.keep) | set(self.noise_std)
-
-    def slice(self, start: int, stop: int) -> "PerturbationBatch":
-        return PerturbationBatch(stop - start, {k: v[start:stop] for k, v in self.keep.items()}, dict(self.fill),
-                                 {k: v[start:stop] for k, v in self.noise_std.items()})
-
-
-def _unit_view(t: torch.Tensor, m: int, ndim: int) -> torch.Tensor:
-    """(M, C) -> (M, 1, C, 1, ...) broadcastable against (M, B, C, *spatial)."""
-    return t.view(m, 1, t.shape[1], *([1] * (ndim - 3)))
-
-
-def apply_perturbation(out: torch.Tensor, layer: str, pert: PerturbationBatch,
-                       generator: torch.Generator | None) -> torch.Tensor:
-    """Apply the perturbations of ``layer`` to an activation of M*B rows."""
-    m = pert.n
-    o = out.reshape(m, -1, *out.shape[1:])
-    keep = pert.keep.get(layer)
-    if keep is not None:
-        k = _unit_view(keep.to(o.dtype), m, o.dim())
-        fill = pert.fill.get(layer)
-        o = o * k if fill is None else o * k + fill.to(o.dtype) * (1 - k)
-    std = pert.noise_std.get(layer)
-    if std is not None:
-        # Drawn in float32 whatever the compute precision, so every precision sees the same noise.
-        noise = torch.randn(o.shape, generator=generator, device=o.device, dtype=torch.float32).to(o.dtype)
-        o = o + noise * _unit_view(std.to(o.dtype), m, o.dim())
-    return o.reshape(out.shape)
-
-
-class _Hooks:
-    """Forward hooks that apply the current perturbation batch to each unit layer."""
-
-    def __init__(self, model: nn.Module, layers: Sequence[str]):
-        self.pert: PerturbationBatch | None = None
-        self.generator: torch.Generator | None = None
-        modules = dict(model.named_modules())
-        self.handles = [modules[name].register_forward_hook(self._make(name)) for name in layers]
-
-    def _make(self, name):
-        def hook(module, inputs, output):
-            if self.pert is not None and name in self.pert.layers():
-                return apply_perturbation(output, name, self.pert, self.generator)
-            return output
-        return hook
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
+from singledir.engine.reference import reference_ablation_eval
 
 
 def split_sequential(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module] | None:
@@ -142,12 +80,6 @@ def split_sequential(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module
 def _first_layer(model: nn.Module, layers: set[str]) -> str:
     order = [n for n, _ in model.named_modules()]
     return min(layers, key=order.index)
-
-
-def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-    if k == 1:
-        return logits.argmax(-1) == y
-    return (logits.topk(k, dim=-1).indices == y.unsqueeze(-1)).any(-1)
 
 
 class PrecisionError(RuntimeError):
@@ -287,8 +219,6 @@ def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast
     :func:`singledir.engine.reference.reference_ablation_eval` (a forward hook clamps the units,
     the whole network runs on every example); noise through a forward hook that adds
     this perturbation's noise. Slow by design (``method="reference"``)."""
-    from singledir.engine.reference import reference_ablation_eval
-
     device = x.device
     loss_sum = torch.zeros(pert.n, dtype=torch.float64, device=device)
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
@@ -302,7 +232,7 @@ def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast
                 loss, acc = reference_ablation_eval(model, x, y, units, fill, batch_size=chunk_size, topk=topk)
             loss_sum[m], correct[m] = loss * n, acc * n
         return loss_sum, correct
-    hooks = _Hooks(model, sorted(pert.layers()))
+    hooks = PerturbationHooks(model, sorted(pert.layers()))
     hooks.generator = generator
     try:
         for m in range(pert.n):
@@ -328,7 +258,7 @@ def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, auto
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
     first = _first_layer(model, layers) if layers else None
     split = split_sequential(model, first) if first else None
-    hooks = _Hooks(model, sorted(layers))
+    hooks = PerturbationHooks(model, sorted(layers))
     ctx = autocast if autocast is not None else contextlib.nullcontext
     try:
         for i in range(0, len(x), chunk_size):
