@@ -120,7 +120,8 @@ def test_config_checks():
     for name in ("config.yaml", "demo.yaml"):
         cfg = load_yaml(REPO / "config" / name)
         plan.check_config(cfg)
-        assert config_problems(cfg) == []
+        specs = {exp: plan.experiment_specs(cfg, "imagenet", exp) for exp in plan.enabled_experiments(cfg, "imagenet")}
+        assert config_problems(cfg, specs) == []
     cfg = load_yaml(REPO / "config" / "config.yaml")
     imnet = cfg["families"]["imagenet"]
     assert imnet["analysis"]["topk"] == 5

@@ -354,10 +354,11 @@ def processes_per_node(train: dict) -> int:
     return max(1, int(train.get("gpus_per_node", 0) or 0))
 
 
-def config_problems(config: dict, family: str = "imagenet") -> list[str]:
-    """What is wrong with the family's config (an empty list when nothing is)."""
-    from singledir.pipeline.plan import enabled_experiments, experiment_specs
+def config_problems(config: dict, experiments: dict[str, dict[str, dict]], family: str = "imagenet") -> list[str]:
+    """What is wrong with the family's config (an empty list when nothing is).
 
+    ``experiments``: the enabled experiments' model specs, ``{experiment: {model id: spec}}``
+    (:func:`singledir.pipeline.plan.experiment_specs`; the plan passes them in)."""
     fam = config["families"][family]
     ds = fam.get("dataset", {})
     problems = []
@@ -369,8 +370,8 @@ def config_problems(config: dict, family: str = "imagenet") -> list[str]:
                         f"choose one of {sorted(GENERATED)} or remove the key to read dataset.root")
     if ds.get("generate") is None and not ds.get("root"):
         problems.append(f"families.{family}.dataset.root: set it to the directory holding the images")
-    for exp in enabled_experiments(config, family):
-        for mid, spec in experiment_specs(config, family, exp).items():
+    for exp, specs in experiments.items():
+        for mid, spec in specs.items():
             where = f"families.{family}.experiments.{exp}"
             model, train = spec["model"], spec["train"]
             if model.get("arch") != "torchvision":
