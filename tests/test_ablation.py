@@ -6,7 +6,7 @@ from singledir.engine.ablation import (cumulative_ablation_curve, curve_aucs, cu
                                 random_orderings, reference_ablation_eval, single_unit_impact)
 from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
-from singledir.engine.perturb import activation_moments
+from singledir.engine.activations import activation_moments
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablat
 from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_model, resolve_layers
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
-from singledir.engine.perturb import activation_moments, evaluate_perturbations, layer_activations
+from singledir.engine.activations import activation_moments, collect_activations
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 
@@ -170,7 +171,7 @@ def test_analyses_use_batch_norm_running_statistics():
     model.load_state_dict(before)
     assert loss[0].item() == pytest.approx(eval_loss, abs=1e-5)
     assert abs(batch_loss - eval_loss) > 1e-3  # batch statistics would give another answer
-    acts = layer_activations(model.train(), x, ["relu3"])
+    acts, _ = collect_activations(model.train(), x, ["relu3"])
     with torch.no_grad():
         model.eval()
         h = x

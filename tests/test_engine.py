@@ -14,7 +14,8 @@ from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve,
 from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
-from singledir.engine.perturb import PrecisionError, activation_moments, evaluate_perturbations
+from singledir.engine.activations import activation_moments
+from singledir.engine.perturb import PrecisionError, evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, reference_curve, split_units
 
 TOL = 1e-5

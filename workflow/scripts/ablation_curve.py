@@ -2,7 +2,7 @@ from singledir.engine.ablation import cumulative_ablation_curve
 from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
-from singledir.engine.perturb import activation_moments
+from singledir.engine.activations import activation_moments
 from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis

@@ -47,19 +47,20 @@ def unit_table(model, loader, x_impact, y_impact, layers: Sequence[str], only: S
     the single-map ablation impact on the loss of ``x_impact`` (top-``analysis['topk']``),
     and its filter's L1 norm (``unit_weights(model, layer)``). ``depth`` counts ``layers``."""
     from singledir.engine.ablation import single_unit_impact
-    from singledir.data.imagenet import spatial_mean_activations
+    from singledir.engine.activations import collect_activations
     from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
     only = list(layers) if only is None else list(only)
     if not only:
         return pd.DataFrame({c: [] for c in UNIT_COLUMNS})
     depth_of = {name: i for i, name in enumerate(layers, start=1)}
-    means, y = spatial_mean_activations(model, loader, only, device)
+    means, y = collect_activations(model, loader, only, spatial=True, device=device)
+    y = y.numpy()
     impact = single_unit_impact(model, x_impact.to(device), y_impact.to(device), only,
                                 options=EngineOptions.from_config(analysis))
     parts = []
     for name in only:
-        act = means[name]
+        act = means[name].double().numpy()
         w = unit_weights(model, name).float().cpu()
         parts.append(pd.DataFrame({
             "layer": name, "depth": depth_of[name], "unit": range(act.shape[1]),

@@ -313,39 +313,6 @@ def write_digits_imagefolder(root: str | os.PathLike, spec: dict) -> dict[str, i
     return counts
 
 
-@torch.no_grad()
-def spatial_mean_activations(model: torch.nn.Module, loader, layers: Sequence[str],
-                             device: str | torch.device = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per layer, every unit's activation averaged over its feature map: (N, C) arrays.
-
-    Streams ``loader`` (batches of images and labels) in eval mode and keeps only the
-    spatial means, which is all that class selectivity and mutual information use
-    (section 2.3), so the whole validation set fits in memory. Returns (means, labels).
-    """
-    was = model.training
-    model.eval()
-    modules = dict(model.named_modules())
-    store: dict[str, list] = {n: [] for n in layers}
-
-    def hook(name):
-        def fn(mod, inp, out):
-            o = out.detach().float()
-            store[name].append((o.flatten(2).mean(2) if o.dim() > 2 else o).cpu())
-        return fn
-
-    handles = [modules[n].register_forward_hook(hook(n)) for n in layers]
-    labels = []
-    try:
-        for x, y in loader:
-            model(x.to(device))
-            labels.append(y)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return {n: torch.cat(v).double().numpy() for n, v in store.items()}, torch.cat(labels).numpy()
-
-
 GENERATED = {"sklearn_digits": write_digits_imagefolder}
 
 

@@ -6,5 +6,6 @@
 - :mod:`~singledir.engine.clamp_plan`  the exact fast path for clamping masks on Sequential models;
 - :mod:`~singledir.engine.reference`   the plain definitions the fast paths are tested against;
 - :mod:`~singledir.engine.ablation`    cumulative ablation curves and single-unit ablation impact;
-- :mod:`~singledir.engine.noise`       noise robustness curves.
+- :mod:`~singledir.engine.noise`       noise robustness curves;
+- :mod:`~singledir.engine.activations` unperturbed layer activations (the one collector) and their moments.
 """

@@ -37,7 +37,7 @@ from torch import nn
 from singledir.analysis.auc import curve_aucs, normalized_auc  # noqa: F401  (torch-free, for figure jobs)
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
-from singledir.engine.perturb import activation_moments, evaluate_perturbations
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
 
 
@@ -163,6 +163,6 @@ def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer
     return df
 
 
-__all__ = ["activation_moments", "cumulative_ablation_curve", "normalized_auc", "curve_aucs",
+__all__ = ["cumulative_ablation_curve", "normalized_auc", "curve_aucs",
            "single_unit_impact", "reference_ablation_eval", "random_orderings", "curve_points",
            "layer_sizes", "evaluate_ablations"]

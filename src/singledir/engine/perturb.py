@@ -47,7 +47,6 @@ import contextlib
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -294,61 +293,3 @@ def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, auto
         hooks.pert = None
         hooks.remove()
     return loss_sum, correct
-
-
-def _forward_with_hooks(model: nn.Module, x: torch.Tensor, chunk_size: int, hooks: dict) -> None:
-    """Run ``model`` (eval mode) over ``x`` in chunks with forward hooks ``{layer: fn}``."""
-    was_training = model.training
-    model.eval()
-    modules = dict(model.named_modules())
-    handles = [modules[name].register_forward_hook(fn) for name, fn in hooks.items()]
-    try:
-        for i in range(0, len(x), chunk_size):
-            model(x[i:i + chunk_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-
-
-@torch.no_grad()
-def layer_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                      chunk_size: int = 1024) -> dict[str, torch.Tensor]:
-    """Unperturbed activations of ``layers`` for all of ``x`` (eval mode), on the CPU."""
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    _forward_with_hooks(model, x, chunk_size, {
-        name: (lambda mod, inp, out, name=name: store[name].append(out.detach().cpu())) for name in layers})
-    return {name: torch.cat(v) for name, v in store.items()}
-
-
-@torch.no_grad()
-def activation_moments(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                       chunk_size: int = 1024) -> dict[str, dict[str, torch.Tensor]]:
-    """Per layer: ``mean`` per element (C, ...) and ``var`` per unit (C,) over ``x``.
-
-    The per-element mean is what mean-ablation clamps to (appendix A.1); the per-unit
-    variance (over examples and, for feature maps, spatial positions) scales the noise
-    of the noise analysis (section 2.2). Accumulated in float64 chunk by chunk.
-    """
-    acc: dict[str, dict] = {}
-
-    def hook(name):
-        def fn(mod, inp, out):
-            o = out.detach().double()
-            a = acc.setdefault(name, {"n": 0, "sum": 0.0, "unit_sum": 0.0, "unit_sq": 0.0, "count": 0})
-            a["n"] += o.shape[0]
-            a["sum"] = a["sum"] + o.sum(0)
-            dims = [0] + list(range(2, o.dim()))
-            a["unit_sum"] = a["unit_sum"] + o.sum(dims)
-            a["unit_sq"] = a["unit_sq"] + (o * o).sum(dims)
-            a["count"] += o.numel() // o.shape[1]
-        return fn
-
-    _forward_with_hooks(model, x, chunk_size, {name: hook(name) for name in layers})
-    out = {}
-    for name in layers:
-        a = acc[name]
-        mu = a["unit_sum"] / a["count"]
-        var = (a["unit_sq"] / a["count"] - mu * mu).clamp_min(0)
-        out[name] = {"mean": (a["sum"] / a["n"]).float(), "var": var.float()}
-    return out
