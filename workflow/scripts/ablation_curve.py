@@ -1,8 +1,9 @@
 from singledir.engine.ablation import cumulative_ablation_curve
+from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
-from singledir.engine.perturb import activation_moments
-from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.engine.activations import activation_moments
+from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -24,10 +25,9 @@ with log_to(snakemake.log[0]):
         x, y = x[sub], y[sub]
     mode = snakemake.wildcards.mode
     moments = activation_moments(model, data.x_train, layers, a["chunk_size"]) if mode == "mean" else None
-    curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"],
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"],
                                       seed=snakemake.params.seed, mode=mode, moments=moments,
-                                      chunk_size=a["chunk_size"], max_rows=a["max_rows"], topk=a["topk"],
-                                      extra_fractions=(p,) if p > 0 else (), **engine_options(a))
+                                      extra_fractions=(p,) if p > 0 else (), options=EngineOptions.from_config(a))
     curve.insert(0, "model", state["spec"]["id"])
     curve.insert(1, "mode", mode)
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

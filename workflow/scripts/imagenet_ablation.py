@@ -3,10 +3,11 @@ class-balanced subset of the training images, with the labels the net was traine
 import pandas as pd
 
 from singledir.engine.ablation import cumulative_ablation_curve
+from singledir.engine.options import EngineOptions
 from singledir.data.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
 from singledir.io import save_csv
 from singledir.models.resnet import analysis_layers, load_trained
-from singledir.pipeline.runtime import engine_options, log_to, pick_device, setup_torch
+from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 
 sm = snakemake
 a = sm.params.analysis
@@ -21,9 +22,9 @@ with log_to(sm.log[0]):
     x, y = load_images(images, a["chunk_size"], a.get("loader_workers", 0))
     layers = analysis_layers(model, a["ablation_layers"], x[:1].to(device))
     print(f"{state['spec']['id']}: {len(x)} training images, layers {layers}, top-{a['topk']}")
-    curve = cumulative_ablation_curve(model, x.to(device), y.to(device), layers, a["orderings"], a["curve_points"],
-                                      seed=sm.params.seed, chunk_size=a["chunk_size"], max_rows=a["max_rows"],
-                                      topk=a["topk"], **engine_options(a))
+    curve = cumulative_ablation_curve(model, x.to(device), y.to(device), layers, n_orderings=a["orderings"],
+                                      n_points=a["curve_points"], seed=sm.params.seed,
+                                      options=EngineOptions.from_config(a))
     curve.insert(0, "model", state["spec"]["id"])
     curve.insert(1, "mode", "zero")
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

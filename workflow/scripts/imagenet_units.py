@@ -10,7 +10,7 @@ from singledir.engine.ablation import layer_sizes
 from singledir.data.imagenet import IndexedImages, dataset_transform, load_images
 from singledir.io import save_csv
 from singledir.models.resnet import analysis_layers, load_trained, unit_weights
-from singledir.pipeline.runtime import engine_options, log_to, pick_device, setup_torch
+from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 from singledir.analysis.unit_shards import shard_layers, unit_table
 
 sm = snakemake
@@ -35,8 +35,7 @@ with log_to(sm.log[0]):
     print(f"{state['spec']['id']}: shard {shard + 1} of {n_shards}: {len(mine)} of {len(layers)} layers "
           f"({mine[:1]} .. {mine[-1:]}); selectivity on {len(test)} test images, impact on {len(y_imp)}, "
           f"top-{a['topk']}")
-    units = unit_table(model, loader, x_imp, y_imp, layers, mine, n_classes, a, device, unit_weights,
-                       engine_options(a))
+    units = unit_table(model, loader, x_imp, y_imp, layers, mine, n_classes, a, device, unit_weights)
     units.insert(0, "model", state["spec"]["id"])
     if len(units):
         print(units.groupby("depth")[["selectivity", "mutual_information", "impact"]].mean().to_string())

@@ -1,8 +1,9 @@
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
 from singledir.engine.noise import noise_curve
-from singledir.engine.perturb import activation_moments
-from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.engine.options import EngineOptions
+from singledir.engine.activations import activation_moments
+from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -18,8 +19,8 @@ with log_to(snakemake.log[0]):
     if sub is not None:
         x, y = x[sub], y[sub]
     curve = noise_curve(model, x, y, layers, {n: m["var"] for n, m in moments.items()}, a["noise_scales"],
-                        a["noise_repeats"], seed=snakemake.params.seed, chunk_size=a["chunk_size"],
-                        max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
+                        repeats=a["noise_repeats"], seed=snakemake.params.seed,
+                        options=EngineOptions.from_config(a))
     curve.insert(0, "model", state["spec"]["id"])
     print(curve.groupby("scale")["accuracy"].mean().to_string())
     save_csv(curve, snakemake.output.curve)

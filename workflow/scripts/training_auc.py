@@ -1,9 +1,10 @@
 import pandas as pd
 
 from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
+from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
-from singledir.pipeline.runtime import engine_options, eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
 
 a = snakemake.params.analysis
 with log_to(snakemake.log[0]):
@@ -19,9 +20,9 @@ with log_to(snakemake.log[0]):
     for epoch in sorted(state["snapshots"]):
         model, _ = load_model(snakemake.input.model, device, snapshot=epoch)
         layers = resolve_layers(model, a["ablation_layers"])
-        curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"],
-                                          seed=snakemake.params.seed, chunk_size=a["chunk_size"],
-                                          max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
+        curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"],
+                                          n_points=a["curve_points"], seed=snakemake.params.seed,
+                                          options=EngineOptions.from_config(a))
         aucs = curve_aucs(curve)
         aucs.insert(0, "epoch", epoch)
         rows.append(aucs)

@@ -1,10 +1,11 @@
 import pandas as pd
 
 from singledir.engine.ablation import single_unit_impact
+from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import first_linear_weights, resolve_layers
-from singledir.engine.perturb import layer_activations
-from singledir.pipeline.runtime import engine_options, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.engine.activations import collect_activations
+from singledir.pipeline.runtime import load_data, load_model, log_to, pick_device, setup_torch
 from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 a = snakemake.params.analysis
@@ -15,10 +16,9 @@ with log_to(snakemake.log[0]):
     model, state = load_model(snakemake.input.model, device)
     layers = resolve_layers(model, a["unit_layers"])
     # Section 3.4: selectivity, information and impact are all measured on the test set.
-    acts = layer_activations(model, data.x_test, layers, a["chunk_size"])
+    acts, _ = collect_activations(model, data.x_test, layers, chunk_size=a["chunk_size"])
     y = data.y_test.cpu().numpy()
-    impact = single_unit_impact(model, data.x_test, data.y_test, layers, chunk_size=a["chunk_size"],
-                                max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
+    impact = single_unit_impact(model, data.x_test, data.y_test, layers, options=EngineOptions.from_config(a))
     parts = []
     for depth, name in enumerate(layers, start=1):
         act = acts[name].numpy()

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from singledir.engine.options import EngineOptions
+
 UNIT_COLUMNS = ["layer", "depth", "unit", "selectivity", "mutual_information", "mean_activity", "l1_norm",
                 "loss", "accuracy", "base_loss", "base_accuracy", "impact"]
 
@@ -39,26 +41,26 @@ def shard_layers(sizes: dict[str, int], n_shards: int) -> list[list[str]]:
 
 
 def unit_table(model, loader, x_impact, y_impact, layers: Sequence[str], only: Sequence[str] | None,
-               n_classes: int, analysis: dict, device, unit_weights, engine: dict | None = None) -> pd.DataFrame:
+               n_classes: int, analysis: dict, device, unit_weights) -> pd.DataFrame:
     """Per feature map of ``only`` (default: all ``layers``): class selectivity, mutual
     information and mean activity of its spatial means over ``loader`` (the test images),
     the single-map ablation impact on the loss of ``x_impact`` (top-``analysis['topk']``),
     and its filter's L1 norm (``unit_weights(model, layer)``). ``depth`` counts ``layers``."""
     from singledir.engine.ablation import single_unit_impact
-    from singledir.data.imagenet import spatial_mean_activations
+    from singledir.engine.activations import collect_activations
     from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
     only = list(layers) if only is None else list(only)
     if not only:
         return pd.DataFrame({c: [] for c in UNIT_COLUMNS})
     depth_of = {name: i for i, name in enumerate(layers, start=1)}
-    means, y = spatial_mean_activations(model, loader, only, device)
+    means, y = collect_activations(model, loader, only, spatial=True, device=device)
+    y = y.numpy()
     impact = single_unit_impact(model, x_impact.to(device), y_impact.to(device), only,
-                                chunk_size=analysis["chunk_size"], max_rows=analysis["max_rows"],
-                                topk=analysis["topk"], **(engine or {}))
+                                options=EngineOptions.from_config(analysis))
     parts = []
     for name in only:
-        act = means[name]
+        act = means[name].double().numpy()
         w = unit_weights(model, name).float().cpu()
         parts.append(pd.DataFrame({
             "layer": name, "depth": depth_of[name], "unit": range(act.shape[1]),
