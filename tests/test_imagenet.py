@@ -13,7 +13,7 @@ from singledir.data.sources import DataError
 from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
                                 dataset_transform, scan, spatial_mean_activations)
 from singledir.engine.perturb import layer_activations
-from singledir.models.resnet import build_model
+from singledir.models.resnet import build_torchvision
 from singledir.analysis.selectivity import spatial_average
 
 
@@ -104,7 +104,7 @@ def test_images_transforms_and_seeded_augmentation(tmp_path):
 
 def test_spatial_means_equal_the_plain_definition():
     torch.manual_seed(0)
-    model = build_model({"name": "resnet18", "width": 0.125}, 3).eval()
+    model = build_torchvision({"name": "resnet18", "width": 0.125}, 3).eval()
     x = torch.randn(10, 3, 32, 32)
     y = torch.arange(10) % 3
     layers = ["relu", "layer2.1.relu2", "layer4.1.relu1"]

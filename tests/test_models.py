@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from singledir.models.nets import MLP, ConvNet, build_model, first_linear_weights, resolve_layers
+from singledir.models.api import build_model, unit_weights
+from singledir.models.nets import MLP, ConvNet, resolve_layers
 
 
 def test_mlp_structure():
@@ -9,7 +10,7 @@ def test_mlp_structure():
     assert m.unit_layers == ["relu1", "relu2"]
     assert m(torch.zeros(5, 1, 8, 8)).shape == (5, 10)
     assert isinstance(m.dropout1, torch.nn.Dropout) and m.dropout1.p == 0.2
-    assert first_linear_weights(m, "relu2").shape == (16, 32)
+    assert unit_weights(m, "relu2").shape == (16, 32)
 
 
 def test_convnet_paper_shapes_and_strides():

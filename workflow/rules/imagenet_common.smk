@@ -90,20 +90,7 @@ def imagenet_units_inputs(figure):
     return lambda w: figure_inputs(figure, IMAGENET, "analysis/{family}/{model}/units.csv")
 
 
-def _imagenet_model_inputs(w):
-    return {
-        "model": f"{RESULTS}/models/{IMAGENET}/{w.model}/model.pt",
-        "index": rules.imagenet_index.output.index,
-        "labels": imagenet_labels(w),
-        "subset": rules.imagenet_subset.output.subset,
-    }
-
-
 def imagenet_stats_parts():
     """The per-figure statistics files gathered into results/stats/imagenet.csv."""
     return [f"{RESULTS}/stats/{IMAGENET}/{os.path.basename(f).split('_')[0]}.csv" for f in figures_of(IMAGENET)]
 
-
-def imagenet_unit_shards():
-    """Number of layer groups the per-map analysis is split into (analysis.unit_shards)."""
-    return int(analysis_cfg(IMAGENET).get("unit_shards", 1))
