@@ -8,3 +8,4 @@ with log_to(snakemake.log[0]):
     print(f"{len(classes)} classes; images per split: {index.groupby('split').size().to_dict()}")
     save_csv(classes, snakemake.output.classes)
     save_csv(index, snakemake.output.index)
+    print(f"read {snakemake.params.dataset.get('root')}; wrote {snakemake.output.index} and {snakemake.output.classes}")

@@ -9,3 +9,4 @@ with log_to(snakemake.log[0]):
                              a["subset_seed"])
     print(subset.groupby("split").agg(images=("index", "size"), classes=("target", "nunique")).to_string())
     save_csv(subset, snakemake.output.subset)
+    print(f"read {snakemake.input.index} ({a}); wrote {snakemake.output.subset}")

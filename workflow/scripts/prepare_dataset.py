@@ -8,3 +8,4 @@ with log_to(snakemake.log[0]):
     data = load_dataset(spec)  # validates (singledir.data.sources); save_prepared checks again before writing
     print(f"{data.name}: train {data.x_train.shape}, test {data.x_test.shape}, {data.n_classes} classes")
     save_prepared(data, snakemake.output.dataset)
+    print(f"wrote {snakemake.output.dataset}")
