@@ -5,7 +5,8 @@ import torch
 from singledir.engine.ablation import (cumulative_ablation_curve, curve_aucs, curve_points, layer_sizes, normalized_auc,
                                 random_orderings, reference_ablation_eval, single_unit_impact)
 from singledir.models.nets import MLP, ConvNet
-from singledir.engine.perturb import activation_moments
+from singledir.engine.options import EngineOptions
+from singledir.engine.activations import activation_moments
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_engine_equals_reference(mode, arch, mlp_data):
         layers = ["relu9", "relu10", "relu11"]
     moments = activation_moments(model, x, layers)
     curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=2, n_points=5, seed=3, mode=mode,
-                                      moments=moments, chunk_size=37, max_rows=300)
+                                      moments=moments, options=EngineOptions(chunk_size=37, max_rows=300))
     sizes = layer_sizes(model, layers, x)
     orders = random_orderings(sum(sizes.values()), 2, 3)
     fill = None if mode == "zero" else {n: moments[n]["mean"] for n in layers}

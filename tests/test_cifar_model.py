@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablations, layer_sizes,
                                 reference_ablation_eval, single_unit_impact)
 from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_net, resolve_layers
-from singledir.engine.perturb import PerturbationBatch, activation_moments, evaluate_perturbations, layer_activations
+from singledir.engine.options import EngineOptions
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.activations import activation_moments, collect_activations
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 
 
@@ -116,8 +119,8 @@ def test_feature_map_ablation_is_clamping_the_channel_after_its_relu(mode):
         {"relu1": [1, 5], "relu5": [0, 2, 9], "relu9": [7], "relu11": list(range(0, 64, 3))},
     ]
     sets = [np.array([off[n] + u for n, us in c.items() for u in us], dtype=int) for c in cases]
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode=mode, moments=moments, chunk_size=40,
-                                   max_rows=200)
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode=mode, moments=moments,
+                                   options=EngineOptions(chunk_size=40, max_rows=200))
     for i, case in enumerate(cases):
         ref_loss, ref_acc = reference_ablation_eval(model, x, y, case, fill=fill, batch_size=32)
         with torch.no_grad():
@@ -157,7 +160,8 @@ def test_analyses_use_batch_norm_running_statistics():
     x = torch.randn(40, 3, 16, 16, generator=g)
     y = torch.randint(0, 10, (40,), generator=g)
     keep = {"relu11": torch.ones(1, 64)}
-    loss, _ = evaluate_perturbations(model, x, y, PerturbationBatch(1, keep, {"relu11": None}), chunk_size=16)
+    loss, _ = evaluate_perturbations(model, x, y, PerturbationBatch(1, keep, {"relu11": None}),
+                                     options=EngineOptions(chunk_size=16))
     assert model.training  # the caller's mode is restored
     for k, v in model.state_dict().items():  # running statistics untouched
         assert torch.equal(v, before[k]), k
@@ -167,7 +171,7 @@ def test_analyses_use_batch_norm_running_statistics():
     model.load_state_dict(before)
     assert loss[0].item() == pytest.approx(eval_loss, abs=1e-5)
     assert abs(batch_loss - eval_loss) > 1e-3  # batch statistics would give another answer
-    acts = layer_activations(model.train(), x, ["relu3"])
+    acts, _ = collect_activations(model.train(), x, ["relu3"])
     with torch.no_grad():
         model.eval()
         h = x

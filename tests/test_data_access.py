@@ -6,7 +6,7 @@ import torch
 
 from singledir.data.access import ARRAYS, data_form, open_analysis_data, training_targets
 from singledir.data.sources import load_dataset, save_prepared
-from singledir.engine.perturb import layer_activations
+from singledir.engine.activations import collect_activations
 from singledir.models.api import build_model
 from singledir.pipeline.runtime import eval_subset
 
@@ -36,5 +36,5 @@ def test_arrays_give_the_training_set_with_the_trained_labels_and_the_test_set(f
     assert np.array_equal(y_imp.numpy(), raw.y_test) and data.n_classes == 10
     model = build_model({"arch": "mlp", "hidden": [8]}, (1, 8, 8), 10).eval()
     acts, y_test = data.test_activations(model, ["relu1"], 64, "cpu")
-    assert np.array_equal(acts["relu1"], layer_activations(model, x_imp, ["relu1"], 64)["relu1"].numpy())
+    assert np.array_equal(acts["relu1"], collect_activations(model, x_imp, ["relu1"], chunk_size=64)[0]["relu1"].numpy())
     assert np.array_equal(y_test, raw.y_test)

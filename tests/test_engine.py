@@ -12,7 +12,10 @@ from torch import nn
 from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes, masks_from_sets,
                                 random_orderings, single_unit_impact)
 from singledir.models.nets import MLP, ConvNet
-from singledir.engine.perturb import PerturbationBatch, PrecisionError, activation_moments, evaluate_perturbations
+from singledir.engine.options import EngineOptions
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.activations import activation_moments
+from singledir.engine.perturb import PrecisionError, evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, reference_curve, split_units
 
 TOL = 1e-5
@@ -73,8 +76,8 @@ def test_cumulative_curves_equal_reference(family, mode):
     model, x, y, layers = _family(family)
     moments = activation_moments(model, x, layers) if mode == "mean" else None
     n_orderings, n_points = (3, 6) if family != "resnet18" else (2, 4)
-    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings, n_points, seed=5, mode=mode,
-                                      moments=moments, chunk_size=64, max_rows=700)
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=n_orderings, n_points=n_points, seed=5,
+                                      mode=mode, moments=moments, options=EngineOptions(chunk_size=64, max_rows=700))
     sizes = layer_sizes(model, layers, x)
     orders = random_orderings(sum(sizes.values()), n_orderings, 5)
     points = curve_points(sum(sizes.values()), n_points)
@@ -92,7 +95,7 @@ def _stats_for(model, x, y, layers, method, mode="zero", moments=None, sets=None
     keep = masks_from_sets(sets, sizes)
     pert = PerturbationBatch(len(sets), keep, ablation_fill(mode, moments, layers))
     stats = {}
-    loss, acc = evaluate_perturbations(model, x, y, pert, method=method, stats=stats, **kw)
+    loss, acc = evaluate_perturbations(model, x, y, pert, options=EngineOptions(method=method, **kw), stats=stats)
     return loss.numpy(), acc.numpy(), stats
 
 
@@ -127,8 +130,8 @@ def test_linear_readout_path_equals_reference(family, layers):
     model, x, y, _ = _family(family)
     for mode in ("zero", "mean"):
         moments = activation_moments(model, x, layers)
-        curve = cumulative_ablation_curve(model, x, y, layers, 2, 6, seed=2, mode=mode, moments=moments,
-                                          chunk_size=64, max_rows=8)
+        curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=2, n_points=6, seed=2, mode=mode,
+                                          moments=moments, options=EngineOptions(chunk_size=64, max_rows=8))
         sizes = layer_sizes(model, layers, x)
         ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 2, 2),
                               curve_points(sum(sizes.values()), 6),
@@ -140,7 +143,7 @@ def test_linear_readout_path_equals_reference(family, layers):
 def test_single_unit_impact_equals_reference(family):
     model, x, y, _ = _family(family)
     layers = model.unit_layers if family == "mlp" else ["relu1", "relu10", "relu11"]
-    df = single_unit_impact(model, x, y, layers, chunk_size=64)
+    df = single_unit_impact(model, x, y, layers, options=EngineOptions(chunk_size=64))
     base = reference_ablation_eval(model, x, y, {})
     assert df["base_loss"].iloc[0] == pytest.approx(base[0], abs=TOL)
     assert len(df) == sum(layer_sizes(model, layers, x).values())
@@ -174,7 +177,7 @@ def test_noise_takes_the_generic_path_and_is_deterministic():
         stats = {}
         gen = torch.Generator().manual_seed(4)
         runs.append(evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std), generator=gen,
-                                           stats=stats, chunk_size=32))
+                                           stats=stats, options=EngineOptions(chunk_size=32)))
         assert stats["path"] == "generic"
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
@@ -189,14 +192,15 @@ def test_reference_method_noise_is_the_plain_definition():
     scales = [0.0, 0.5, 2.0]
     std = {n: torch.tensor([[s] * c for s in scales]) for n, c in sizes.items()}
     runs = [evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std),
-                                   generator=torch.Generator().manual_seed(seed), method="reference", chunk_size=64)
+                                   generator=torch.Generator().manual_seed(seed),
+                                   options=EngineOptions(method="reference", chunk_size=64))
             for seed in (1, 1, 2)]
     assert torch.equal(runs[0][0], runs[1][0]) and not torch.equal(runs[0][0], runs[2][0])
     loss, acc = runs[0]
     assert float(loss[0]) == pytest.approx(clean[0], abs=TOL) and float(acc[0]) == pytest.approx(clean[1], abs=TOL)
     assert float(loss[0]) < float(loss[1]) < float(loss[2])
     engine = evaluate_perturbations(model, x, y, PerturbationBatch(3, noise_std=std),
-                                    generator=torch.Generator().manual_seed(1), chunk_size=64)
+                                    generator=torch.Generator().manual_seed(1), options=EngineOptions(chunk_size=64))
     assert float(engine[0][2]) == pytest.approx(float(loss[2]), rel=0.3)
 
 

@@ -11,8 +11,8 @@ from conftest import REPO, load_yaml
 from singledir.pipeline import plan
 from singledir.data.sources import DataError
 from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
-                                dataset_transform, scan, spatial_mean_activations)
-from singledir.engine.perturb import layer_activations
+                                dataset_transform, scan)
+from singledir.engine.activations import collect_activations
 from singledir.models.resnet import build_torchvision
 from singledir.analysis.selectivity import spatial_average
 
@@ -109,8 +109,9 @@ def test_spatial_means_equal_the_plain_definition():
     y = torch.arange(10) % 3
     layers = ["relu", "layer2.1.relu2", "layer4.1.relu1"]
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
-    means, labels = spatial_mean_activations(model, loader, layers)
-    full = layer_activations(model, x, layers)
+    means, labels = collect_activations(model, loader, layers, spatial=True)
+    full, no_labels = collect_activations(model, x, layers, chunk_size=3)
+    assert no_labels is None
     for n in layers:
         np.testing.assert_allclose(means[n], spatial_average(full[n].numpy()), rtol=1e-5, atol=1e-6)
     assert labels.tolist() == y.tolist()
@@ -120,7 +121,8 @@ def test_config_checks():
     for name in ("config.yaml", "demo.yaml"):
         cfg = load_yaml(REPO / "config" / name)
         plan.check_config(cfg)
-        assert config_problems(cfg) == []
+        specs = {exp: plan.experiment_specs(cfg, "imagenet", exp) for exp in plan.enabled_experiments(cfg, "imagenet")}
+        assert config_problems(cfg, specs) == []
     cfg = load_yaml(REPO / "config" / "config.yaml")
     imnet = cfg["families"]["imagenet"]
     assert imnet["analysis"]["topk"] == 5

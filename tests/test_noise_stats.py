@@ -4,7 +4,8 @@ import torch
 
 from singledir.models.nets import MLP
 from singledir.engine.noise import noise_curve
-from singledir.engine.perturb import PerturbationBatch, activation_moments, apply_perturbation
+from singledir.engine.batch import PerturbationBatch, apply_perturbation
+from singledir.engine.activations import activation_moments
 from singledir.stats.inference import bootstrap_ci, mean_ci, spearman
 
 

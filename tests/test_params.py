@@ -2,7 +2,7 @@
 another way (singledir.pipeline.params)."""
 import pytest
 
-from singledir.pipeline.params import RESULT_KEYS, SPEED_KEYS, engine_settings, result_params, speed_settings
+from singledir.pipeline.params import RESULT_KEYS, SPEED_KEYS, engine_options, result_params, speed_settings
 
 
 def config(**analysis):
@@ -39,8 +39,9 @@ def test_speed_settings_and_defaults():
     bare = {"families": {"mnist": {}}}
     assert speed_settings(bare, "mnist") == {"chunk_size": 1024, "max_rows": 65536, "method": "auto",
                                              "loader_workers": 0, "device": "auto"}
-    assert engine_settings({"topk": 5}, speed_settings(config(), "mnist")) == {
-        "chunk_size": 512, "max_rows": 1024, "method": "plan", "topk": 5, "precision": "fp32"}
+    options = engine_options({"topk": 5, "seed": 7}, speed_settings(config(), "mnist"))
+    assert (options.chunk_size, options.max_rows, options.method, options.topk, options.precision) == (
+        512, 1024, "plan", 5, "fp32")
 
 
 def test_unknown_rule_or_family_is_one_clear_error():

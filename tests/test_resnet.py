@@ -5,6 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
+from singledir.engine.options import EngineOptions
 from singledir.engine.ablation import evaluate_ablations, layer_sizes, reference_ablation_eval
 from singledir.models.api import unit_layers, unit_weights
 from singledir.models.resnet import (ModelError, build_torchvision, call_counts, check_unit_layers, make_analysable,
@@ -150,7 +151,7 @@ def test_engine_is_exact_on_the_resnet_wrapper():
     rng = np.random.default_rng(0)
     sets = [np.array([], int), np.array([offsets[2] + 3]), np.arange(offsets[4], offsets[5]),
             rng.choice(offsets[-1], 60, replace=False), rng.choice(offsets[-1], 200, replace=False)]
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, chunk_size=20, max_rows=64, topk=5)
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, options=EngineOptions(chunk_size=20, max_rows=64, topk=5))
     for s, l, a in zip(sets, loss, acc):
         units = {n: [int(u) - offsets[i] for u in s if offsets[i] <= u < offsets[i + 1]]
                  for i, n in enumerate(sizes)}

@@ -6,7 +6,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from singledir.engine.ablation import layer_sizes
-from singledir.data.imagenet import spatial_mean_activations
+from singledir.engine.options import EngineOptions
+from singledir.engine.activations import collect_activations
 from singledir.models.api import unit_layers
 from singledir.models.resnet import build_torchvision
 from singledir.analysis.unit_shards import UNIT_COLUMNS, merge_unit_tables, shard_layers, unit_table
@@ -35,12 +36,13 @@ def test_sharded_unit_table_equals_the_unsharded_one():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(30, 3, 16, 16, generator=g), torch.arange(30) % 5
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    engine = {"chunk_size": 8, "max_rows": 64, "topk": 2}
+    engine = EngineOptions(chunk_size=8, max_rows=64, topk=2)
 
     def table(only):
         # each shard sees the spatial means of its own layers only, as the rule's jobs do
-        means, labels = spatial_mean_activations(model, loader, layers if only is None else only, "cpu")
-        return unit_table(model, means, labels, x[:12], y[:12], layers, only, 5, 4, engine)
+        means, labels = collect_activations(model, loader, layers if only is None else only, spatial=True)
+        means = {n: m.double().numpy() for n, m in means.items()}
+        return unit_table(model, means, labels.numpy(), x[:12], y[:12], layers, only, 5, 4, engine)
 
     whole = table(None)
     sizes = layer_sizes(model, layers, x[:1])

@@ -42,7 +42,9 @@ from torch import nn
 from singledir.engine.ablation import curve_points, layer_sizes, masks_from_sets, random_orderings
 from singledir.io import save_csv
 from singledir.models.nets import MLP, ConvNet
-from singledir.engine.perturb import PerturbationBatch, evaluate_perturbations
+from singledir.engine.options import EngineOptions
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, split_units
 
 
@@ -97,7 +99,8 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
     pert = PerturbationBatch(len(sets), keep, {n: None for n in layers})
     stats: dict = {}
     t = time.perf_counter()
-    loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=chunk_size, stats=stats)
+    loss, acc = evaluate_perturbations(model, x, y, pert, options=EngineOptions(chunk_size=chunk_size),
+                                       stats=stats)
     t_engine = time.perf_counter() - t
     log(f"[{name}] engine: {t_engine:.2f} s for {len(sets)} points x {len(x)} examples "
         f"(path {stats['path']}, {stats['unique_perturbations']} distinct masks; base pass {stats['time_base']:.2f} s, "
@@ -245,12 +248,11 @@ def gpu_engine_benchmark(name: str, model: nn.Module, x, y, layers, device, log,
     for precision in ("fp32", "tf32", "bf16"):
         try:
             # check_tol=1: measure the difference from fp32 and report it, never refuse
-            evaluate_perturbations(model, x[:64], y[:64], pert, chunk_size=chunk_size, precision=precision,
-                                   check_tol=1.0)  # warm-up
+            options = EngineOptions(chunk_size=chunk_size, precision=precision, check_tol=1.0)
+            evaluate_perturbations(model, x[:64], y[:64], pert, options=options)  # warm-up
             _sync(device)
             t = time.perf_counter()
-            loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=chunk_size, precision=precision,
-                                               check_tol=1.0)
+            loss, acc = evaluate_perturbations(model, x, y, pert, options=options)
             _sync(device)
         except (ValueError, RuntimeError) as e:  # e.g. tf32 off a CUDA device, a refused precision
             log(f"[gpu] {name} {precision}: not run ({e})")

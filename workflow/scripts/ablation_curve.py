@@ -2,10 +2,10 @@
 data, with the labels it was trained on; every family (singledir.data.access)."""
 from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import cumulative_ablation_curve
-from singledir.engine.perturb import activation_moments
+from singledir.engine.activations import activation_moments
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_settings, speed_settings
+from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 
 sm = snakemake
@@ -31,9 +31,9 @@ with log_to(sm.log[0]):
           f"{mode} ablation, top-{a.get('topk', 1)}; speed {speed}")
     moments = (activation_moments(model, data.all_training_examples()[0], layers, speed["chunk_size"])
                if mode == "mean" else None)
-    curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"], seed=a["seed"],
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"], seed=a["seed"],
                                       mode=mode, moments=moments, extra_fractions=(p,) if p > 0 else (),
-                                      **engine_settings(a, speed))
+                                      options=engine_options(a, speed))
     curve.insert(0, "model", spec["id"])
     curve.insert(1, "mode", mode)
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())

@@ -15,11 +15,12 @@ import pandas as pd
 import torch
 
 from singledir.analysis import probes
+from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
 from singledir.training.regularizers import capture, mean_selectivity, unit_modules
 from singledir.models.api import load_trained
-from singledir.pipeline.runtime import engine_options, eval_subset, load_data, log_to, pick_device, setup_torch
+from singledir.pipeline.runtime import eval_subset, load_data, log_to, pick_device, setup_torch
 from singledir.training.single import evaluate
 
 a, b = snakemake.params.analysis, snakemake.params.beyond
@@ -43,8 +44,8 @@ def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
         model, _ = load_trained(model_path, device, snapshot=epoch)
         layers = resolve_layers(model, a["ablation_layers"])
         tab, full = probes.measure_probes(model, x, y, layers, b["probe_fractions"], b["sparse_fractions"],
-                                          a["orderings"], a["curve_points"], seed, chunk_size=a["chunk_size"],
-                                          max_rows=a["max_rows"], topk=a["topk"], **engine_options(a))
+                                          a["orderings"], a["curve_points"], seed,
+                                          options=EngineOptions.from_config(a))
         ev = {}
         for name, (xs, ys) in {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test),
                                "val": (data.x_test[val], data.y_test[val]),

@@ -2,10 +2,10 @@
 variance over the training data (section 2.2, Fig. 2); every family (singledir.data.access)."""
 from singledir.data.access import open_analysis_data
 from singledir.engine.noise import noise_curve
-from singledir.engine.perturb import activation_moments
+from singledir.engine.activations import activation_moments
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_settings, speed_settings
+from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 
 sm = snakemake
@@ -24,7 +24,7 @@ with log_to(sm.log[0]):
           f"scales {a['noise_scales']} x {a['noise_repeats']} repeats; speed {speed}")
     moments = activation_moments(model, data.all_training_examples()[0], layers, speed["chunk_size"])
     curve = noise_curve(model, x, y, layers, {n: m["var"] for n, m in moments.items()}, a["noise_scales"],
-                        a["noise_repeats"], seed=a["seed"], **engine_settings(a, speed))
+                        repeats=a["noise_repeats"], seed=a["seed"], options=engine_options(a, speed))
     curve.insert(0, "model", state["spec"]["id"])
     print(curve.groupby("scale")["accuracy"].mean().to_string())
     save_csv(curve, sm.output.curve)

@@ -6,7 +6,7 @@ from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_settings, speed_settings
+from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 
 sm = snakemake
@@ -26,8 +26,8 @@ with log_to(sm.log[0]):
     for epoch in epochs:
         model, _ = load_trained(sm.input.model, device, snapshot=epoch)
         layers = unit_layers(model, a["ablation_layers"], x)
-        curve = cumulative_ablation_curve(model, x, y, layers, a["orderings"], a["curve_points"], seed=a["seed"],
-                                          **engine_settings(a, speed))
+        curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"], seed=a["seed"],
+                                          options=engine_options(a, speed))
         aucs = curve_aucs(curve)
         aucs.insert(0, "epoch", epoch)
         rows.append(aucs)

@@ -11,7 +11,7 @@ from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import layer_sizes
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_settings, speed_settings
+from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import log_to, pick_device, setup_torch
 
 sm = snakemake
@@ -39,7 +39,7 @@ with log_to(sm.log[0]):
               f"{len(mine)} of {len(layers)} layers ({mine[:1]} .. {mine[-1:]}); selectivity on {len(y)} test "
               f"examples, impact on {len(y_imp)}, top-{a.get('topk', 1)}; speed {speed}")
         units = unit_table(model, acts, y, x_imp, y_imp, layers, mine, int(state["n_classes"]), a["mi_bins"],
-                           engine_settings(a, speed))
+                           engine_options(a, speed))
         units.insert(0, "model", state["spec"]["id"])
     if len(units):
         print(units.groupby("depth")[["selectivity", "mutual_information", "impact"]].mean().to_string())

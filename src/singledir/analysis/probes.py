@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from singledir.analysis.auc import normalized_auc
+from singledir.engine.options import EngineOptions
 
 FULL, SPARSE = "full_auc", "sparse_auc"
 
@@ -56,7 +57,8 @@ def probe_cost(n_orderings: int, n_ablated_points: Sequence[int]) -> int:
     return n_orderings * nonzero + 1
 
 
-def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: int, seed: int, **engine):
+def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: int, seed: int, *,
+                    options: EngineOptions | None = None):
     """Tidy (ordering, n_ablated, fraction, accuracy, loss) at the given numbers of ablated
     units, with the orderings of :func:`singledir.engine.ablation.cumulative_ablation_curve`
     (same seed: the same units ablated at the same point). The unablated point is
@@ -73,7 +75,7 @@ def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: 
             if k > 0:
                 sets.append(orders[o, :k])
                 keys.append((o, k))
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, **engine)
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, options=options or EngineOptions())
     rows = []
     for o in range(n_orderings):
         for k in pts:
@@ -92,7 +94,8 @@ def _auc_of(curve: pd.DataFrame) -> float:
 
 
 def measure_probes(model, x, y, layers, fractions: Sequence[float], sparse: Sequence[float], n_orderings: int,
-                   n_points: int, seed: int, **engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   n_points: int, seed: int, *, options: EngineOptions | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(probes, full curve). ``probes``: one row per probe with columns probe, value,
     cost_passes, cost_examples (passes x evaluation examples), n_orderings. Each probe is
     computed by its own engine call at only the points it needs, so its cost is real."""
@@ -102,13 +105,13 @@ def measure_probes(model, x, y, layers, fractions: Sequence[float], sparse: Sequ
     total = sum(layer_sizes(model, layers, x).values())
     for f in fractions:
         k = int(round(f * total))
-        tab, _ = ablation_points(model, x, y, layers, [k], n_orderings, seed, **engine)
+        tab, _ = ablation_points(model, x, y, layers, [k], n_orderings, seed, options=options)
         rows.append((point_name(f), float(tab["accuracy"].mean()), probe_cost(n_orderings, [k])))
     sp = _n_points(total, sparse)
-    tab, _ = ablation_points(model, x, y, layers, sp, n_orderings, seed, **engine)
+    tab, _ = ablation_points(model, x, y, layers, sp, n_orderings, seed, options=options)
     rows.append((SPARSE, _auc_of(tab), probe_cost(n_orderings, sp)))
     pts = curve_points(total, n_points)
-    full, _ = ablation_points(model, x, y, layers, pts, n_orderings, seed, **engine)
+    full, _ = ablation_points(model, x, y, layers, pts, n_orderings, seed, options=options)
     rows.append((FULL, _auc_of(full), probe_cost(n_orderings, pts)))
     out = pd.DataFrame(rows, columns=["probe", "value", "cost_passes"])
     out["cost_examples"] = out["cost_passes"] * len(x)

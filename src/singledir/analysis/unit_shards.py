@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from singledir.engine.options import EngineOptions
+
 UNIT_COLUMNS = ["layer", "depth", "unit", "selectivity", "mutual_information", "mean_activity", "l1_norm",
                 "loss", "accuracy", "base_loss", "base_accuracy", "impact"]
 
@@ -39,12 +41,13 @@ def shard_layers(sizes: dict[str, int], n_shards: int) -> list[list[str]]:
 
 
 def unit_table(model, test_activations: dict, y_test: np.ndarray, x_impact, y_impact, layers: Sequence[str],
-               only: Sequence[str] | None, n_classes: int, mi_bins: int, engine: dict | None = None) -> pd.DataFrame:
+               only: Sequence[str] | None, n_classes: int, mi_bins: int,
+               options: EngineOptions = EngineOptions()) -> pd.DataFrame:
     """Per unit of ``only`` (default: all ``layers``): class selectivity, mutual information
     and mean activity of ``test_activations[layer]`` (the test examples' activations: full
     maps or spatial means, :meth:`singledir.data.access.AnalysisData.test_activations`; labels
     ``y_test``), the single-unit ablation impact on the loss of ``x_impact`` (engine
-    options ``engine``: chunk_size, max_rows, topk, method, precision), and the L1 norm of
+    ``options``), and the L1 norm of
     its filter (:func:`singledir.models.api.unit_weights`). ``depth`` counts ``layers``."""
     from singledir.analysis.selectivity import class_selectivity_index, mutual_information
     from singledir.engine.ablation import single_unit_impact
@@ -54,7 +57,7 @@ def unit_table(model, test_activations: dict, y_test: np.ndarray, x_impact, y_im
     if not only:
         return pd.DataFrame({c: [] for c in UNIT_COLUMNS})
     depth_of = {name: i for i, name in enumerate(layers, start=1)}
-    impact = single_unit_impact(model, x_impact, y_impact, only, **(engine or {}))
+    impact = single_unit_impact(model, x_impact, y_impact, only, options=options)
     parts = []
     for name in only:
         act = test_activations[name]

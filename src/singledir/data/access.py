@@ -113,13 +113,13 @@ def open_analysis_data(inputs: Mapping[str, str], device, *, dataset_cfg: Mappin
 
 
 def _arrays(dataset_path, labels_path, device) -> AnalysisData:
-    from singledir.engine.perturb import layer_activations
+    from singledir.engine.activations import collect_activations
     from singledir.pipeline.runtime import load_data
 
     data = load_data(dataset_path, labels_path, device)
 
     def test_activations(model, layers, chunk_size, device):
-        acts = layer_activations(model, data.x_test, layers, chunk_size)
+        acts, _ = collect_activations(model, data.x_test, layers, chunk_size=chunk_size)
         return {n: a.numpy() for n, a in acts.items()}, data.y_test.cpu().numpy()
 
     return AnalysisData(ARRAYS, data.n_classes, lambda: (data.x_train, data.y_train),
@@ -130,8 +130,8 @@ def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_pe
             loader_workers) -> AnalysisData:
     from torch.utils.data import DataLoader
 
-    from singledir.data.imagenet import (IndexedImages, dataset_transform, load_images, read_index,
-                                         spatial_mean_activations, train_labels)
+    from singledir.data.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
+    from singledir.engine.activations import collect_activations
 
     root = dataset_cfg["root"]
     tf = dataset_transform(dataset_cfg, augment=False)
@@ -154,6 +154,7 @@ def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_pe
     def test_activations(model, layers, chunk_size, device):
         loader = DataLoader(IndexedImages(root, test["path"], test["target"], tf), batch_size=chunk_size,
                             num_workers=loader_workers)
-        return spatial_mean_activations(model, loader, layers, device)
+        means, labels = collect_activations(model, loader, layers, spatial=True, device=device)
+        return {n: m.double().numpy() for n, m in means.items()}, labels.numpy()
 
     return AnalysisData(IMAGES, int(index["target"].max()) + 1, load_train, load_impact, test_activations)

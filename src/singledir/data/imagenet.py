@@ -313,39 +313,6 @@ def write_digits_imagefolder(root: str | os.PathLike, spec: dict) -> dict[str, i
     return counts
 
 
-@torch.no_grad()
-def spatial_mean_activations(model: torch.nn.Module, loader, layers: Sequence[str],
-                             device: str | torch.device = "cpu") -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per layer, every unit's activation averaged over its feature map: (N, C) arrays.
-
-    Streams ``loader`` (batches of images and labels) in eval mode and keeps only the
-    spatial means, which is all that class selectivity and mutual information use
-    (section 2.3), so the whole validation set fits in memory. Returns (means, labels).
-    """
-    was = model.training
-    model.eval()
-    modules = dict(model.named_modules())
-    store: dict[str, list] = {n: [] for n in layers}
-
-    def hook(name):
-        def fn(mod, inp, out):
-            o = out.detach().float()
-            store[name].append((o.flatten(2).mean(2) if o.dim() > 2 else o).cpu())
-        return fn
-
-    handles = [modules[n].register_forward_hook(hook(n)) for n in layers]
-    labels = []
-    try:
-        for x, y in loader:
-            model(x.to(device))
-            labels.append(y)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return {n: torch.cat(v).double().numpy() for n, v in store.items()}, torch.cat(labels).numpy()
-
-
 GENERATED = {"sklearn_digits": write_digits_imagefolder}
 
 
@@ -354,10 +321,11 @@ def processes_per_node(train: dict) -> int:
     return max(1, int(train.get("gpus_per_node", 0) or 0))
 
 
-def config_problems(config: dict, family: str = "imagenet") -> list[str]:
-    """What is wrong with the family's config (an empty list when nothing is)."""
-    from singledir.pipeline.plan import enabled_experiments, experiment_specs
+def config_problems(config: dict, experiments: dict[str, dict[str, dict]], family: str = "imagenet") -> list[str]:
+    """What is wrong with the family's config (an empty list when nothing is).
 
+    ``experiments``: the enabled experiments' model specs, ``{experiment: {model id: spec}}``
+    (:func:`singledir.pipeline.plan.experiment_specs`; the plan passes them in)."""
     fam = config["families"][family]
     ds = fam.get("dataset", {})
     problems = []
@@ -369,8 +337,8 @@ def config_problems(config: dict, family: str = "imagenet") -> list[str]:
                         f"choose one of {sorted(GENERATED)} or remove the key to read dataset.root")
     if ds.get("generate") is None and not ds.get("root"):
         problems.append(f"families.{family}.dataset.root: set it to the directory holding the images")
-    for exp in enabled_experiments(config, family):
-        for mid, spec in experiment_specs(config, family, exp).items():
+    for exp, specs in experiments.items():
+        for mid, spec in specs.items():
             where = f"families.{family}.experiments.{exp}"
             model, train = spec["model"], spec["train"]
             if model.get("arch") != "torchvision":

@@ -1,8 +1,11 @@
 """The perturbation engine: accuracy and loss of a network with units ablated or noised.
 
+- :mod:`~singledir.engine.options`     :class:`~singledir.engine.options.EngineOptions`, how the engine computes;
+- :mod:`~singledir.engine.batch`       a batch of perturbations and how it acts on a layer (the base module);
 - :mod:`~singledir.engine.perturb`     one code path for every perturbation batch;
 - :mod:`~singledir.engine.clamp_plan`  the exact fast path for clamping masks on Sequential models;
 - :mod:`~singledir.engine.reference`   the plain definitions the fast paths are tested against;
 - :mod:`~singledir.engine.ablation`    cumulative ablation curves and single-unit ablation impact;
-- :mod:`~singledir.engine.noise`       noise robustness curves.
+- :mod:`~singledir.engine.noise`       noise robustness curves;
+- :mod:`~singledir.engine.activations` unperturbed layer activations (the one collector) and their moments.
 """

@@ -35,7 +35,9 @@ import torch
 from torch import nn
 
 from singledir.analysis.auc import curve_aucs, normalized_auc  # noqa: F401  (torch-free, for figure jobs)
-from singledir.engine.perturb import PerturbationBatch, activation_moments, evaluate_perturbations
+from singledir.engine.options import EngineOptions
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
 
 
@@ -97,28 +99,25 @@ def ablation_fill(mode: str, moments: dict | None, layers: Sequence[str]) -> dic
 
 
 def evaluate_ablations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sizes: dict[str, int],
-                       ablated: Sequence[np.ndarray], mode: str = "zero", moments: dict | None = None,
-                       chunk_size: int = 1024, max_rows: int = 65536, topk: int = 1, method: str = "auto",
-                       precision: str = "fp32"):
+                       ablated: Sequence[np.ndarray], *, mode: str = "zero", moments: dict | None = None,
+                       options: EngineOptions = EngineOptions()):
     """(loss, accuracy) arrays for each set of ablated global unit indices.
 
-    ``method`` and ``precision`` are :func:`singledir.engine.perturb.evaluate_perturbations`'s
+    ``options`` is :func:`singledir.engine.perturb.evaluate_perturbations`'s
     (``method="reference"`` runs the plain definition, one full forward pass per set)."""
     keep = masks_from_sets(ablated, sizes)
     fill = ablation_fill(mode, moments, list(sizes))
     dev = x.device
     pert = PerturbationBatch(len(ablated), {k: v.to(dev) for k, v in keep.items()},
                              {k: (None if v is None else v.to(dev)) for k, v in fill.items()})
-    loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=chunk_size, max_rows=max_rows, topk=topk,
-                                       method=method, precision=precision)
+    loss, acc = evaluate_perturbations(model, x, y, pert, options=options)
     return loss.numpy(), acc.numpy()
 
 
-def cumulative_ablation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],
+def cumulative_ablation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str], *,
                               n_orderings: int = 10, n_points: int = 21, seed: int = 0, mode: str = "zero",
-                              moments: dict | None = None, chunk_size: int = 1024, max_rows: int = 65536,
-                              topk: int = 1, method: str = "auto", precision: str = "fp32",
-                              extra_fractions: Sequence[float] = ()) -> pd.DataFrame:
+                              moments: dict | None = None, extra_fractions: Sequence[float] = (),
+                              options: EngineOptions = EngineOptions()) -> pd.DataFrame:
     """Tidy cumulative ablation curves: one row per (ordering, number of units ablated).
 
     Columns: ordering, n_ablated, fraction, accuracy, loss. ``extra_fractions`` adds the
@@ -137,18 +136,16 @@ def cumulative_ablation_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor
         for k in points:
             sets.append(orders[o, :k])
             rows.append((o, int(k), k / total))
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode, moments, chunk_size, max_rows, topk,
-                                   method, precision)
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode=mode, moments=moments, options=options)
     df = pd.DataFrame(rows, columns=["ordering", "n_ablated", "fraction"])
     df["accuracy"] = acc
     df["loss"] = loss
     return df
 
 
-def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],
-                       mode: str = "zero", moments: dict | None = None, chunk_size: int = 1024,
-                       max_rows: int = 65536, topk: int = 1, method: str = "auto",
-                       precision: str = "fp32") -> pd.DataFrame:
+def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str], *,
+                       mode: str = "zero", moments: dict | None = None,
+                       options: EngineOptions = EngineOptions()) -> pd.DataFrame:
     """Loss and accuracy with each unit ablated alone, and the impact on the loss.
 
     Columns: layer, unit, loss, accuracy, base_loss, base_accuracy, impact
@@ -157,8 +154,7 @@ def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer
     sizes = layer_sizes(model, layers, x)
     total = sum(sizes.values())
     sets = [np.array([], dtype=int)] + [np.array([u]) for u in range(total)]
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode, moments, chunk_size, max_rows, topk,
-                                   method, precision)
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, mode=mode, moments=moments, options=options)
     names = [n for n, c in sizes.items() for _ in range(c)]
     units = [u for n, c in sizes.items() for u in range(c)]
     df = pd.DataFrame({"layer": names, "unit": units, "loss": loss[1:], "accuracy": acc[1:]})
@@ -167,6 +163,6 @@ def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer
     return df
 
 
-__all__ = ["activation_moments", "cumulative_ablation_curve", "normalized_auc", "curve_aucs",
+__all__ = ["cumulative_ablation_curve", "normalized_auc", "curve_aucs",
            "single_unit_impact", "reference_ablation_eval", "random_orderings", "curve_points",
            "layer_sizes", "evaluate_ablations"]

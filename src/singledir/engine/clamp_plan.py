@@ -60,6 +60,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.engine.batch import topk_correct
+
 # Modules that act on each channel separately and are deterministic in eval mode.
 _POINTWISE = (nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh,
               nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
@@ -242,8 +244,6 @@ class ClampPlan:
 
         ``keep[layer]``: bool (U, C) on x's device; ``fill[layer]``: None or (C, ...).
         """
-        from singledir.engine.perturb import topk_correct
-
         device = x.device
         U = next(iter(keep.values())).shape[0]
         keep_np = {n: keep[n].cpu().numpy() for n in self.layers}

@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from singledir.engine.ablation import layer_sizes
-from singledir.engine.perturb import PerturbationBatch, evaluate_perturbations
+from singledir.engine.options import EngineOptions
+from singledir.engine.batch import PerturbationBatch
+from singledir.engine.perturb import evaluate_perturbations
 
 
 def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str],
-                unit_var: dict[str, torch.Tensor], scales: Sequence[float], repeats: int = 10,
-                seed: int = 0, chunk_size: int = 1024, max_rows: int = 65536, topk: int = 1,
-                method: str = "auto", precision: str = "fp32") -> pd.DataFrame:
+                unit_var: dict[str, torch.Tensor], scales: Sequence[float], *, repeats: int = 10,
+                seed: int = 0, options: EngineOptions = EngineOptions()) -> pd.DataFrame:
     """Tidy noise curve: one row per (scale, repeat) with accuracy and loss.
 
     ``scale = 0`` may be included to get the unperturbed performance.
@@ -38,8 +39,7 @@ def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequ
            for n in sizes}
     pert = PerturbationBatch(len(rows), noise_std=std)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    loss, acc = evaluate_perturbations(model, x, y, pert, chunk_size=chunk_size, max_rows=max_rows,
-                                       topk=topk, generator=gen, method=method, precision=precision)
+    loss, acc = evaluate_perturbations(model, x, y, pert, generator=gen, options=options)
     df = pd.DataFrame(rows, columns=["scale", "repeat"])
     df["accuracy"], df["loss"] = acc.numpy(), loss.numpy()
     return df

@@ -1,14 +1,9 @@
 """The perturbation engine: one code path for every ablation and noise analysis.
 
-A *perturbation* acts on the outputs of named unit layers (post-ReLU activations).
-For a batch of M perturbations it is described by
-
-- ``keep[layer]``: float tensor (M, C) of 1 (keep) and 0 (ablate) per unit;
-- ``fill[layer]``: what an ablated unit is clamped to: ``None`` for zero, or a tensor
-  with the shape of one example's activation (the per-element training-set mean,
-  appendix A.1);
-- ``noise_std[layer]``: float tensor (M, C), the standard deviation of Gaussian noise
-  added to every element of each unit.
+A *perturbation* acts on the outputs of named unit layers (post-ReLU activations); a
+batch of M of them (ablation masks, fill values, noise) is a
+:class:`singledir.engine.batch.PerturbationBatch`. How the engine computes (path, precision,
+chunking, top-k) is one :class:`singledir.engine.options.EngineOptions`.
 
 :func:`evaluate_perturbations` returns the loss and accuracy under each perturbation.
 It picks one of two exact paths (``stats["path"]`` says which ran); the tests compare
@@ -40,9 +35,9 @@ evaluated once.
 *Precision.* ``precision="fp32"`` (default) is exact float32 (TF32 switched off on
 CUDA). On CUDA, ``"tf32"`` (TF32 matrix products) and ``"bf16"`` (bfloat16 operands,
 float32 accumulation and loss) are faster; before using them the engine measures the
-accuracy and loss of a subset (``check_examples`` examples, up to ``check_masks``
-perturbations) in both precisions and refuses (:class:`PrecisionError`) when they
-differ by more than ``check_tol``; the measured differences go into ``stats``.
+accuracy and loss of a subset (``options.check_examples`` examples, up to
+``options.check_masks`` perturbations) in both precisions and refuses
+(:class:`PrecisionError`) when they differ by more than ``options.check_tol``; the measured differences go into ``stats``.
 ``"bf16"`` also runs on the CPU (slowly), so its code path is tested without a GPU.
 """
 
@@ -51,74 +46,17 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.engine.batch import PerturbationBatch, PerturbationHooks, apply_perturbation, topk_correct
 from singledir.engine.clamp_plan import ClampPlan
-
-
-@dataclass
-class PerturbationBatch:
-    n: int
-    keep: dict[str, torch.Tensor] = field(default_factory=dict)
-    fill: dict[str, torch.Tensor | None] = field(default_factory=dict)
-    noise_std: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def layers(self) -> set[str]:
-        return set(self.keep) | set(self.noise_std)
-
-    def slice(self, start: int, stop: int) -> "PerturbationBatch":
-        return PerturbationBatch(stop - start, {k: v[start:stop] for k, v in self.keep.items()}, dict(self.fill),
-                                 {k: v[start:stop] for k, v in self.noise_std.items()})
-
-
-def _unit_view(t: torch.Tensor, m: int, ndim: int) -> torch.Tensor:
-    """(M, C) -> (M, 1, C, 1, ...) broadcastable against (M, B, C, *spatial)."""
-    return t.view(m, 1, t.shape[1], *([1] * (ndim - 3)))
-
-
-def apply_perturbation(out: torch.Tensor, layer: str, pert: PerturbationBatch,
-                       generator: torch.Generator | None) -> torch.Tensor:
-    """Apply the perturbations of ``layer`` to an activation of M*B rows."""
-    m = pert.n
-    o = out.reshape(m, -1, *out.shape[1:])
-    keep = pert.keep.get(layer)
-    if keep is not None:
-        k = _unit_view(keep.to(o.dtype), m, o.dim())
-        fill = pert.fill.get(layer)
-        o = o * k if fill is None else o * k + fill.to(o.dtype) * (1 - k)
-    std = pert.noise_std.get(layer)
-    if std is not None:
-        # Drawn in float32 whatever the compute precision, so every precision sees the same noise.
-        noise = torch.randn(o.shape, generator=generator, device=o.device, dtype=torch.float32).to(o.dtype)
-        o = o + noise * _unit_view(std.to(o.dtype), m, o.dim())
-    return o.reshape(out.shape)
-
-
-class _Hooks:
-    """Forward hooks that apply the current perturbation batch to each unit layer."""
-
-    def __init__(self, model: nn.Module, layers: Sequence[str]):
-        self.pert: PerturbationBatch | None = None
-        self.generator: torch.Generator | None = None
-        modules = dict(model.named_modules())
-        self.handles = [modules[name].register_forward_hook(self._make(name)) for name in layers]
-
-    def _make(self, name):
-        def hook(module, inputs, output):
-            if self.pert is not None and name in self.pert.layers():
-                return apply_perturbation(output, name, self.pert, self.generator)
-            return output
-        return hook
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
+from singledir.engine.options import PRECISIONS, EngineOptions
+from singledir.engine.reference import reference_ablation_eval
 
 
 def split_sequential(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module] | None:
@@ -141,16 +79,6 @@ def split_sequential(model: nn.Module, layer: str) -> tuple[nn.Module, nn.Module
 def _first_layer(model: nn.Module, layers: set[str]) -> str:
     order = [n for n, _ in model.named_modules()]
     return min(layers, key=order.index)
-
-
-def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-    if k == 1:
-        return logits.argmax(-1) == y
-    return (logits.topk(k, dim=-1).indices == y.unsqueeze(-1)).any(-1)
-
-
-PRECISIONS = ("fp32", "tf32", "bf16")
-METHODS = ("auto", "plan", "generic", "reference")
 
 
 class PrecisionError(RuntimeError):
@@ -196,45 +124,40 @@ def unique_masks(pert: PerturbationBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pert: PerturbationBatch,
-                           chunk_size: int = 1024, max_rows: int = 65536, topk: int = 1,
-                           generator: torch.Generator | None = None, method: str = "auto",
-                           precision: str = "fp32", check_examples: int = 512, check_masks: int = 16,
-                           check_tol: float = 0.01, stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pert: PerturbationBatch, *,
+                           generator: torch.Generator | None = None, options: EngineOptions = EngineOptions(),
+                           stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy loss and accuracy under each of the M perturbations.
 
     Returns two float64 tensors of shape (M,) on the CPU. The model is put in eval mode.
-    Noise (if any) is drawn from ``generator``; with fixed ``chunk_size`` and
-    ``max_rows`` the result is deterministic. ``method`` forces a path (``"plan"``
-    raises when the channel plan does not apply; ``"reference"`` is the plain definition,
-    one full forward pass per perturbation, for checking results); ``stats``, when given, receives the
-    path taken, the FLOPs and time of the base and suffix work, and the precision check.
+    Noise (if any) is drawn from ``generator``; with fixed ``options.chunk_size`` and
+    ``options.max_rows`` the result is deterministic. ``options.method`` forces a path
+    (``"plan"`` raises when the channel plan does not apply; ``"reference"`` is the plain
+    definition, one full forward pass per perturbation, for checking results); ``stats``,
+    when given, receives the path taken, the FLOPs and time of the base and suffix work,
+    and the precision check.
     """
-    if method not in METHODS:
-        raise ValueError(f"method: unknown method {method!r}; choose one of {METHODS}")
     stats = {} if stats is None else stats
     device = x.device
     was_training = model.training
     model.eval()
     try:
-        if precision != "fp32":
-            with precision_mode(precision, device):  # validates before any work
+        if options.precision != "fp32":
+            with precision_mode(options.precision, device):  # validates before any work
                 pass
-            _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, generator, method,
-                             check_examples, check_masks, check_tol, stats)
-        with precision_mode(precision, device):
-            loss_sum, correct = _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method,
-                                          precision, stats)
+            _check_precision(model, x, y, pert, generator, options, stats)
+        with precision_mode(options.precision, device):
+            loss_sum, correct = _evaluate(model, x, y, pert, generator, options, stats)
     finally:
         model.train(was_training)
     return (loss_sum / len(x)).cpu(), (correct / len(x)).cpu()
 
 
-def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, generator, method,
-                     check_examples, check_masks, check_tol, stats):
+def _check_precision(model, x, y, pert, generator, options: EngineOptions, stats: dict) -> None:
     """Measure a reduced precision against fp32 on a subset; refuse it when too far off."""
-    n = min(len(x), max(1, check_examples))
-    idx = np.unique(np.linspace(0, pert.n - 1, min(pert.n, max(1, check_masks))).round().astype(int))
+    precision, tol = options.precision, options.check_tol
+    n = min(len(x), max(1, options.check_examples))
+    idx = np.unique(np.linspace(0, pert.n - 1, min(pert.n, max(1, options.check_masks))).round().astype(int))
     sub = _select(pert, idx)
     results = {}
     for prec in ("fp32", precision):
@@ -243,7 +166,7 @@ def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, g
             gen = torch.Generator(device=generator.device)
             gen.set_state(generator.get_state())
         with precision_mode(prec, x.device):
-            ls, cs = _evaluate(model, x[:n], y[:n], sub, chunk_size, max_rows, topk, gen, method, prec, {})
+            ls, cs = _evaluate(model, x[:n], y[:n], sub, gen, replace(options, precision=prec), {})
         results[prec] = (ls / n).cpu(), (cs / n).cpu()
     dacc = float((results[precision][1] - results["fp32"][1]).abs().max())
     dloss = float((results[precision][0] - results["fp32"][0]).abs().max())
@@ -251,24 +174,26 @@ def _check_precision(model, x, y, pert, precision, chunk_size, max_rows, topk, g
                  / results["fp32"][0].abs().clamp_min(1e-6)).max())
     stats["precision_check"] = {"precision": precision, "examples": n, "perturbations": len(idx),
                                 "max_abs_accuracy_diff": dacc, "max_abs_loss_diff": dloss,
-                                "max_rel_loss_diff": rel, "tolerance": check_tol}
-    if dacc > check_tol or rel > check_tol:
+                                "max_rel_loss_diff": rel, "tolerance": tol}
+    if dacc > tol or rel > tol:
         raise PrecisionError(f"precision {precision}: on {n} examples x {len(idx)} perturbations the accuracy "
                              f"differs from fp32 by up to {dacc:.4g} and the loss by up to {rel:.3g} (relative), "
-                             f"more than the tolerance {check_tol}; use precision fp32")
+                             f"more than the tolerance {tol}; use precision fp32")
 
 
-def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, precision, stats):
+def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict):
     """Summed loss and number correct per perturbation (float64, on x's device)."""
     device = x.device
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else None
+    method, chunk_size, max_rows, topk = options.method, options.chunk_size, options.max_rows, options.topk
+    bf16 = options.precision == "bf16"
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
     stats.setdefault("perturbations", pert.n)
     if method == "reference":
         stats["path"] = "reference"
-        return _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast)
+        return _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast)
     if pert.noise_std or not pert.keep:
         stats["path"] = "generic"
-        return _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast)
+        return _evaluate_generic(model, x, y, pert, generator, options, autocast)
     first, inverse = unique_masks(pert)
     stats["unique_perturbations"] = len(first)
     uniq = _select(pert, first)
@@ -277,24 +202,22 @@ def _evaluate(model, x, y, pert, chunk_size, max_rows, topk, generator, method, 
         if method == "plan":
             raise ValueError(f"method: the channel plan does not apply ({plan}); use method 'auto' or 'generic'")
         stats["path"], stats["fallback_reason"] = "generic", plan
-        loss_sum, correct = _evaluate_generic(model, x, y, uniq, chunk_size, max_rows, topk, generator, autocast)
+        loss_sum, correct = _evaluate_generic(model, x, y, uniq, generator, options, autocast)
     else:
         stats["path"] = "plan"
         keep = {k: (v != 0).to(device) for k, v in uniq.keep.items()}
         loss_sum, correct = plan.evaluate(x, y, keep, uniq.fill, chunk_size, topk, max_rows,
-                                          cdtype=torch.bfloat16 if precision == "bf16" else None,
+                                          cdtype=torch.bfloat16 if bf16 else None,
                                           autocast=autocast, stats=stats)
     inv = torch.as_tensor(inverse, device=loss_sum.device)
     return loss_sum.index_select(0, inv), correct.index_select(0, inv)
 
 
-def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast):
+def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast):
     """The plain definition, one perturbation at a time: ablation masks through
     :func:`singledir.engine.reference.reference_ablation_eval` (a forward hook clamps the units,
     the whole network runs on every example); noise through a forward hook that adds
     this perturbation's noise. Slow by design (``method="reference"``)."""
-    from singledir.engine.reference import reference_ablation_eval
-
     device = x.device
     loss_sum = torch.zeros(pert.n, dtype=torch.float64, device=device)
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
@@ -308,7 +231,7 @@ def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast
                 loss, acc = reference_ablation_eval(model, x, y, units, fill, batch_size=chunk_size, topk=topk)
             loss_sum[m], correct[m] = loss * n, acc * n
         return loss_sum, correct
-    hooks = _Hooks(model, sorted(pert.layers()))
+    hooks = PerturbationHooks(model, sorted(pert.layers()))
     hooks.generator = generator
     try:
         for m in range(pert.n):
@@ -325,15 +248,16 @@ def _evaluate_reference(model, x, y, pert, chunk_size, topk, generator, autocast
     return loss_sum, correct
 
 
-def _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, autocast):
+def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, autocast):
     """Forward hooks; prefix caching for Sequential models; masks folded into the batch."""
     device = x.device
+    chunk_size, max_rows, topk = options.chunk_size, options.max_rows, options.topk
     layers = pert.layers()
     loss_sum = torch.zeros(pert.n, dtype=torch.float64, device=device)
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
     first = _first_layer(model, layers) if layers else None
     split = split_sequential(model, first) if first else None
-    hooks = _Hooks(model, sorted(layers))
+    hooks = PerturbationHooks(model, sorted(layers))
     ctx = autocast if autocast is not None else contextlib.nullcontext
     try:
         for i in range(0, len(x), chunk_size):
@@ -369,61 +293,3 @@ def _evaluate_generic(model, x, y, pert, chunk_size, max_rows, topk, generator, 
         hooks.pert = None
         hooks.remove()
     return loss_sum, correct
-
-
-def _forward_with_hooks(model: nn.Module, x: torch.Tensor, chunk_size: int, hooks: dict) -> None:
-    """Run ``model`` (eval mode) over ``x`` in chunks with forward hooks ``{layer: fn}``."""
-    was_training = model.training
-    model.eval()
-    modules = dict(model.named_modules())
-    handles = [modules[name].register_forward_hook(fn) for name, fn in hooks.items()]
-    try:
-        for i in range(0, len(x), chunk_size):
-            model(x[i:i + chunk_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-
-
-@torch.no_grad()
-def layer_activations(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                      chunk_size: int = 1024) -> dict[str, torch.Tensor]:
-    """Unperturbed activations of ``layers`` for all of ``x`` (eval mode), on the CPU."""
-    store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    _forward_with_hooks(model, x, chunk_size, {
-        name: (lambda mod, inp, out, name=name: store[name].append(out.detach().cpu())) for name in layers})
-    return {name: torch.cat(v) for name, v in store.items()}
-
-
-@torch.no_grad()
-def activation_moments(model: nn.Module, x: torch.Tensor, layers: Sequence[str],
-                       chunk_size: int = 1024) -> dict[str, dict[str, torch.Tensor]]:
-    """Per layer: ``mean`` per element (C, ...) and ``var`` per unit (C,) over ``x``.
-
-    The per-element mean is what mean-ablation clamps to (appendix A.1); the per-unit
-    variance (over examples and, for feature maps, spatial positions) scales the noise
-    of the noise analysis (section 2.2). Accumulated in float64 chunk by chunk.
-    """
-    acc: dict[str, dict] = {}
-
-    def hook(name):
-        def fn(mod, inp, out):
-            o = out.detach().double()
-            a = acc.setdefault(name, {"n": 0, "sum": 0.0, "unit_sum": 0.0, "unit_sq": 0.0, "count": 0})
-            a["n"] += o.shape[0]
-            a["sum"] = a["sum"] + o.sum(0)
-            dims = [0] + list(range(2, o.dim()))
-            a["unit_sum"] = a["unit_sum"] + o.sum(dims)
-            a["unit_sq"] = a["unit_sq"] + (o * o).sum(dims)
-            a["count"] += o.numel() // o.shape[1]
-        return fn
-
-    _forward_with_hooks(model, x, chunk_size, {name: hook(name) for name in layers})
-    out = {}
-    for name in layers:
-        a = acc[name]
-        mu = a["unit_sum"] / a["count"]
-        var = (a["unit_sq"] / a["count"] - mu * mu).clamp_min(0)
-        out[name] = {"mean": (a["sum"] / a["n"]).float(), "var": var.float()}
-    return out

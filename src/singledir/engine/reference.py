@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.engine.perturb import topk_correct
+from singledir.engine.batch import topk_correct
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 
 def schema_path() -> Path:
     """The workflow's config schema (next to the sources in a checkout)."""
-    for root in (Path(__file__).resolve().parents[2], Path(os.environ.get("SINGLEDIR_ROOT", ".")), Path.cwd()):
+    for root in (Path(__file__).resolve().parents[3], Path(os.environ.get("SINGLEDIR_ROOT", ".")), Path.cwd()):
         path = root / "workflow" / "schemas" / "config.schema.yaml"
         if path.is_file():
             return path

@@ -68,8 +68,11 @@ def speed_settings(config: Mapping, family: str) -> dict:
     return settings
 
 
-def engine_settings(results: Mapping, speed: Mapping) -> dict:
-    """The perturbation engine's keyword options from a rule's result params and the speed
-    knobs: ``chunk_size``, ``max_rows``, ``method`` (speed) and ``topk``, ``precision`` (results)."""
-    return {"chunk_size": int(speed["chunk_size"]), "max_rows": int(speed["max_rows"]), "method": speed["method"],
-            "topk": int(results.get("topk", 1)), "precision": results.get("precision", "fp32")}
+def engine_options(results: Mapping, speed: Mapping):
+    """The perturbation engine's options (:class:`singledir.engine.options.EngineOptions`)
+    from a rule's result params (``topk``, ``precision``) and the speed knobs
+    (``chunk_size``, ``max_rows``, ``method``)."""
+    from singledir.engine.options import EngineOptions
+
+    return EngineOptions.from_config({**{k: speed[k] for k in ("chunk_size", "max_rows", "method")},
+                                      **{k: results[k] for k in ("topk", "precision") if k in results}})

@@ -301,7 +301,8 @@ def check_config(config: dict) -> None:
                         raise ConfigError(f"{where}: {err}") from None
         if family == "imagenet":
             from singledir.data.imagenet import config_problems
-            for problem in config_problems(config, family):
+            specs = {exp: experiment_specs(config, family, exp) for exp in enabled_experiments(config, family)}
+            for problem in config_problems(config, specs, family):
                 raise ConfigError(problem)
         analysis = fams[family].get("analysis", {})
         if analysis.get("precision") == "tf32" and config.get("device", "auto") == "cpu":
@@ -447,7 +448,7 @@ def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
     import sys
     from pathlib import Path
 
-    snakefile = Path(snakefile or Path(__file__).resolve().parents[2] / "Snakefile")
+    snakefile = Path(snakefile or Path(__file__).resolve().parents[3] / "Snakefile")
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe) if exe.exists() else "snakemake", target, "-s", str(snakefile), "-n", "--forceall",
            "--quiet", "rules", "--configfile", *map(str, configfiles)]
@@ -458,11 +459,14 @@ def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
     return int(m.group(1))
 
 
-def main(argv=None) -> int:
+def main(load_config, config_error: type, argv=None) -> int:
+    """``python -m singledir.pipeline.plan CONFIG...``: check a config and print its plan summary.
+
+    ``load_config`` and ``config_error`` are :func:`singledir.pipeline.config_check.load_config`
+    and its ``ConfigError``, passed in by the program block below: config_check imports this
+    module, so importing it here would close an import cycle."""
     import argparse
     import sys
-
-    from singledir.pipeline import config_check
 
     ap = argparse.ArgumentParser(prog="python -m singledir.pipeline.plan",
                                  description="Check a config and print what it runs and what it costs.")
@@ -471,9 +475,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bench-csv", default="results/bench.csv", help="benchmark table with the measured CPU rate")
     args = ap.parse_args(argv)
     try:
-        loaded = config_check.load_config(args.configfile)
+        loaded = load_config(args.configfile)
         jobs = None if args.no_jobs else count_jobs(args.configfile)
-    except config_check.ConfigError as err:  # (run as __main__, this module's ConfigError is another class)
+    except config_error as err:  # (run as __main__, this module's ConfigError is another class)
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
@@ -481,4 +485,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as a program, this file is the module __main__, not singledir.pipeline.plan, so this
+    # import (config_check imports singledir.pipeline.plan) closes no cycle.
+    from singledir.pipeline import config_check
+
+    raise SystemExit(main(config_check.load_config, config_check.ConfigError))

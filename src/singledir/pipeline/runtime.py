@@ -92,8 +92,3 @@ def eval_subset(n: int, limit: int, seed: int) -> np.ndarray | None:
         return None
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
-
-def engine_options(analysis: dict) -> dict:
-    """The perturbation engine's ``method`` and ``precision`` from a family's ``analysis``
-    config (``auto``/``fp32`` unless set; see :func:`singledir.engine.perturb.evaluate_perturbations`)."""
-    return {"method": analysis.get("method", "auto"), "precision": analysis.get("precision", "fp32")}

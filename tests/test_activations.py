@@ -1,0 +1,64 @@
+"""singledir.engine.activations: the one activation collector, against plain forward passes."""
+import pytest
+import torch
+from torch import nn
+
+from singledir.engine.activations import activation_moments, collect_activations, iter_activations
+from singledir.models.nets import MLP
+
+
+class _InPlaceAfter(nn.Module):
+    """A layer whose output the model then changes in place (as a residual ``out += identity``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+
+    def forward(self, x):
+        h = self.lin(x)
+        h += 1.0
+        return h
+
+
+def test_collected_activations_equal_a_plain_forward_pass_in_any_batching():
+    torch.manual_seed(0)
+    model = MLP(64, [24, 16], 10).eval()
+    x, y = torch.randn(23, 1, 8, 8), torch.arange(23) % 10
+    with torch.no_grad():
+        plain = model.relu2(model.fc2(model.relu1(model.fc1(x.flatten(1)))))
+    acts, labels = collect_activations(model, x, ["relu1", "relu2"], chunk_size=5)
+    assert labels is None and acts["relu2"].shape == (23, 16)
+    torch.testing.assert_close(acts["relu2"], plain, rtol=0, atol=1e-6)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=7)
+    from_loader, labels = collect_activations(model, loader, ["relu1", "relu2"])
+    assert labels.tolist() == y.tolist()
+    for name in ("relu1", "relu2"):
+        torch.testing.assert_close(from_loader[name], acts[name], rtol=0, atol=1e-6)  # batch sizes differ
+
+
+def test_reads_the_output_as_returned_before_later_in_place_changes():
+    torch.manual_seed(1)
+    model = _InPlaceAfter()
+    x = torch.randn(9, 6)
+    acts, _ = collect_activations(model, x, ["lin"], chunk_size=4)
+    torch.testing.assert_close(acts["lin"], model.lin(x).detach(), rtol=0, atol=0)
+    moments = activation_moments(model, x, ["lin"], chunk_size=4)
+    torch.testing.assert_close(moments["lin"]["mean"], model.lin(x).detach().mean(0), rtol=1e-6, atol=1e-6)
+
+
+def test_spatial_means_keep_one_value_per_map_and_mode_is_restored():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU()).train()
+    x = torch.randn(6, 3, 7, 7)
+    means, _ = collect_activations(model, x, ["1"], chunk_size=4, spatial=True)
+    with torch.no_grad():
+        plain = model.eval()(x).mean((2, 3))
+    model.train()
+    torch.testing.assert_close(means["1"], plain, rtol=1e-6, atol=1e-6)
+    list(iter_activations(model, x, ["1"], chunk_size=4))
+    assert model.training and not model[1]._forward_hooks  # hooks removed, caller's mode restored
+
+
+def test_unknown_layer_is_one_error_naming_it():
+    with pytest.raises(KeyError, match="'nope'"):
+        collect_activations(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2), ["nope"])
