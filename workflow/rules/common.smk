@@ -91,6 +91,15 @@ def figures_of(family):
 
 
 # Inputs and params of the per-model rules (analysis.smk), for every family.
+def image_dataset(family):
+    """An image family's dataset section, with ``root`` where the images are (a generated
+    stand-in's: results/data/<family>/standin, written by its standin rule)."""
+    ds = dict(family_cfg(family)["dataset"])
+    if ds.get("generate"):
+        ds["root"] = f"{RESULTS}/data/{family}/standin"
+    return ds
+
+
 def stores_images(family):
     """Whether the family's data is an image index on disk (else one in-memory npz)."""
     return data_access.data_form(family_cfg(family)["dataset"]) == data_access.IMAGES
@@ -117,7 +126,7 @@ def result_params(rule_name):
     def fn(w):
         params = run_params.result_params(config, w.family, rule_name)
         if stores_images(w.family):
-            params["dataset"] = imagenet_dataset()
+            params["dataset"] = image_dataset(w.family)
         return params
 
     return fn

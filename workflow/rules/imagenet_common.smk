@@ -11,11 +11,8 @@ IMAGENET_STANDIN = f"{IMAGENET_DATA}/standin"
 
 
 def imagenet_dataset():
-    """The family's dataset section, with ``root`` pointing at the images."""
-    ds = dict(family_cfg(IMAGENET)["dataset"])
-    if ds.get("generate"):
-        ds["root"] = IMAGENET_STANDIN
-    return ds
+    """The family's dataset section, with ``root`` pointing at the images (common.smk)."""
+    return image_dataset(IMAGENET)
 
 
 _IMAGENET_WARNED = []
