@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from singledir.models.api import build_model, unit_weights
+from singledir.models.api import (MODEL_KEYS, ModelFileError, build_model, load_trained, save_trained, unit_layers,
+                                  unit_weights)
 from singledir.models.nets import MLP, ConvNet, resolve_layers
 
 
@@ -45,8 +46,6 @@ def test_resolve_layers():
 
 
 # --- singledir.models.api: one model API for every family ---------------------------------
-
-from singledir.models.api import MODEL_KEYS, ModelFileError, load_trained, save_trained, unit_layers  # noqa: E402
 
 
 def test_build_model_dispatches_on_the_architecture():
@@ -96,7 +95,7 @@ def test_unit_layers_and_unit_weights_for_sequential_nets():
     m = build_model({"arch": "mlp", "hidden": [8, 6], "dropout": 0.2}, (1, 4, 4), 3)
     x = torch.zeros(1, 1, 4, 4)
     assert unit_layers(m, "all", x) == ["relu1", "relu2"] and unit_layers(m, -1, x) == ["relu2"]
-    assert unit_weights(m, "relu2") is m.fc2.weight.detach() or torch.equal(unit_weights(m, "relu2"), m.fc2.weight)
+    assert torch.equal(unit_weights(m, "relu2"), m.fc2.weight)  # the linear stage that feeds it
     assert unit_weights(m, "relu1").shape == (8, 16)
     c = build_model({"arch": "convnet", "width": 0.0625, "batch_norm": True}, (3, 8, 8), 3)
     assert torch.equal(unit_weights(c, "relu3"), c.conv3.weight)  # through the batch norm
