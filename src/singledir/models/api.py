@@ -20,12 +20,12 @@ they keep their own columns (a shared schema would leave half of every row empty
 
 - epoch-based training (mnist, cifar10; :func:`singledir.training.single.train` and
   :mod:`~singledir.training.fused`): one row per epoch, ``epoch`` (0 = before training),
-  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` and the learning
-  rate; ``training_auc`` joins on ``epoch``.
+  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (over the whole
+  training and test sets, after that epoch); ``training_auc`` joins on ``epoch``.
 - step-based distributed training (imagenet; :mod:`singledir.training.distributed`): one
-  row per logging interval of optimizer steps, ``step``, ``lr``, ``train_loss``,
-  ``train_top1``, ``train_top5``, ``images_per_s`` (running means over the interval, over
-  every process). A model taken from pretrained weights has the header and no rows.
+  row per ``train.log_every`` optimizer steps, ``step``, ``lr``, ``train_loss``,
+  ``train_top1``, ``train_top5``, ``images_per_s`` (means over the interval's training
+  batches, over every process: no full-set evaluation, which ImageNet cannot afford). A model taken from pretrained weights has the header and no rows.
 """
 
 from __future__ import annotations
