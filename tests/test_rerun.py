@@ -80,6 +80,8 @@ def test_changing_an_analysis_parameter_reruns_analyses_not_training(complete, t
     jobs = dry_run(work, write_yaml(cfg, tmp_path / "orderings.yaml"))
     assert "train_model" not in jobs and "prepare_dataset" not in jobs and "corrupt_labels" not in jobs
     assert jobs["ablation_curve"] == 2 and jobs["fig1"] == 1
+    # only the rules whose numbers depend on orderings: no noise curves, no unit tables
+    assert set(jobs) - {"ablation_curve", "fig1"} <= FIGURE_GATHERERS, jobs
 
 
 def test_a_second_clone_takes_trained_models_from_the_cache(complete, tmp_path):
