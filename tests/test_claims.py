@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from singledir.stats import claims as C
+from singledir.stats.beyond_claims import ALL_CLAIMS
 COLS = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min"]
 
 
@@ -20,7 +21,7 @@ def write_stats(res, family, rows):
 
 
 def claim(claim_id):
-    return next(c for c in C.CLAIMS if c.claim_id == claim_id)
+    return next(c for c in ALL_CLAIMS if c.claim_id == claim_id)
 
 
 def memo(fig, acc=1.0):
@@ -67,9 +68,9 @@ def test_sources_from_paths_sorts_stats_and_tidy_tables():
 def test_missing_family_or_figure_is_not_run_and_every_claim_has_a_row(tmp_path):
     res = tmp_path / "results"
     write_stats(res, "mnist", [("figA4", "spearman_mutual_information_vs_impact", 0.05, -0.1, 0.2, 64, "units")])
-    table = C.evaluate_claims(C.Sources.from_results(res))
+    table = C.evaluate_claims(C.Sources.from_results(res), ALL_CLAIMS)
     assert list(table.columns) == C.COLUMNS
-    assert len(table) == len(C.CLAIMS) and table["claim_id"].is_unique
+    assert len(table) == len(ALL_CLAIMS) and table["claim_id"].is_unique
     got = table.set_index("claim_id")
     assert got.loc["figA4a_mutual_information_vs_impact", "verdict"] == "reproduced"
     assert (got.drop(index="figA4a_mutual_information_vs_impact")["verdict"] == "not run").all()
@@ -136,7 +137,7 @@ def test_every_verdict_but_reproduced_has_a_reason(tmp_path):
     res = tmp_path / "results"
     write_stats(res, "mnist", [("figA4", "spearman_mutual_information_vs_impact", 0.6, 0.5, 0.7, 64, "units"),
                                ("fig7", "spearman_selectivity_vs_impact", 0.0, -0.4, 0.4, 64, "units")])
-    table = C.evaluate_claims(C.Sources.from_results(res))
+    table = C.evaluate_claims(C.Sources.from_results(res), ALL_CLAIMS)
     assert (table.loc[table["verdict"] != "reproduced", "reason"].str.len() > 0).all()
 
 
@@ -277,11 +278,11 @@ def test_markdown_counts_each_verdict_and_prints_tolerances(tmp_path):
     res = tmp_path / "results"
     write_stats(res, "mnist", [("figA4", "spearman_mutual_information_vs_impact", 0.05, -0.1, 0.2, 64, "units"),
                                ("fig7", "spearman_selectivity_vs_impact", 0.0, -0.4, 0.4, 64, "units")])
-    table = C.evaluate_claims(C.Sources.from_results(res))
+    table = C.evaluate_claims(C.Sources.from_results(res), ALL_CLAIMS)
     md = C.to_markdown(table, "demo", {"mnist": "8x8 digits (MNIST stand-in)"})
     body = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| #")]
-    assert len(body) == len(C.CLAIMS)
-    n_run = len(C.CLAIMS) - 2
+    assert len(body) == len(ALL_CLAIMS)
+    n_run = len(ALL_CLAIMS) - 2
     assert "Scale: **demo** (MNIST: 8x8 digits (MNIST stand-in))" in md
     assert ("Of **2** claims tested: **1** reproduced, **0** not reproduced, **1** inconclusive, **0** not "
             f"comparable; {n_run} were not run.") in md

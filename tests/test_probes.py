@@ -122,7 +122,7 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
          nan),
         ("figX4", "selectivity_diff_selectivity_1_minus_plain_clean", 0.1, 0.0, 0.2, 8, "networks", 0.2, 0.029, nan),
     ])
-    table = C.evaluate_claims(C.Sources.from_results(res)).set_index("claim_id")
+    table = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS).set_index("claim_id")
     keep = table.loc["X1_onepoint_keeps_rank_r_mnist"]
     assert keep["paper_value"] == "new" and keep["verdict"] == "reproduced" and keep["our_value"] == 0.97
     # the strongest strength is judged: q_max 0.75, alpha -10
@@ -140,7 +140,7 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
                  ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
                  ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
                  ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7)])
-    t2 = C.evaluate_claims(C.Sources.from_results(res))
+    t2 = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS)
     row = t2.set_index("claim_id").loc["X1_onepoint_keeps_rank_r_mnist"]
     assert row["verdict"] == "inconclusive" and "more than 0.1" in row["reason"]
     md = B.readme_section(t2, "demo")

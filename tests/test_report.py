@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 
 from conftest import REPO, run_snakemake, tiny_mnist_config, write_yaml  # noqa: E402
 from singledir.stats import claims as C  # noqa: E402
+from singledir.stats.beyond_claims import ALL_CLAIMS  # noqa: E402
 from singledir.figures import readme_status as RS  # noqa: E402
 from singledir.figures import report_pages as RP  # noqa: E402
 CLAIMS_MD = """# Claims of Morcos et al. (2018), one by one
@@ -98,10 +99,10 @@ def test_claims_html_has_a_row_per_claim_with_its_verdict(tmp_path):
     (res / "stats").mkdir(parents=True)
     pd.DataFrame([{"figure": "fig7", "statistic": "spearman_selectivity_vs_impact", "value": 0.05, "ci_low": 0.0,
                    "ci_high": 0.15, "n": 64, "p": 0.5}]).to_csv(res / "stats" / "mnist.csv", index=False)
-    table = C.evaluate_claims(C.Sources.from_results(res, n_boot=20))
+    table = C.evaluate_claims(C.Sources.from_results(res, n_boot=20), ALL_CLAIMS)
     html = RP.claims_html(table, "demo")
     assert len(re.findall(r"<tr class='(reproduced|notreproduced|inconclusive|notcomparable|notrun)'", html)) \
-        == len(C.CLAIMS)
+        == len(ALL_CLAIMS)
     assert html.count("<tr class='reproduced'") == 1 and "id='fig7a_selectivity_vs_impact'" in html
 
 
@@ -168,7 +169,7 @@ def test_claims_and_report_of_a_tiny_run(tmp_path):
     run_snakemake(tmp_path, "all_figures", "report_pages", configfile=cfgfile)
     res = tmp_path / "results"
     claims = pd.read_csv(res / "claims.csv").set_index("claim_id")
-    assert len(claims) == len(C.CLAIMS)
+    assert len(claims) == len(ALL_CLAIMS)
     ran = claims[claims["verdict"] != "not run"]
     assert set(ran.index) == {"fig7a_selectivity_vs_impact", "figA4a_mutual_information_vs_impact"}
     stats = pd.read_csv(res / "stats" / "mnist.csv").set_index("statistic")

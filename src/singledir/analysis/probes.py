@@ -58,7 +58,7 @@ def probe_cost(n_orderings: int, n_ablated_points: Sequence[int]) -> int:
 
 
 def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: int, seed: int, *,
-                    options: EngineOptions | None = None):
+                    options: EngineOptions = EngineOptions()):
     """Tidy (ordering, n_ablated, fraction, accuracy, loss) at the given numbers of ablated
     units, with the orderings of :func:`singledir.engine.ablation.cumulative_ablation_curve`
     (same seed: the same units ablated at the same point). The unablated point is
@@ -75,7 +75,7 @@ def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: 
             if k > 0:
                 sets.append(orders[o, :k])
                 keys.append((o, k))
-    loss, acc = evaluate_ablations(model, x, y, sizes, sets, options=options or EngineOptions())
+    loss, acc = evaluate_ablations(model, x, y, sizes, sets, options=options)
     rows = []
     for o in range(n_orderings):
         for k in pts:
@@ -94,7 +94,7 @@ def _auc_of(curve: pd.DataFrame) -> float:
 
 
 def measure_probes(model, x, y, layers, fractions: Sequence[float], sparse: Sequence[float], n_orderings: int,
-                   n_points: int, seed: int, *, options: EngineOptions | None = None
+                   n_points: int, seed: int, *, options: EngineOptions = EngineOptions()
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(probes, full curve). ``probes``: one row per probe with columns probe, value,
     cost_passes, cost_examples (passes x evaluation examples), n_orderings. Each probe is

@@ -82,7 +82,7 @@ def collect_activations(model: nn.Module, data: Batches, layers: Sequence[str], 
     ``data`` is a tensor. See :func:`iter_activations` for ``data`` and ``device``."""
     store: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     labels: list[torch.Tensor] = []
-    read = spatial_mean if spatial else copy
+    read = spatial_mean if spatial else (lambda out: out.to("cpu", copy=True))  # one copy, straight to the CPU
     for acts, y in iter_activations(model, data, layers, chunk_size=chunk_size, device=device, read=read):
         for name in layers:
             store[name].append(acts[name].cpu())

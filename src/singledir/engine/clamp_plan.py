@@ -61,6 +61,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from singledir.engine.batch import topk_correct
+from singledir.engine.options import EngineOptions
 
 # Modules that act on each channel separately and are deterministic in eval mode.
 _POINTWISE = (nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh,
@@ -238,13 +239,19 @@ class ClampPlan:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, keep: dict[str, torch.Tensor],
-                 fill: dict[str, torch.Tensor | None], chunk_size: int, topk: int, max_rows: int,
-                 cdtype=None, autocast=None, stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 fill: dict[str, torch.Tensor | None], options: EngineOptions,
+                 stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed loss and number correct per mask (float64, on x's device).
 
         ``keep[layer]``: bool (U, C) on x's device; ``fill[layer]``: None or (C, ...).
+        ``options``: chunking, top-k and precision (``bf16``: bfloat16 operands, float32
+        accumulation).
         """
         device = x.device
+        chunk_size, topk, max_rows = options.chunk_size, options.topk, options.max_rows
+        bf16 = options.precision == "bf16"
+        cdtype = torch.bfloat16 if bf16 else None
+        autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
         U = next(iter(keep.values())).shape[0]
         keep_np = {n: keep[n].cpu().numpy() for n in self.layers}
         keep_t = keep

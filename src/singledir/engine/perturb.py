@@ -37,7 +37,8 @@ CUDA). On CUDA, ``"tf32"`` (TF32 matrix products) and ``"bf16"`` (bfloat16 opera
 float32 accumulation and loss) are faster; before using them the engine measures the
 accuracy and loss of a subset (``options.check_examples`` examples, up to
 ``options.check_masks`` perturbations) in both precisions and refuses
-(:class:`PrecisionError`) when they differ by more than ``options.check_tol``; the measured differences go into ``stats``.
+(:class:`PrecisionError`) when they differ by more than ``options.check_tol``; the
+measured differences go into ``stats``.
 ``"bf16"`` also runs on the CPU (slowly), so its code path is tested without a GPU.
 """
 
@@ -184,7 +185,7 @@ def _check_precision(model, x, y, pert, generator, options: EngineOptions, stats
 def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict):
     """Summed loss and number correct per perturbation (float64, on x's device)."""
     device = x.device
-    method, chunk_size, max_rows, topk = options.method, options.chunk_size, options.max_rows, options.topk
+    method, chunk_size, topk = options.method, options.chunk_size, options.topk
     bf16 = options.precision == "bf16"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else None
     stats.setdefault("perturbations", pert.n)
@@ -206,9 +207,7 @@ def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict)
     else:
         stats["path"] = "plan"
         keep = {k: (v != 0).to(device) for k, v in uniq.keep.items()}
-        loss_sum, correct = plan.evaluate(x, y, keep, uniq.fill, chunk_size, topk, max_rows,
-                                          cdtype=torch.bfloat16 if bf16 else None,
-                                          autocast=autocast, stats=stats)
+        loss_sum, correct = plan.evaluate(x, y, keep, uniq.fill, options, stats=stats)
     inv = torch.as_tensor(inverse, device=loss_sum.device)
     return loss_sum.index_select(0, inv), correct.index_select(0, inv)
 
