@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablations, layer_sizes,
                                 reference_ablation_eval, single_unit_impact)
-from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_model, resolve_layers
+from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_net, resolve_layers
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
 from singledir.engine.activations import activation_moments, collect_activations
@@ -50,7 +50,7 @@ def test_convnet_layers_channels_and_strides():
 
 
 def test_width_multiplier_and_batch_norm_switch():
-    model = build_model({"arch": "convnet", "width": 0.125, "batch_norm": False}, (3, 16, 16), 10)
+    model = build_net({"arch": "convnet", "width": 0.125, "batch_norm": False}, (3, 16, 16), 10)
     widths = [getattr(model, f"conv{i}").out_channels for i in range(1, 12)]
     assert widths == [8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())

@@ -23,7 +23,7 @@ from conftest import shared_file
 from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
 from singledir.data.corruption import corrupt_labels
 from singledir.data.sources import load_dataset, to_tensors
-from singledir.models.nets import build_model, resolve_layers
+from singledir.models.nets import build_net, resolve_layers
 from singledir.training.core import TrainConfig
 from singledir.training.single import train
 
@@ -39,7 +39,7 @@ def test_convnet_on_real_cifar_subset(tmp_path, one_thread):
         labels, _ = corrupt_labels(data.y_train, fraction, seed=0)
         t = to_tensors(data, labels)
         torch.manual_seed(0)
-        model = build_model({"arch": "convnet", "width": 0.0625, "batch_norm": True}, (3, 32, 32), 10)
+        model = build_net({"arch": "convnet", "width": 0.0625, "batch_norm": True}, (3, 32, 32), 10)
         cfg = TrainConfig.from_spec({"epochs": 25, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "seed": 0,
                                      "checkpoint_every": 25, "augment": False})
         hist, _ = train(model, t, cfg, tmp_path / f"f{fraction}", log=lambda *_: None)

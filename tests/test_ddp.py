@@ -14,7 +14,7 @@ import torch
 from singledir.training.distributed import global_batch, launch, run_job, write_job
 from singledir.data.imagenet import scan
 from singledir.io import save_csv
-from singledir.models.resnet import build_model
+from singledir.models.resnet import build_torchvision
 from test_imagenet import write_image_folder
 
 
@@ -71,7 +71,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     assert [r["train_loss"] for r in ddp["history"]] == pytest.approx([r["train_loss"] for r in single["history"]],
                                                                        rel=1e-6)
     torch.manual_seed(3)
-    init = build_model({"name": "resnet18", "width": 0.0625}, 4).state_dict()
+    init = build_torchvision({"name": "resnet18", "width": 0.0625}, 4).state_dict()
     assert not torch.allclose(init["fc.weight"], single["model"]["fc.weight"])  # training moved the weights
     assert not torch.equal(init["bn1.running_mean"], single["model"]["bn1.running_mean"])
 

@@ -13,7 +13,7 @@ from singledir.data.sources import DataError
 from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
                                 dataset_transform, scan)
 from singledir.engine.activations import collect_activations
-from singledir.models.resnet import build_model
+from singledir.models.resnet import build_torchvision
 from singledir.analysis.selectivity import spatial_average
 
 
@@ -104,7 +104,7 @@ def test_images_transforms_and_seeded_augmentation(tmp_path):
 
 def test_spatial_means_equal_the_plain_definition():
     torch.manual_seed(0)
-    model = build_model({"name": "resnet18", "width": 0.125}, 3).eval()
+    model = build_torchvision({"name": "resnet18", "width": 0.125}, 3).eval()
     x = torch.randn(10, 3, 32, 32)
     y = torch.arange(10) % 3
     layers = ["relu", "layer2.1.relu2", "layer4.1.relu1"]
@@ -167,3 +167,35 @@ def test_index_check_compares_targets_with_the_classes(tmp_path):
         check_index(index[~((index["split"] == "val") & (index["target"] == 2))], classes, spec)
     with pytest.raises(DataError, match=r"1 images have targets outside the 3 classes"):
         check_index(index.assign(target=index["target"].where(index.index != 0, 3)), classes, spec)
+
+
+def test_analysis_data_of_an_image_index_is_the_recorded_subset(tmp_path):
+    """singledir.data.access on the image form: the subset's training images with the
+    trained (corrupted) labels, impact images = the first impact_per_class of each class,
+    test activations = spatial means; the true training labels come from the index."""
+    from singledir.data.access import IMAGES, data_form, open_analysis_data, training_targets
+    from singledir.data.imagenet import analysis_subset, read_index
+    from singledir.io import save_csv
+
+    spec = write_image_folder(tmp_path / "imgs")
+    index, _ = scan(spec)
+    save_csv(index, tmp_path / "index.csv.gz")
+    subset = analysis_subset(read_index(tmp_path / "index.csv.gz"), 2, 0, seed=0)
+    save_csv(subset, tmp_path / "subset.csv")
+    true = training_targets(tmp_path / "index.csv.gz")
+    assert true.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and data_form(spec) == IMAGES
+    labels = (true + 1) % 3  # every label changed
+    np.savez(tmp_path / "labels.npz", labels=labels)
+    files = {"index": str(tmp_path / "index.csv.gz"), "labels": str(tmp_path / "labels.npz"),
+             "subset": str(tmp_path / "subset.csv")}
+    data = open_analysis_data(files, "cpu", dataset_cfg=spec, impact_per_class=1, chunk_size=4)
+    x, y = data.training_examples(eval_examples=3, seed=0)  # the subset already is the sample
+    train = subset[subset["split"] == "train"]
+    assert x.shape == (6, 3, 16, 16) and y.tolist() == labels[train["index"].to_numpy()].tolist()
+    x_imp, y_imp = data.impact_examples()
+    assert y_imp.tolist() == [0, 1, 2] and data.n_classes == 3
+    model = build_torchvision({"name": "resnet18", "width": 0.125}, 3).eval()
+    means, y_test = data.test_activations(model, ["layer4.1.relu2"], 4, "cpu")
+    assert means["layer4.1.relu2"].shape == (9, 64) and y_test.tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    with pytest.raises(ValueError, match=r"missing \['subset'\]"):
+        open_analysis_data({k: v for k, v in files.items() if k != "subset"}, "cpu", dataset_cfg=spec)

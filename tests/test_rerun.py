@@ -80,6 +80,8 @@ def test_changing_an_analysis_parameter_reruns_analyses_not_training(complete, t
     jobs = dry_run(work, write_yaml(cfg, tmp_path / "orderings.yaml"))
     assert "train_model" not in jobs and "prepare_dataset" not in jobs and "corrupt_labels" not in jobs
     assert jobs["ablation_curve"] == 2 and jobs["fig1"] == 1
+    # only the rules whose numbers depend on orderings: no noise curves, no unit tables
+    assert set(jobs) - {"ablation_curve", "fig1"} <= FIGURE_GATHERERS, jobs
 
 
 def test_a_second_clone_takes_trained_models_from_the_cache(complete, tmp_path):
@@ -101,3 +103,23 @@ def test_a_second_clone_takes_trained_models_from_the_cache(complete, tmp_path):
         mine = torch.load(m, weights_only=False)
         theirs = torch.load(work / "results" / "models" / "mnist" / m.parent.name / "model.pt", weights_only=False)
         assert all(torch.equal(mine["state_dict"][k], theirs["state_dict"][k]) for k in mine["state_dict"])
+
+
+def test_changing_speed_knobs_reruns_nothing(complete, tmp_path):
+    """chunk_size, max_rows, loader_workers and method set only speed and memory (every
+    engine path is exact; singledir.pipeline.params): they are not params, so no job reruns."""
+    work, cfgfile, _ = complete
+    cfg = load_yaml(cfgfile)
+    a = cfg["families"]["mnist"]["analysis"]
+    a.update(chunk_size=a.get("chunk_size", 1024) // 2 + 1, max_rows=a.get("max_rows", 65536) // 2 + 1,
+             loader_workers=2, method="generic")
+    assert dry_run(work, write_yaml(cfg, tmp_path / "speed.yaml")) == {}
+
+
+def test_changing_noise_scales_reruns_only_the_noise_curves_and_their_figures(complete, tmp_path):
+    work, cfgfile, _ = complete
+    cfg = load_yaml(cfgfile)
+    cfg["families"]["mnist"]["analysis"]["noise_scales"] = [0.0, 2.0, 10.0]
+    jobs = dry_run(work, write_yaml(cfg, tmp_path / "noise.yaml"))
+    assert jobs["noise_curve"] == 2 and jobs["fig2"] == 1, jobs
+    assert set(jobs) - {"noise_curve", "fig2"} <= FIGURE_GATHERERS, jobs

@@ -7,14 +7,15 @@ from torch import nn
 
 from singledir.engine.options import EngineOptions
 from singledir.engine.ablation import evaluate_ablations, layer_sizes, reference_ablation_eval
-from singledir.models.resnet import (ModelError, analysis_layers, build_model, call_counts, check_unit_layers,
-                              make_analysable, unit_layer_names, unit_weights)
+from singledir.models.api import unit_layers, unit_weights
+from singledir.models.resnet import (ModelError, build_torchvision, call_counts, check_unit_layers, make_analysable,
+                                     unit_layer_names)
 
 
 @pytest.fixture(scope="module")
 def resnet50():
     torch.manual_seed(0)
-    return build_model({"arch": "torchvision", "name": "resnet50", "weights": None}, 1000).eval()
+    return build_torchvision({"arch": "torchvision", "name": "resnet50", "weights": None}, 1000).eval()
 
 
 def test_resnet50_has_the_49_documented_unit_layers(resnet50):
@@ -58,12 +59,12 @@ def test_basic_block_resnets_and_scaled_widths():
     names = unit_layer_names({"name": "resnet18"})
     assert len(names) == 17 and names[1:3] == ["layer1.0.relu1", "layer1.0.relu2"]
     torch.manual_seed(0)
-    narrow = build_model({"name": "resnet50", "width": 1 / 16}, 10)
+    narrow = build_torchvision({"name": "resnet50", "width": 1 / 16}, 10)
     assert narrow.unit_layers == unit_layer_names({"name": "resnet50"})
     sizes = layer_sizes(narrow, narrow.unit_layers, torch.zeros(1, 3, 32, 32))
     assert sizes["relu"] == 4 and sizes["layer4.2.relu3"] == 128 and narrow.fc.out_features == 10
     with pytest.raises(ModelError, match="not a torchvision classification model"):
-        build_model({"name": "resnet51"}, 10)
+        build_torchvision({"name": "resnet51"}, 10)
 
 
 class _Reuses(nn.Module):
@@ -87,8 +88,8 @@ def test_other_models_use_relus_that_run_once():
     with pytest.raises(ModelError, match="exactly once"):
         check_unit_layers(model, ["shared"], x)
     with pytest.raises(ModelError, match="exactly once"):
-        analysis_layers(model, ["act", "shared"], x)
-    assert analysis_layers(model, "all", x) == ["act"]
+        unit_layers(model, ["act", "shared"], x)
+    assert unit_layers(model, "all", x) == ["act"]
 
 
 def test_pretrained_weights_mocked_only_at_the_download(monkeypatch, tmp_path):
@@ -102,40 +103,40 @@ def test_pretrained_weights_mocked_only_at_the_download(monkeypatch, tmp_path):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    model = build_model({"arch": "torchvision", "name": "resnet18", "weights": "IMAGENET1K_V1"}, 1000)
+    model = build_torchvision({"arch": "torchvision", "name": "resnet18", "weights": "IMAGENET1K_V1"}, 1000)
     assert downloads == [torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url]
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in published.items())
     assert len(model.unit_layers) == 17
     # The file is in torch's hub cache now: a second build downloads nothing.
-    build_model({"arch": "torchvision", "name": "resnet18", "weights": "IMAGENET1K_V1"}, 1000)
+    build_torchvision({"arch": "torchvision", "name": "resnet18", "weights": "IMAGENET1K_V1"}, 1000)
     assert len(downloads) == 1
     with pytest.raises(ModelError, match="1000 classes but the dataset has 10"):
-        build_model({"name": "resnet18", "weights": "IMAGENET1K_V1"}, 10)
+        build_torchvision({"name": "resnet18", "weights": "IMAGENET1K_V1"}, 10)
 
 
 def test_checkpoint_file_weights(tmp_path):
     torch.manual_seed(1)
-    src = build_model({"name": "resnet18", "width": 0.125}, 10)
+    src = build_torchvision({"name": "resnet18", "width": 0.125}, 10)
     ours = tmp_path / "model.pt"
     torch.save({"spec": {}, "n_classes": 10, "state_dict": src.state_dict()}, ours)
     ddp = tmp_path / "ddp.pth"
     torch.save({"module." + k: v for k, v in src.state_dict().items()}, ddp)
     for path in (ours, ddp):
         torch.manual_seed(2)
-        loaded = build_model({"name": "resnet18", "width": 0.125, "weights": str(path)}, 10)
+        loaded = build_torchvision({"name": "resnet18", "width": 0.125, "weights": str(path)}, 10)
         assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), loaded.state_dict().values()))
     with pytest.raises(ModelError, match="does not fit"):
-        build_model({"name": "resnet18", "width": 0.25, "weights": str(ours)}, 10)
+        build_torchvision({"name": "resnet18", "width": 0.25, "weights": str(ours)}, 10)
     with pytest.raises(ModelError, match="neither a weights name"):
-        build_model({"name": "resnet18", "weights": str(tmp_path / "missing.pt")}, 10)
+        build_torchvision({"name": "resnet18", "weights": str(tmp_path / "missing.pt")}, 10)
 
 
 def test_engine_is_exact_on_the_resnet_wrapper():
     """The perturbation engine (full forward per perturbation batch for this non-Sequential
     model) against the plain hook definition, for ablations in several layers at once."""
     torch.manual_seed(0)
-    model = build_model({"name": "resnet50", "width": 1 / 16}, 10)
+    model = build_torchvision({"name": "resnet50", "width": 1 / 16}, 10)
     x = torch.randn(48, 3, 32, 32)
     model.train()
     with torch.no_grad():  # non-trivial batch-norm running statistics

@@ -6,7 +6,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from singledir.engine.ablation import layer_sizes
-from singledir.models.resnet import analysis_layers, build_model, unit_weights
+from singledir.engine.options import EngineOptions
+from singledir.engine.activations import collect_activations
+from singledir.models.api import unit_layers
+from singledir.models.resnet import build_torchvision
 from singledir.analysis.unit_shards import UNIT_COLUMNS, merge_unit_tables, shard_layers, unit_table
 
 
@@ -27,17 +30,19 @@ def test_sharded_unit_table_equals_the_unsharded_one():
     analysed layers (so depths are not consecutive within a shard's source list)."""
     torch.manual_seed(0)
     example = torch.zeros(1, 3, 16, 16)
-    model = build_model({"arch": "torchvision", "name": "resnet18", "width": 0.125, "weights": None}, 5,
-                        example).eval()
-    layers = analysis_layers(model, "all", example)[::3]
+    model = build_torchvision({"arch": "torchvision", "name": "resnet18", "width": 0.125, "weights": None}, 5,
+                              example).eval()
+    layers = unit_layers(model, "all", example)[::3]
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(30, 3, 16, 16, generator=g), torch.arange(30) % 5
     loader = DataLoader(TensorDataset(x, y), batch_size=8)
-    analysis = {"chunk_size": 8, "max_rows": 64, "topk": 2, "mi_bins": 4}
-    args = (model, loader, x[:12], y[:12], layers)
+    engine = EngineOptions(chunk_size=8, max_rows=64, topk=2)
 
     def table(only):
-        return unit_table(*args, only, 5, analysis, "cpu", unit_weights)
+        # each shard sees the spatial means of its own layers only, as the rule's jobs do
+        means, labels = collect_activations(model, loader, layers if only is None else only, spatial=True)
+        means = {n: m.double().numpy() for n, m in means.items()}
+        return unit_table(model, means, labels.numpy(), x[:12], y[:12], layers, only, 5, 4, engine)
 
     whole = table(None)
     sizes = layer_sizes(model, layers, x[:1])

@@ -74,8 +74,8 @@ def test_paper_config_builds_its_dag(tmp_path):
     cfgfile = write_yaml(cfg, tmp_path / "paper.yaml")
     out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=cfgfile)
     text = out.stdout + out.stderr
-    for rule in ("imagenet_index", "imagenet_corrupt_labels", "imagenet_subset", "imagenet_model",
-                 "imagenet_units", "fig7"):
+    for rule in ("imagenet_index", "corrupt_labels", "imagenet_subset", "imagenet_model", "unit_shard",
+                 "unit_analysis", "fig7"):
         assert f"rule {rule}:" in text, rule
     assert "gpu=8" in text and "nodes=1" in text  # the training job asks for its GPUs
     # Without the data a dry run still plans (and warns); the index job stops with one
@@ -91,8 +91,9 @@ def test_paper_config_builds_its_dag(tmp_path):
 
 
 def test_unit_analysis_shards_in_the_dag(tmp_path):
-    """analysis.unit_shards: N plans N shard jobs per model and one cheap merge each; the
-    shard files name N, so a changed N makes new shards (the default, 1, one shard)."""
+    """analysis.unit_shards: N plans N unit_shard jobs per model and one cheap merge
+    (unit_analysis) each; the shard files name N, so a changed N makes new shards. The
+    default, 1, is one unit_analysis job per model and no shard file."""
     cfg = tiny_imagenet_config()
     cfg["families"]["imagenet"]["analysis"]["unit_shards"] = 3
     cfgfile = write_yaml(cfg, tmp_path / "sharded.yaml")
@@ -100,10 +101,13 @@ def test_unit_analysis_shards_in_the_dag(tmp_path):
     text = out.stdout + out.stderr
     models = 1  # Fig. 7 analyses the selectivity experiment's one model
     jobs = dict(line.split() for line in text.splitlines()
-                if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0].startswith("imagenet"))
-    assert int(jobs["imagenet_units_shard"]) == 3 * models and int(jobs["imagenet_units"]) == models, jobs
+                if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert int(jobs["unit_shard"]) == 3 * models and int(jobs["unit_analysis"]) == models, jobs
     for i in range(3):
-        assert f"unit_shards/{i}_of_3.csv" in text
+        assert f"results/analysis/imagenet/selectivity_s0/unit_shards/{i}_of_3.csv" in text
     del cfg["families"]["imagenet"]["analysis"]["unit_shards"]
     out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=write_yaml(cfg, tmp_path / "one.yaml"))
-    assert "unit_shards/0_of_1.csv" in out.stdout + out.stderr and "1_of_1" not in out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    jobs = dict(line.split() for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert "unit_shard" not in jobs and int(jobs["unit_analysis"]) == models, jobs
+    assert "unit_shards/" not in text

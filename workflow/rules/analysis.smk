@@ -1,14 +1,22 @@
+# Per-model rules, one set for every family ({family}: ANALYSED_FAMILIES in common.smk).
+# Their inputs (_model_inputs: dataset.npz, or the image index with the recorded subset)
+# and params (result_params: only what defines the numbers, singledir.pipeline.params)
+# come from common.smk; the scripts read the speed knobs (chunk_size, max_rows, method,
+# loader_workers, device) from the config through singledir.pipeline.params.speed_settings,
+# so changing one reruns nothing.
+
+
 rule ablation_curve:
-    """Cumulative ablation curves (zero or mean clamping) on the training set."""
+    """Cumulative ablation curves (zero or mean clamping) on the training data."""
     input:
         unpack(_model_inputs),
     output:
         curve=f"{RESULTS}/analysis/{{family}}/{{model}}/ablation_{{mode}}.csv",
+    wildcard_constraints:
+        family=ANALYSED_FAMILIES,
     params:
-        analysis=lambda w: analysis_cfg(w.family),
-        seed=config["seed"],
-        device=config["device"],
-    threads: 1
+        analysis=result_params("ablation_curve"),
+    threads: analysis_threads
     log:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
     benchmark:
@@ -25,11 +33,11 @@ rule noise_curve:
         unpack(_model_inputs),
     output:
         curve=f"{RESULTS}/analysis/{{family}}/{{model}}/noise.csv",
+    wildcard_constraints:
+        family=ANALYSED_FAMILIES,
     params:
-        analysis=lambda w: analysis_cfg(w.family),
-        seed=config["seed"],
-        device=config["device"],
-    threads: 1
+        analysis=result_params("noise_curve"),
+    threads: analysis_threads
     log:
         f"{RESULTS}/logs/noise_curve/{{family}}/{{model}}.log",
     benchmark:
@@ -40,17 +48,46 @@ rule noise_curve:
         "../scripts/noise_curve.py"
 
 
-rule unit_analysis:
-    """Per unit: class selectivity, mutual information, single-unit ablation impact on
-    test loss, and the L1 norm of its incoming weights."""
+rule unit_shard:
+    """The per-unit table of one group of layers (singledir.analysis.unit_shards), when
+    analysis.unit_shards splits a model's analysis into several jobs. The shard count is in
+    the file name, so changing analysis.unit_shards makes new shards."""
     input:
         unpack(_model_inputs),
     output:
-        units=f"{RESULTS}/analysis/{{family}}/{{model}}/units.csv",
+        units=f"{RESULTS}/analysis/{{family}}/{{model}}/unit_shards/{{shard}}_of_{{n}}.csv",
+    wildcard_constraints:
+        family=ANALYSED_FAMILIES,
+        shard=r"\d+",
+        n=r"\d+",
     params:
-        analysis=lambda w: analysis_cfg(w.family),
-        device=config["device"],
-    threads: 1
+        analysis=result_params("unit_analysis"),
+        shard=lambda w: int(w.shard),
+        n_shards=lambda w: int(w.n),
+    threads: analysis_threads
+    log:
+        f"{RESULTS}/logs/unit_shard/{{family}}/{{model}}_{{shard}}_of_{{n}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/unit_shard/{{family}}/{{model}}_{{shard}}_of_{{n}}.tsv"
+    conda:
+        ENV_TORCH
+    script:
+        "../scripts/unit_analysis.py"
+
+
+rule unit_analysis:
+    """Per unit: class selectivity, mutual information, single-unit ablation impact on
+    test loss, and the L1 norm of its incoming weights; computed here, or merged from the
+    unit_shard jobs' tables (analysis.unit_shards > 1)."""
+    input:
+        unpack(unit_analysis_inputs),
+    output:
+        units=f"{RESULTS}/analysis/{{family}}/{{model}}/units.csv",
+    wildcard_constraints:
+        family=ANALYSED_FAMILIES,
+    params:
+        analysis=result_params("unit_analysis"),
+    threads: analysis_threads
     log:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
     benchmark:
@@ -68,11 +105,11 @@ rule training_auc:
         history=f"{RESULTS}/models/{{family}}/{{model}}/history.csv",
     output:
         table=f"{RESULTS}/analysis/{{family}}/{{model}}/training_auc.csv",
+    wildcard_constraints:
+        family=ANALYSED_FAMILIES,
     params:
-        analysis=lambda w: analysis_cfg(w.family),
-        seed=config["seed"],
-        device=config["device"],
-    threads: 1
+        analysis=result_params("training_auc"),
+    threads: analysis_threads
     log:
         f"{RESULTS}/logs/training_auc/{{family}}/{{model}}.log",
     benchmark:

@@ -24,12 +24,14 @@ rule prepare_dataset:
 
 
 rule corrupt_labels:
-    """Shuffle the labels of a seeded random fraction of the training set (section 2.1)."""
+    """Shuffle the labels of a seeded random fraction of the training set (section 2.1),
+    from the family's data file (dataset.npz, or the image index)."""
     input:
-        dataset=rules.prepare_dataset.output.dataset,
+        data=family_data,
     output:
         labels=f"{RESULTS}/data/{{family}}/labels_f{{fraction}}_s{{seed}}.npz",
     wildcard_constraints:
+        family=ANALYSED_FAMILIES,
         fraction=r"[0-9.]+",
         seed=r"[0-9]+",
     params:

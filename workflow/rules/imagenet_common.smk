@@ -11,11 +11,8 @@ IMAGENET_STANDIN = f"{IMAGENET_DATA}/standin"
 
 
 def imagenet_dataset():
-    """The family's dataset section, with ``root`` pointing at the images."""
-    ds = dict(family_cfg(IMAGENET)["dataset"])
-    if ds.get("generate"):
-        ds["root"] = IMAGENET_STANDIN
-    return ds
+    """The family's dataset section, with ``root`` pointing at the images (common.smk)."""
+    return image_dataset(IMAGENET)
 
 
 _IMAGENET_WARNED = []
@@ -67,15 +64,3 @@ def imagenet_trains(wildcards):
     return not imagenet_spec(wildcards)["model"].get("weights")
 
 
-def _imagenet_model_inputs(w):
-    return {
-        "model": f"{RESULTS}/models/{IMAGENET}/{w.model}/model.pt",
-        "index": rules.imagenet_index.output.index,
-        "labels": imagenet_labels(w),
-        "subset": rules.imagenet_subset.output.subset,
-    }
-
-
-def imagenet_unit_shards():
-    """Number of layer groups the per-map analysis is split into (analysis.unit_shards)."""
-    return int(analysis_cfg(IMAGENET).get("unit_shards", 1))

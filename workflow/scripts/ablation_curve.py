@@ -1,34 +1,42 @@
+"""Cumulative ablation curves (zero or mean clamping) of one trained model on its training
+data, with the labels it was trained on; every family (singledir.data.access)."""
+from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import cumulative_ablation_curve
-from singledir.engine.options import EngineOptions
-from singledir.io import save_csv
-from singledir.models.nets import resolve_layers
 from singledir.engine.activations import activation_moments
-from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.io import save_csv
+from singledir.models.api import load_trained, unit_layers
+from singledir.pipeline.params import engine_options, speed_settings
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import pick_device, setup_torch
 
-a = snakemake.params.analysis
-with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
-    device = pick_device(snakemake.params.device)
-    data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
-    model, state = load_model(snakemake.input.model, device)
+sm = snakemake
+a = sm.params.analysis  # what defines the numbers (singledir.pipeline.params.RESULT_KEYS)
+speed = speed_settings(sm.config, sm.wildcards.family)
+with log_to(sm.log[0]):
+    setup_torch(sm.threads, gpus=sm.resources.get("gpu", 0))
+    device = pick_device(speed["device"])
+    model, state = load_trained(sm.input.model, device)
+    spec = state["spec"]
+    data = open_analysis_data(dict(sm.input.items()), device, dataset_cfg=a.get("dataset"),
+                              chunk_size=speed["chunk_size"], loader_workers=speed["loader_workers"])
+    x, y = data.training_examples(a.get("eval_examples", 0), a["seed"])
     # Fig. 3 (experiment "generalization") may ablate another layer set than Fig. 1b
     # (analysis.fig3_ablation_layers; see config/config.yaml for why).
-    spec = state["spec"]
     key = "fig3_ablation_layers" if spec.get("experiment") == "generalization" and "fig3_ablation_layers" in a \
         else "ablation_layers"
-    layers = resolve_layers(model, a[key])
+    layers = unit_layers(model, a[key], x)
     # Dropout nets: a point exactly at round(p * N) units, where Fig. 5a reads the curve.
     p = float(spec.get("model", {}).get("dropout", 0.0) or 0.0)
-    x, y = data.x_train, data.y_train  # the training set, with the labels it was trained on
-    sub = eval_subset(len(x), a["eval_examples"], snakemake.params.seed)
-    if sub is not None:
-        x, y = x[sub], y[sub]
-    mode = snakemake.wildcards.mode
-    moments = activation_moments(model, data.x_train, layers, a["chunk_size"]) if mode == "mean" else None
-    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"],
-                                      seed=snakemake.params.seed, mode=mode, moments=moments,
-                                      extra_fractions=(p,) if p > 0 else (), options=EngineOptions.from_config(a))
-    curve.insert(0, "model", state["spec"]["id"])
+    mode = sm.wildcards.mode
+    print(f"{spec['id']} on {device}: read {sm.input.model}; {len(x)} training examples, layers {layers}, "
+          f"{mode} ablation, top-{a.get('topk', 1)}; speed {speed}")
+    moments = (activation_moments(model, data.all_training_examples()[0], layers, speed["chunk_size"])
+               if mode == "mean" else None)
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"], seed=a["seed"],
+                                      mode=mode, moments=moments, extra_fractions=(p,) if p > 0 else (),
+                                      options=engine_options(a, speed))
+    curve.insert(0, "model", spec["id"])
     curve.insert(1, "mode", mode)
     print(curve.groupby("n_ablated")["accuracy"].mean().to_string())
-    save_csv(curve, snakemake.output.curve)
+    save_csv(curve, sm.output.curve)
+    print(f"wrote {sm.output.curve}: {len(curve)} rows")

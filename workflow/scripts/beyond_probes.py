@@ -19,7 +19,9 @@ from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
 from singledir.training.regularizers import capture, mean_selectivity, unit_modules
-from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.models.api import load_trained
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import eval_subset, load_data, pick_device, setup_torch
 from singledir.training.single import evaluate
 
 a, b = snakemake.params.analysis, snakemake.params.beyond
@@ -28,7 +30,7 @@ seed = snakemake.params.seed
 
 def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
     data = load_data(dataset, labels, device)
-    _, state = load_model(model_path, device)
+    _, state = load_trained(model_path, device)
     x, y = data.x_train, data.y_train  # training data only, with the labels it was trained on
     sub = eval_subset(len(x), a["eval_examples"], seed)
     if sub is not None:
@@ -40,7 +42,7 @@ def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
     epochs = sorted(state["snapshots"]) or [None]
     rows, curve = [], None
     for epoch in epochs:
-        model, _ = load_model(model_path, device, snapshot=epoch)
+        model, _ = load_trained(model_path, device, snapshot=epoch)
         layers = resolve_layers(model, a["ablation_layers"])
         tab, full = probes.measure_probes(model, x, y, layers, b["probe_fractions"], b["sparse_fractions"],
                                           a["orderings"], a["curve_points"], seed,

@@ -1,15 +1,20 @@
+"""Shuffle the labels of a seeded random fraction of the training set (section 2.1), for
+any family: the true labels come from dataset.npz or the image index (singledir.data.access)."""
 import numpy as np
 
+from singledir.data.access import training_targets
 from singledir.data.corruption import corrupt_labels
-from singledir.data.sources import load_prepared
 from singledir.io import atomic_path
-from singledir.pipeline.runtime import log_to
+from singledir.pipeline.logs import log_to
 
-with log_to(snakemake.log[0]):
-    data = load_prepared(snakemake.input.dataset)
-    labels, chosen = corrupt_labels(data.y_train, snakemake.params.fraction, snakemake.params.seed)
-    changed = int((labels != data.y_train).sum())
-    print(f"fraction={snakemake.params.fraction} chosen={len(chosen)} labels changed={changed}")
-    with atomic_path(snakemake.output.labels) as tmp:
+sm = snakemake
+with log_to(sm.log[0]):
+    true = training_targets(sm.input.data)
+    print(f"read {sm.input.data}: {len(true)} training labels")
+    labels, chosen = corrupt_labels(true, sm.params.fraction, sm.params.seed)
+    print(f"fraction={sm.params.fraction} seed={sm.params.seed} chosen={len(chosen)} "
+          f"labels changed={int((labels != true).sum())}")
+    with atomic_path(sm.output.labels) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, labels=labels, chosen=chosen, fraction=snakemake.params.fraction)
+            np.savez(fh, labels=labels, chosen=chosen, fraction=sm.params.fraction)
+    print(f"wrote {sm.output.labels}")

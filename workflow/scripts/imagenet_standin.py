@@ -1,6 +1,6 @@
 """The demo's offline ImageNet stand-in: a small ImageFolder of PNGs (singledir.data.imagenet)."""
 from singledir.data.imagenet import GENERATED
-from singledir.pipeline.runtime import log_to
+from singledir.pipeline.logs import log_to
 
 spec = snakemake.params.dataset
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 from singledir.data.sources import load_dataset, save_prepared
-from singledir.pipeline.runtime import log_to
+from singledir.pipeline.logs import log_to
 
 with log_to(snakemake.log[0]):
     spec = snakemake.params.spec
@@ -8,3 +8,4 @@ with log_to(snakemake.log[0]):
     data = load_dataset(spec)  # validates (singledir.data.sources); save_prepared checks again before writing
     print(f"{data.name}: train {data.x_train.shape}, test {data.x_test.shape}, {data.n_classes} classes")
     save_prepared(data, snakemake.output.dataset)
+    print(f"wrote {snakemake.output.dataset}")

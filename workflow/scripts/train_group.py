@@ -8,9 +8,10 @@ import torch
 
 from singledir.data.sources import Tensors
 from singledir.training.fused import train_group
-from singledir.io import save_csv, save_torch
-from singledir.models.nets import build_model
-from singledir.pipeline.runtime import load_data, load_labels, log_to, pick_device, setup_torch
+from singledir.io import save_csv
+from singledir.models.api import build_model, save_trained
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import load_data, load_labels, pick_device, setup_torch
 from singledir.training.core import TrainConfig
 
 specs = snakemake.params.specs
@@ -31,9 +32,8 @@ with log_to(snakemake.log[0]):
     results, _ = train_group(models, datas, cfgs, snakemake.params.work_dir)
     for spec, model, (history, snapshots), out_model, out_history in zip(
             specs, models, results, snakemake.output.model, snakemake.output.history):
-        save_torch({"spec": spec, "in_shape": in_shape, "n_classes": base.n_classes,
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "snapshots": snapshots}, out_model)
+        save_trained(out_model, spec, in_shape, base.n_classes, model.state_dict(), snapshots)
         save_csv(history, out_history)
+        print(f"wrote {out_model} ({len(snapshots)} snapshots) and {out_history}")
     # The resume state is no longer needed once the outputs exist.
     shutil.rmtree(snakemake.params.work_dir, ignore_errors=True)

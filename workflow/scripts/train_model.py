@@ -2,9 +2,10 @@ import shutil
 
 import torch
 
-from singledir.io import save_csv, save_torch
-from singledir.models.nets import build_model
-from singledir.pipeline.runtime import benchmark_to, load_data, log_to, pick_device, setup_torch
+from singledir.io import save_csv
+from singledir.models.api import build_model, save_trained
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import benchmark_to, load_data, pick_device, setup_torch
 from singledir.training.core import TrainConfig
 from singledir.training.single import train
 
@@ -19,9 +20,8 @@ with log_to(snakemake.log[0]), benchmark_to(snakemake.params.benchmark):
     model = build_model(spec["model"], in_shape, data.n_classes).to(device)
     print(f"training {spec['id']} on {device}: {sum(p.numel() for p in model.parameters())} parameters")
     history, snapshots = train(model, data, cfg, snakemake.params.work_dir)
-    save_torch({"spec": spec, "in_shape": in_shape, "n_classes": data.n_classes,
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                "snapshots": snapshots}, snakemake.output.model)
+    save_trained(snakemake.output.model, spec, in_shape, data.n_classes, model.state_dict(), snapshots)
     save_csv(history, snakemake.output.history)
+    print(f"wrote {snakemake.output.model} ({len(snapshots)} snapshots) and {snakemake.output.history}")
     # The resume state is no longer needed once the outputs exist.
     shutil.rmtree(snakemake.params.work_dir, ignore_errors=True)

@@ -1,32 +1,39 @@
+"""Normalized ablation AUC of every training snapshot of one model, joined with its loss
+history on ``epoch``; every family with epoch snapshots (singledir.data.access)."""
 import pandas as pd
 
+from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
-from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
-from singledir.models.nets import resolve_layers
-from singledir.pipeline.runtime import eval_subset, load_data, load_model, log_to, pick_device, setup_torch
+from singledir.models.api import load_trained, unit_layers
+from singledir.pipeline.params import engine_options, speed_settings
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import pick_device, setup_torch
 
-a = snakemake.params.analysis
-with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
-    device = pick_device(snakemake.params.device)
-    data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
-    _, state = load_model(snakemake.input.model, device)
-    x, y = data.x_train, data.y_train
-    sub = eval_subset(len(x), a["eval_examples"], snakemake.params.seed)
-    if sub is not None:
-        x, y = x[sub], y[sub]
+sm = snakemake
+a = sm.params.analysis  # what defines the numbers (singledir.pipeline.params.RESULT_KEYS)
+speed = speed_settings(sm.config, sm.wildcards.family)
+with log_to(sm.log[0]):
+    setup_torch(sm.threads, gpus=sm.resources.get("gpu", 0))
+    device = pick_device(speed["device"])
+    _, state = load_trained(sm.input.model, device)
+    data = open_analysis_data(dict(sm.input.items()), device, dataset_cfg=a.get("dataset"),
+                              chunk_size=speed["chunk_size"], loader_workers=speed["loader_workers"])
+    x, y = data.training_examples(a.get("eval_examples", 0), a["seed"])
+    epochs = sorted(state["snapshots"])
+    print(f"{state['spec']['id']} on {device}: read {sm.input.model}; {len(epochs)} snapshots, "
+          f"{len(x)} training examples; speed {speed}")
     rows = []
-    for epoch in sorted(state["snapshots"]):
-        model, _ = load_model(snakemake.input.model, device, snapshot=epoch)
-        layers = resolve_layers(model, a["ablation_layers"])
-        curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"],
-                                          n_points=a["curve_points"], seed=snakemake.params.seed,
-                                          options=EngineOptions.from_config(a))
+    for epoch in epochs:
+        model, _ = load_trained(sm.input.model, device, snapshot=epoch)
+        layers = unit_layers(model, a["ablation_layers"], x)
+        curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"], seed=a["seed"],
+                                          options=engine_options(a, speed))
         aucs = curve_aucs(curve)
         aucs.insert(0, "epoch", epoch)
         rows.append(aucs)
         print(f"epoch {epoch}: auc {aucs['auc'].mean():.4f}")
-    table = pd.concat(rows).merge(pd.read_csv(snakemake.input.history), on="epoch", how="left")
+    table = pd.concat(rows).merge(pd.read_csv(sm.input.history), on="epoch", how="left")
     table.insert(0, "model", state["spec"]["id"])
-    save_csv(table, snakemake.output.table)
+    save_csv(table, sm.output.table)
+    print(f"wrote {sm.output.table}: {len(table)} rows")

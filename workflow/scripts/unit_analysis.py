@@ -1,36 +1,48 @@
+"""Per unit of one trained model (section 3.4, appendices A.3-A.5), every family: class
+selectivity and mutual information on the test data, the impact of ablating the unit
+alone on the test loss, and the L1 norm of its filter (singledir.analysis.unit_shards).
+
+Rule unit_shard computes the table of shard ``shard`` of ``n_shards`` layer groups; rule
+unit_analysis computes the whole table (one shard), or merges the shards' tables."""
 import pandas as pd
 
-from singledir.engine.ablation import single_unit_impact
-from singledir.engine.options import EngineOptions
+from singledir.analysis.unit_shards import merge_unit_tables, shard_layers, unit_table
+from singledir.data.access import open_analysis_data
+from singledir.engine.ablation import layer_sizes
 from singledir.io import save_csv
-from singledir.models.nets import first_linear_weights, resolve_layers
-from singledir.engine.activations import collect_activations
-from singledir.pipeline.runtime import load_data, load_model, log_to, pick_device, setup_torch
-from singledir.analysis.selectivity import class_selectivity_index, mutual_information
+from singledir.models.api import load_trained, unit_layers
+from singledir.pipeline.params import engine_options, speed_settings
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.runtime import pick_device, setup_torch
 
-a = snakemake.params.analysis
-with log_to(snakemake.log[0]):
-    setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
-    device = pick_device(snakemake.params.device)
-    data = load_data(snakemake.input.dataset, snakemake.input.labels, device)
-    model, state = load_model(snakemake.input.model, device)
-    layers = resolve_layers(model, a["unit_layers"])
-    # Section 3.4: selectivity, information and impact are all measured on the test set.
-    acts, _ = collect_activations(model, data.x_test, layers, chunk_size=a["chunk_size"])
-    y = data.y_test.cpu().numpy()
-    impact = single_unit_impact(model, data.x_test, data.y_test, layers, options=EngineOptions.from_config(a))
-    parts = []
-    for depth, name in enumerate(layers, start=1):
-        act = acts[name].numpy()
-        w = first_linear_weights(model, name).cpu()
-        parts.append(pd.DataFrame({
-            "layer": name, "depth": depth, "unit": range(act.shape[1]),
-            "selectivity": class_selectivity_index(act, y, data.n_classes),
-            "mutual_information": mutual_information(act, y, data.n_classes, a["mi_bins"]),
-            "mean_activity": act.reshape(act.shape[0], act.shape[1], -1).mean((0, 2)),
-            "l1_norm": w.abs().reshape(w.shape[0], -1).sum(1).numpy(),
-        }))
-    units = pd.concat(parts).merge(impact, on=["layer", "unit"])
-    units.insert(0, "model", state["spec"]["id"])
-    print(units.groupby("layer")[["selectivity", "mutual_information", "impact"]].mean().to_string())
-    save_csv(units, snakemake.output.units)
+sm = snakemake
+a = sm.params.analysis  # what defines the numbers (singledir.pipeline.params.RESULT_KEYS)
+speed = speed_settings(sm.config, sm.wildcards.family)
+inputs = dict(sm.input.items())
+with log_to(sm.log[0]):
+    if "shards" in inputs:
+        units = merge_unit_tables([pd.read_csv(p) for p in sm.input.shards])
+        print(f"read {len(sm.input.shards)} shards: {list(sm.input.shards)}")
+    else:
+        shard, n_shards = int(getattr(sm.params, "shard", 0)), int(getattr(sm.params, "n_shards", 1))
+        setup_torch(sm.threads, gpus=sm.resources.get("gpu", 0))
+        device = pick_device(speed["device"])
+        model, state = load_trained(sm.input.model, device)
+        data = open_analysis_data(inputs, device, dataset_cfg=a.get("dataset"),
+                                  impact_per_class=a.get("impact_per_class", 0), chunk_size=speed["chunk_size"],
+                                  loader_workers=speed["loader_workers"])
+        x_imp, y_imp = data.impact_examples()
+        layers = unit_layers(model, a["unit_layers"], x_imp)
+        mine = shard_layers(layer_sizes(model, layers, x_imp[:1]), n_shards)[shard] if n_shards > 1 else layers
+        # Section 3.4: selectivity, information and impact are all measured on the test data.
+        acts, y = data.test_activations(model, mine, speed["chunk_size"], device)
+        print(f"{state['spec']['id']} on {device}: read {sm.input.model}; shard {shard + 1} of {n_shards}: "
+              f"{len(mine)} of {len(layers)} layers ({mine[:1]} .. {mine[-1:]}); selectivity on {len(y)} test "
+              f"examples, impact on {len(y_imp)}, top-{a.get('topk', 1)}; speed {speed}")
+        units = unit_table(model, acts, y, x_imp, y_imp, layers, mine, int(state["n_classes"]), a["mi_bins"],
+                           engine_options(a, speed))
+        units.insert(0, "model", state["spec"]["id"])
+    if len(units):
+        print(units.groupby("depth")[["selectivity", "mutual_information", "impact"]].mean().to_string())
+    save_csv(units, sm.output.units)
+    print(f"wrote {sm.output.units}: {len(units)} units")

@@ -1,12 +1,12 @@
-"""Per-feature-map analysis of a model (section 3.4, appendices A.3-A.5), split into
-shards of layers that run as separate jobs and merge into the one table.
+"""Per-unit analysis of a model (section 3.4, appendices A.3-A.5), for every family,
+optionally split into shards of layers that run as separate jobs and merge into the one table.
 
 At paper scale the ImageNet single-map analysis ablates 22,720 feature maps one at a time
 (about 10 GPU-hours for one model): one job would exceed a typical 4-hour cluster limit
 and could use one GPU only. ``analysis.unit_shards: N`` splits the analysed layers into N
 contiguous groups of about equal numbers of feature maps (:func:`shard_layers`); each
-shard is one job (``imagenet_units_shard``) computing :func:`unit_table` for its layers,
-and a cheap rule concatenates them (:func:`merge_unit_tables`). Every number of a row
+shard is one job (rule ``unit_shard``) computing :func:`unit_table` for its layers,
+and rule ``unit_analysis`` concatenates them (:func:`merge_unit_tables`). Every number of a row
 depends on its own feature map only (its spatial means over the test images, and the
 loss with it alone ablated against the unablated loss), so the merged table is the
 unsharded one; ``depth`` is the layer's position among all analysed layers.
@@ -40,33 +40,33 @@ def shard_layers(sizes: dict[str, int], n_shards: int) -> list[list[str]]:
     return [[n for n, s in zip(names, shard_of) if s == i] for i in range(n_shards)]
 
 
-def unit_table(model, loader, x_impact, y_impact, layers: Sequence[str], only: Sequence[str] | None,
-               n_classes: int, analysis: dict, device, unit_weights) -> pd.DataFrame:
-    """Per feature map of ``only`` (default: all ``layers``): class selectivity, mutual
-    information and mean activity of its spatial means over ``loader`` (the test images),
-    the single-map ablation impact on the loss of ``x_impact`` (top-``analysis['topk']``),
-    and its filter's L1 norm (``unit_weights(model, layer)``). ``depth`` counts ``layers``."""
-    from singledir.engine.ablation import single_unit_impact
-    from singledir.engine.activations import collect_activations
+def unit_table(model, test_activations: dict, y_test: np.ndarray, x_impact, y_impact, layers: Sequence[str],
+               only: Sequence[str] | None, n_classes: int, mi_bins: int,
+               options: EngineOptions = EngineOptions()) -> pd.DataFrame:
+    """Per unit of ``only`` (default: all ``layers``): class selectivity, mutual information
+    and mean activity of ``test_activations[layer]`` (the test examples' activations: full
+    maps or spatial means, :meth:`singledir.data.access.AnalysisData.test_activations`; labels
+    ``y_test``), the single-unit ablation impact on the loss of ``x_impact`` (engine
+    ``options``), and the L1 norm of
+    its filter (:func:`singledir.models.api.unit_weights`). ``depth`` counts ``layers``."""
     from singledir.analysis.selectivity import class_selectivity_index, mutual_information
+    from singledir.engine.ablation import single_unit_impact
+    from singledir.models.api import unit_weights
 
     only = list(layers) if only is None else list(only)
     if not only:
         return pd.DataFrame({c: [] for c in UNIT_COLUMNS})
     depth_of = {name: i for i, name in enumerate(layers, start=1)}
-    means, y = collect_activations(model, loader, only, spatial=True, device=device)
-    y = y.numpy()
-    impact = single_unit_impact(model, x_impact.to(device), y_impact.to(device), only,
-                                options=EngineOptions.from_config(analysis))
+    impact = single_unit_impact(model, x_impact, y_impact, only, options=options)
     parts = []
     for name in only:
-        act = means[name].double().numpy()
+        act = test_activations[name]
         w = unit_weights(model, name).float().cpu()
         parts.append(pd.DataFrame({
             "layer": name, "depth": depth_of[name], "unit": range(act.shape[1]),
-            "selectivity": class_selectivity_index(act, y, n_classes),
-            "mutual_information": mutual_information(act, y, n_classes, analysis["mi_bins"]),
-            "mean_activity": act.mean(0),
+            "selectivity": class_selectivity_index(act, y_test, n_classes),
+            "mutual_information": mutual_information(act, y_test, n_classes, mi_bins),
+            "mean_activity": act.reshape(act.shape[0], act.shape[1], -1).mean((0, 2)),
             "l1_norm": w.abs().reshape(w.shape[0], -1).sum(1).numpy(),
         }))
     return pd.concat(parts).merge(impact, on=["layer", "unit"])[UNIT_COLUMNS]

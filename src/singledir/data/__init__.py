@@ -4,5 +4,7 @@
   npz files), validated and stored as one prepared npz per family;
 - :mod:`~singledir.data.corruption`  partially shuffled training labels (paper section 2.1);
 - :mod:`~singledir.data.imagenet`    ImageNet (or any image folder) kept on disk: the index of every
-  image, the class-balanced analysis subset, the offline stand-in.
+  image, the class-balanced analysis subset, the offline stand-in;
+- :mod:`~singledir.data.access`      the data the per-model analyses read, for every family (npz or
+  image index behind one interface).
 """

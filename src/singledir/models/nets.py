@@ -82,7 +82,7 @@ class ConvNet(nn.Sequential):
                     nn.init.zeros_(mod.bias)
 
 
-def build_model(arch: dict, in_shape: Sequence[int], n_classes: int) -> nn.Sequential:
+def build_net(arch: dict, in_shape: Sequence[int], n_classes: int) -> nn.Sequential:
     """Build a model from the ``model`` section of a model spec.
 
     ``in_shape`` is (C, H, W) of one input example.
@@ -127,18 +127,3 @@ def resolve_layers(model: nn.Module, layers: Sequence[str] | str | int) -> list[
         if name not in modules:
             raise ValueError(f"layers: unknown layer {name!r}; this model's unit layers are {available}")
     return names
-
-
-def first_linear_weights(model: nn.Module, layer: str) -> torch.Tensor:
-    """Weights of the convolution/linear stage that produces unit layer ``layer``.
-
-    Returned with the unit (output channel) as the first dimension; used for the
-    filter L1-norm statistic (appendix A.4).
-    """
-    names = [n for n, _ in model.named_children()]
-    idx = names.index(layer)
-    for name in reversed(names[:idx]):
-        mod = getattr(model, name)
-        if isinstance(mod, (nn.Linear, nn.Conv2d)):
-            return mod.weight.detach()
-    raise ValueError(f"no linear or convolution stage precedes {layer!r}")

@@ -259,7 +259,7 @@ def _state_dict_of(obj) -> dict:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def build_model(spec: dict, n_classes: int, example: torch.Tensor | None = None) -> nn.Module:
+def build_torchvision(spec: dict, n_classes: int, example: torch.Tensor | None = None) -> nn.Module:
     """Build the model of a ``model`` config section with ``arch: torchvision``.
 
     ``name``: any torchvision classification model (``torchvision.models.list_models``).
@@ -314,48 +314,5 @@ def unit_layer_names(spec: dict, image_size: int = 224) -> list[str]:
     """Unit layers of a model spec, found on the meta device (no weights, no download, no compute)."""
     light = {k: v for k, v in spec.items() if k != "weights"}
     with torch.device("meta"):
-        model = build_model(light, n_classes=1000, example=torch.zeros(1, 3, image_size, image_size))
+        model = build_torchvision(light, n_classes=1000, example=torch.zeros(1, 3, image_size, image_size))
     return list(model.unit_layers)
-
-
-def unit_weights(model: nn.Module, layer: str) -> torch.Tensor:
-    """Weights of the convolution/linear module producing unit layer ``layer``, unit first.
-
-    ResNets use the documented mapping; other models the last convolution or linear
-    module registered before ``layer``.
-    """
-    mapping = getattr(model, "unit_weights", None)
-    modules = dict(model.named_modules())
-    if mapping and layer in mapping:
-        return modules[mapping[layer]].weight.detach()
-    names = list(modules)
-    for n in reversed(names[:names.index(layer)]):
-        if isinstance(modules[n], (nn.Conv2d, nn.Linear)):
-            return modules[n].weight.detach()
-    raise ModelError(f"no convolution or linear module precedes {layer!r}")
-
-
-def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from the workflow's ``model.pt`` (spec, class count and weights).
-
-    The weights come from the file, never from a download.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    spec = dict(state["spec"]["model"], weights=None)
-    size = int(state.get("image_size", 224))
-    model = build_model(spec, int(state["n_classes"]), example=torch.zeros(1, 3, size, size))
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), state
-
-
-def analysis_layers(model: nn.Module, selection, example: torch.Tensor) -> list[str]:
-    """The unit layers an analysis perturbs: ``"all"``, ``-k`` (the last k) or a list of
-    module names (see :func:`singledir.models.nets.resolve_layers`), each checked to run once."""
-    from singledir.models.nets import resolve_layers
-
-    layers = resolve_layers(model, selection)
-    if not layers:
-        raise ModelError(f"analysis layers: {type(model).__name__} has no ReLU unit layers; list the modules to "
-                         "analyse in analysis.unit_layers and analysis.ablation_layers")
-    check_unit_layers(model, layers, example)
-    return layers

@@ -3,6 +3,8 @@
 - :mod:`~singledir.pipeline.plan`          models, experiments and figures of a config; the plan summary;
 - :mod:`~singledir.pipeline.config_check`  config loading and validation against the JSON schema;
 - :mod:`~singledir.pipeline.cost`          FLOP-counted cost model;
+- :mod:`~singledir.pipeline.params`        what a rule gets as params (result-defining keys) and the
+  speed knobs its script reads from the config;
 - :mod:`~singledir.pipeline.runtime`       helpers of the workflow scripts (device, loading);
 - :mod:`~singledir.pipeline.logs`          a job's log file and summaries of what it read and wrote (torch-free);
 - :mod:`~singledir.pipeline.gpu`           one CUDA device per job on a multi-GPU machine.

@@ -1,5 +1,5 @@
-"""Small helpers shared by the workflow scripts: logging, device choice, loading
-trained models and their data. No Snakemake import: scripts pass plain values."""
+"""Small helpers shared by the workflow scripts: logging, device choice, the prepared
+data of the in-memory families (trained models: :mod:`singledir.models.api`). No Snakemake import: scripts pass plain values."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ import time
 import numpy as np
 import torch
 
-from singledir.training.checkpoint import brief
 from singledir.data.sources import Tensors, load_prepared, to_tensors
 from singledir.pipeline.gpu import claim_gpus
 from singledir.io import atomic_path
-# log_to lives in the torch-free singledir.pipeline.logs (figure jobs import it); kept importable
-# here for the scripts that import it with the other helpers of this module.
-from singledir.pipeline.logs import log_to  # noqa: F401
-from singledir.models.nets import build_model
 
 
 @contextlib.contextmanager
@@ -70,33 +65,6 @@ def load_data(dataset_path, labels_path=None, device="cpu") -> Tensors:
     data = load_prepared(dataset_path)
     labels = load_labels(labels_path) if labels_path else None
     return to_tensors(data, labels, device)
-
-
-class ModelFileError(RuntimeError):
-    """A trained model file does not load; the message names it and the command that retrains it."""
-
-
-def model_file_error(path: str | os.PathLike, err: BaseException) -> ModelFileError:
-    return ModelFileError(
-        f"{path} does not load ({brief(err)}); it is truncated or corrupt. Retrain it, and "
-        f"remake everything made from it, by adding `--forcerun {path}` to the snakemake command you ran "
-        f"(e.g. `snakemake --forcerun {path} all_figures --configfile config/demo.yaml`).")
-
-
-def load_model(path: str | os.PathLike, device="cpu", snapshot: int | None = None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained model from ``model.pt`` (final weights, or snapshot ``epoch``).
-
-    A file that does not load raises :class:`ModelFileError` naming the file and the one
-    command that retrains it (the model is not moved or deleted: Snakemake's
-    ``--forcerun`` replaces it)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = build_model(state["spec"]["model"], state["in_shape"], state["n_classes"])
-        weights = state["state_dict"] if snapshot is None else state["snapshots"][snapshot]
-        model.load_state_dict(weights)
-    except Exception as err:  # any failure here means: this file cannot be used as it is
-        raise model_file_error(path, err) from err
-    return model.to(device).eval(), state
 
 
 def eval_subset(n: int, limit: int, seed: int) -> np.ndarray | None:

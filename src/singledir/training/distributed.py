@@ -315,7 +315,7 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     and labels files and the work directory (see ``workflow/scripts/imagenet_model.py``).
     """
     from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
-    from singledir.models.resnet import build_model
+    from singledir.models.api import build_model
     from singledir.pipeline.runtime import setup_torch
 
     job = json.loads(Path(job_path).read_text())
@@ -332,7 +332,7 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
                             random_transform=cfg.augment, cache=bool(job["dataset"].get("cache")) and not cfg.augment)
     torch.manual_seed(cfg.seed)  # the same initialization on every process
     size = int(job["dataset"].get("image_size", 224))
-    model = build_model(job["model"], n_classes, example=torch.zeros(1, 3, size, size))
+    model = build_model(job["model"], (3, size, size), n_classes)
     if info.main:
         log(f"training {job.get('id', '')}: {info.world} process(es) on {info.device.type}, "
             f"{cfg.workers} workers x batch {cfg.batch_size}, {cfg.steps} steps, {len(dataset)} images, "

@@ -1,0 +1,160 @@
+"""The data the per-model analyses read, the same way for every family.
+
+A family keeps its data in one of two forms:
+
+- *arrays* (mnist, cifar10): ``results/data/<family>/dataset.npz``, small enough to hold in
+  memory (:mod:`singledir.data.sources`);
+- *images* (imagenet): images on disk, listed once in ``index.csv.gz`` with the recorded,
+  seeded, class-balanced analysis subset ``subset.csv`` (:mod:`singledir.data.imagenet`).
+
+:func:`open_analysis_data` hides the difference: the scripts ask for the training examples
+(with the labels the net was trained on), the test activations and the examples of the
+single-unit impact, and get tensors either way. What each form gives:
+
+==========================  =========================================  ==========================================
+                            arrays                                     images
+==========================  =========================================  ==========================================
+training examples           every training example, or a seeded        the subset's training images (every one)
+                            ``eval_examples`` of them
+activation statistics       every training example                     the subset's training images
+test activations            every test example, full maps              the subset's validation images, spatial
+                                                                       means (streamed: ImageNet does not fit)
+impact examples             every test example                         the first ``impact_per_class`` validation
+                                                                       images of each class in the subset
+==========================  =========================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+ARRAYS, IMAGES = "arrays", "images"
+
+
+def data_form(dataset_cfg: Mapping) -> str:
+    """``images`` when the family's dataset stays on disk as an image index, else ``arrays``."""
+    from singledir.data.imagenet import LAYOUT
+
+    return IMAGES if dataset_cfg.get("source") in LAYOUT else ARRAYS
+
+
+def training_targets(path: str | os.PathLike) -> np.ndarray:
+    """The true training labels of a family's data file (``dataset.npz`` or ``index.csv.gz``),
+    in the order label corruption and training use."""
+    if str(path).endswith(".npz"):
+        from singledir.data.sources import load_prepared
+
+        return load_prepared(path).y_train
+    from singledir.data.imagenet import read_index, train_labels
+
+    return train_labels(read_index(path), None)
+
+
+class AnalysisData:
+    """One family's data for the analyses of one trained model (see the module docstring).
+    Each part is read on first use (an image analysis decodes only the images it needs)."""
+
+    def __init__(self, form: str, n_classes: int, load_train, load_impact, test_activations):
+        self.form, self.n_classes = form, int(n_classes)
+        self._load_train, self._load_impact, self._test_activations = load_train, load_impact, test_activations
+        self._train = self._impact = None
+
+    def all_training_examples(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every training example the analyses see, with the labels the net was trained on
+        (arrays: the whole training set; images: the recorded subset's training images)."""
+        if self._train is None:
+            self._train = self._load_train()
+        return self._train
+
+    def training_examples(self, eval_examples: int = 0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training examples the curves are measured on (arrays: a seeded subset of
+        ``eval_examples`` when set; images: the recorded subset, which already is one)."""
+        from singledir.pipeline.runtime import eval_subset
+
+        x, y = self.all_training_examples()
+        sub = eval_subset(len(x), eval_examples, seed) if self.form == ARRAYS else None
+        return (x, y) if sub is None else (x[sub], y[sub])
+
+    def impact_examples(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test examples of the single-unit ablation impact (module docstring)."""
+        if self._impact is None:
+            self._impact = self._load_impact()
+        return self._impact
+
+    def example(self) -> torch.Tensor:
+        """One input (1, C, H, W), for probing unit layers and their sizes."""
+        return self.impact_examples()[0][:1]
+
+    def test_activations(self, model, layers: Sequence[str], chunk_size: int, device) -> tuple[dict, np.ndarray]:
+        """Per layer, the unperturbed activations of the test examples as numpy arrays
+        (arrays: full (N, C, ...) maps; images: (N, C) spatial means), and their labels."""
+        return self._test_activations(model, layers, chunk_size, device)
+
+
+def open_analysis_data(inputs: Mapping[str, str], device, *, dataset_cfg: Mapping | None = None,
+                       impact_per_class: int = 0, chunk_size: int = 1024, loader_workers: int = 0) -> AnalysisData:
+    """The analysis data of a trained model from the rule's input files: ``dataset`` and
+    ``labels`` (arrays), or ``index``, ``labels`` and ``subset`` (images, which also need the
+    family's ``dataset_cfg`` with its ``root`` for the transform). ``chunk_size`` and
+    ``loader_workers`` set only how images are decoded, never which."""
+    if "dataset" in inputs:
+        return _arrays(inputs["dataset"], inputs.get("labels"), device)
+    missing = [k for k in ("index", "labels", "subset") if k not in inputs]
+    if missing or dataset_cfg is None:
+        raise ValueError(f"analysis data: give either `dataset` (arrays) or `index`, `labels`, `subset` and the "
+                         f"dataset config (images); missing {missing or ['dataset_cfg']}")
+    return _images(inputs["index"], inputs["labels"], inputs["subset"], dataset_cfg, device, impact_per_class,
+                   chunk_size, loader_workers)
+
+
+def _arrays(dataset_path, labels_path, device) -> AnalysisData:
+    from singledir.engine.activations import collect_activations
+    from singledir.pipeline.runtime import load_data
+
+    data = load_data(dataset_path, labels_path, device)
+
+    def test_activations(model, layers, chunk_size, device):
+        acts, _ = collect_activations(model, data.x_test, layers, chunk_size=chunk_size)
+        return {n: a.numpy() for n, a in acts.items()}, data.y_test.cpu().numpy()
+
+    return AnalysisData(ARRAYS, data.n_classes, lambda: (data.x_train, data.y_train),
+                        lambda: (data.x_test, data.y_test), test_activations)
+
+
+def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_per_class, chunk_size,
+            loader_workers) -> AnalysisData:
+    from torch.utils.data import DataLoader
+
+    from singledir.data.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
+    from singledir.engine.activations import collect_activations
+
+    root = dataset_cfg["root"]
+    tf = dataset_transform(dataset_cfg, augment=False)
+    index = read_index(index_path)
+    subset = pd.read_csv(subset_path)
+    test = subset[subset["split"] == "val"]
+
+    def load(paths, targets):
+        x, y = load_images(IndexedImages(root, paths, targets, tf), chunk_size, loader_workers)
+        return x.to(device), y.to(device)
+
+    def load_train():
+        train = subset[subset["split"] == "train"]
+        return load(train["path"], train_labels(index, labels_path)[train["index"].to_numpy()])
+
+    def load_impact():
+        imp = test[test["rank"] < impact_per_class] if impact_per_class else test
+        return load(imp["path"], imp["target"])
+
+    def test_activations(model, layers, chunk_size, device):
+        loader = DataLoader(IndexedImages(root, test["path"], test["target"], tf), batch_size=chunk_size,
+                            num_workers=loader_workers)
+        means, labels = collect_activations(model, loader, layers, spatial=True, device=device)
+        return {n: m.double().numpy() for n, m in means.items()}, labels.numpy()
+
+    return AnalysisData(IMAGES, int(index["target"].max()) + 1, load_train, load_impact, test_activations)
