@@ -20,6 +20,18 @@ def test_training_flops_agree_with_the_benchmark_count():
     assert cost.training_flops(spec, data) == mlp_training_flops([784, 32, 16, 10], 64, 20, 3)
 
 
+def test_reliance_penalty_doubles_the_training_steps_cost():
+    """The reliance penalty's extra (ablated) forward pass, with its backward pass, costs a
+    second step per batch; evaluation passes are unchanged."""
+    data = cost.DataSize(n_train=64, n_test=20, shape=(1, 28, 28), n_classes=10, name="x")
+    plain = {"model": {"arch": "mlp", "hidden": [32, 16]}, "train": {"epochs": 3}}
+    reliance = {"model": plain["model"], "train": {"epochs": 3, "regularizer": "reliance"}}
+    fwd, step = cost.model_flops(plain["model"], data.shape, data.n_classes)
+    assert cost.training_flops(reliance, data) - cost.training_flops(plain, data) == 3 * 64 * step
+    selectivity = {"model": plain["model"], "train": {"epochs": 3, "regularizer": "selectivity"}}
+    assert cost.training_flops(selectivity, data) == cost.training_flops(plain, data)
+
+
 def test_convnet_and_resnet_flops_are_counted():
     fwd, step = cost.model_flops({"arch": "convnet", "width": 1.0, "batch_norm": True}, (3, 32, 32), 10)
     # the first convolution alone: 2 x 64 maps x 32 x 32 positions x 27 inputs

@@ -167,7 +167,12 @@ def training_flops(spec: dict, data: DataSize) -> float:
         batch = int(train.get("workers", 1)) * int(train.get("batch_size", 32))
         return float(train["steps"]) * batch * step
     epochs = int(train["epochs"])
-    return epochs * data.n_train * step + (epochs + 1) * (data.n_train + data.n_test) * fwd
+    # The reliance penalty (singledir.training.regularizers) runs one extra forward pass of
+    # each batch under a random cumulative ablation; its gradient flows through that pass
+    # too, so it costs a second training step's worth of work per batch.
+    steps_per_example = 2 if train.get("regularizer") == "reliance" else 1
+    return (epochs * data.n_train * step * steps_per_example
+            + (epochs + 1) * (data.n_train + data.n_test) * fwd)
 
 
 def analysis_flops(spec: dict, data: DataSize, analysis: dict) -> float:
