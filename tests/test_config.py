@@ -178,7 +178,7 @@ def test_command_line_config_plans_only_its_families(demo, tmp_path):
 # (the same as before command-line configs stopped merging with config/config.yaml).
 # A change of the demo's grids changes DEMO_JOBS; `python -m singledir.pipeline.plan config/demo.yaml`
 # prints the new number.
-DEMO_JOBS = 214  # imagenet unit_shards: 1 -> one unit_analysis job per model (was a shard job + a merge)
+DEMO_JOBS = 176  # demo fuses its multi-net experiments (one train_group job each; same weights as one by one)
 PAPER_JOBS = 1553
 
 

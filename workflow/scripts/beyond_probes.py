@@ -18,7 +18,8 @@ from singledir.analysis import probes
 from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
-from singledir.training.regularizers import capture, mean_selectivity, unit_modules
+from singledir.engine.activations import collect_activations
+from singledir.training.regularizers import mean_selectivity
 from singledir.models.api import load_trained
 from singledir.pipeline.logs import log_to
 from singledir.pipeline.runtime import eval_subset, load_data, pick_device, setup_torch
@@ -52,9 +53,9 @@ def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
                                "val": (data.x_test[val], data.y_test[val]),
                                "report": (data.x_test[rep], data.y_test[rep])}.items():
             ev[f"{name}_loss"], ev[f"{name}_accuracy"] = evaluate(model, xs, ys)
-        with torch.no_grad(), capture(unit_modules(model, a["ablation_layers"])) as acts:
-            model(data.x_test)
-        ev["mean_selectivity"] = float(mean_selectivity(acts, data.y_test))
+        # one pass over the whole test set (the engine's one activation collector)
+        acts, _ = collect_activations(model, data.x_test, layers, chunk_size=len(data.x_test))
+        ev["mean_selectivity"] = float(mean_selectivity(acts, data.y_test.cpu()))
         tab.insert(0, "epoch", state["spec"]["train"]["epochs"] if epoch is None else epoch)
         for k, v in ev.items():
             tab[k] = v
