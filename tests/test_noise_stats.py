@@ -5,6 +5,7 @@ import torch
 from singledir.models.nets import MLP
 from singledir.engine.noise import noise_curve
 from singledir.engine.batch import PerturbationBatch, apply_perturbation
+from singledir.engine.noise_source import NoiseSource
 from singledir.engine.activations import activation_moments
 from singledir.stats.inference import bootstrap_ci, mean_ci, spearman
 
@@ -12,8 +13,7 @@ from singledir.stats.inference import bootstrap_ci, mean_ci, spearman
 def test_noise_std_is_sqrt_scale_times_unit_std():
     out = torch.zeros(2 * 20000, 3)  # M=2 perturbations x B=20000 rows x 3 units
     std = torch.tensor([[1.0, 2.0, 0.0], [0.5, 0.5, 0.5]])
-    g = torch.Generator().manual_seed(0)
-    noisy = apply_perturbation(out, "l", PerturbationBatch(2, noise_std={"l": std}), g).view(2, 20000, 3)
+    noisy = apply_perturbation(out, "l", PerturbationBatch(2, noise_std={"l": std}), NoiseSource(0)).view(2, 20000, 3)
     assert noisy.std(1).numpy() == pytest.approx(std.numpy(), abs=0.02)
 
 

@@ -1,6 +1,7 @@
 """The perturbation engine: accuracy and loss of a network with units ablated or noised.
 
 - :mod:`~singledir.engine.options`     :class:`~singledir.engine.options.EngineOptions`, how the engine computes;
+- :mod:`~singledir.engine.noise_source` seeded noise draws indexed by (layer, perturbation, example);
 - :mod:`~singledir.engine.batch`       a batch of perturbations and how it acts on a layer (the base module);
 - :mod:`~singledir.engine.perturb`     one code path for every perturbation batch;
 - :mod:`~singledir.engine.clamp_plan`  the exact fast path for clamping masks on Sequential models;

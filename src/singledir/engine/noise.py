@@ -7,6 +7,11 @@ over examples and spatial positions), i.e. its standard deviation is
 ``sqrt(s) * std_u``. Scales are log-spaced; each scale is repeated with independent
 noise draws and accuracy is measured on the training set with the labels the network
 was trained on.
+
+The draws come from :class:`singledir.engine.noise_source.NoiseSource` seeded with ``seed``:
+the noise of (scale, repeat) row m on example i of a layer depends on (seed, layer, m, i)
+only, so the curve does not change with the engine's ``chunk_size``, ``max_rows``, path or
+precision.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 from singledir.engine.ablation import layer_sizes
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
+from singledir.engine.noise_source import NoiseSource
 from singledir.engine.perturb import evaluate_perturbations
 
 
@@ -38,8 +44,7 @@ def noise_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequ
     std = {n: torch.stack([unit_var[n].to(dev).clamp_min(0).sqrt() * np.sqrt(s) for s, _ in rows])
            for n in sizes}
     pert = PerturbationBatch(len(rows), noise_std=std)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    loss, acc = evaluate_perturbations(model, x, y, pert, generator=gen, options=options)
+    loss, acc = evaluate_perturbations(model, x, y, pert, noise=NoiseSource(seed), options=options)
     df = pd.DataFrame(rows, columns=["scale", "repeat"])
     df["accuracy"], df["loss"] = acc.numpy(), loss.numpy()
     return df

@@ -15,8 +15,9 @@ Which fields can change results:
   point of every curve (``test_cumulative_curves_equal_reference``: small chunks and row bounds;
   ``test_both_paths_equal_reference_on_arbitrary_masks``: each method;
   ``test_linear_readout_path_equals_reference``: ``max_rows`` below one chunk).
-  With noise, ``chunk_size`` and ``max_rows`` fix the order of the draws, so keep them fixed
-  for bit-identical reruns.
+  Noise draws are indexed by (seed, layer, perturbation, example), not by the chunk that
+  evaluates them (:mod:`singledir.engine.noise_source`), so noise results do not depend on
+  these knobs either (``tests/test_noise_draws.py``).
 """
 
 from __future__ import annotations

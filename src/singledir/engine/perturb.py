@@ -55,6 +55,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from singledir.engine.batch import PerturbationBatch, PerturbationHooks, apply_perturbation, topk_correct
+from singledir.engine.noise_source import NoiseSource
 from singledir.engine.clamp_plan import ClampPlan
 from singledir.engine.options import PRECISIONS, EngineOptions
 from singledir.engine.reference import reference_ablation_eval
@@ -104,14 +105,6 @@ def precision_mode(precision: str, device: torch.device):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _select(pert: PerturbationBatch, idx: np.ndarray) -> PerturbationBatch:
-    """The perturbations ``idx`` of a batch (fill is shared)."""
-    def take(t):
-        return t.index_select(0, torch.as_tensor(idx, device=t.device))
-    return PerturbationBatch(len(idx), {k: take(v) for k, v in pert.keep.items()}, dict(pert.fill),
-                             {k: take(v) for k, v in pert.noise_std.items()})
-
-
 def unique_masks(pert: PerturbationBatch) -> tuple[np.ndarray, np.ndarray]:
     """(first index of each distinct mask in order of appearance, inverse map (M,))."""
     layers = sorted(pert.keep)
@@ -126,13 +119,14 @@ def unique_masks(pert: PerturbationBatch) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, pert: PerturbationBatch, *,
-                           generator: torch.Generator | None = None, options: EngineOptions = EngineOptions(),
+                           noise: NoiseSource | None = None, options: EngineOptions = EngineOptions(),
                            stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy loss and accuracy under each of the M perturbations.
 
     Returns two float64 tensors of shape (M,) on the CPU. The model is put in eval mode.
-    Noise (if any) is drawn from ``generator``; with fixed ``options.chunk_size`` and
-    ``options.max_rows`` the result is deterministic. ``options.method`` forces a path
+    Noise (if any) comes from ``noise``: the draw for perturbation m and example i
+    depends on neither ``options.chunk_size``, ``options.max_rows``, the path nor the
+    precision (:mod:`singledir.engine.noise_source`). ``options.method`` forces a path
     (``"plan"`` raises when the channel plan does not apply; ``"reference"`` is the plain
     definition, one full forward pass per perturbation, for checking results); ``stats``,
     when given, receives the path taken, the FLOPs and time of the base and suffix work,
@@ -146,28 +140,26 @@ def evaluate_perturbations(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p
         if options.precision != "fp32":
             with precision_mode(options.precision, device):  # validates before any work
                 pass
-            _check_precision(model, x, y, pert, generator, options, stats)
+            _check_precision(model, x, y, pert, noise, options, stats)
         with precision_mode(options.precision, device):
-            loss_sum, correct = _evaluate(model, x, y, pert, generator, options, stats)
+            loss_sum, correct = _evaluate(model, x, y, pert, noise, options, stats)
     finally:
         model.train(was_training)
     return (loss_sum / len(x)).cpu(), (correct / len(x)).cpu()
 
 
-def _check_precision(model, x, y, pert, generator, options: EngineOptions, stats: dict) -> None:
-    """Measure a reduced precision against fp32 on a subset; refuse it when too far off."""
+def _check_precision(model, x, y, pert, noise, options: EngineOptions, stats: dict) -> None:
+    """Measure a reduced precision against fp32 on a subset; refuse it when too far off.
+    The subset's rows keep their perturbation and example indices, so both precisions
+    see the noise the full evaluation adds to them."""
     precision, tol = options.precision, options.check_tol
     n = min(len(x), max(1, options.check_examples))
     idx = np.unique(np.linspace(0, pert.n - 1, min(pert.n, max(1, options.check_masks))).round().astype(int))
-    sub = _select(pert, idx)
+    sub = pert.select(idx)
     results = {}
     for prec in ("fp32", precision):
-        gen = None
-        if generator is not None:
-            gen = torch.Generator(device=generator.device)
-            gen.set_state(generator.get_state())
         with precision_mode(prec, x.device):
-            ls, cs = _evaluate(model, x[:n], y[:n], sub, gen, replace(options, precision=prec), {})
+            ls, cs = _evaluate(model, x[:n], y[:n], sub, noise, replace(options, precision=prec), {})
         results[prec] = (ls / n).cpu(), (cs / n).cpu()
     dacc = float((results[precision][1] - results["fp32"][1]).abs().max())
     dloss = float((results[precision][0] - results["fp32"][0]).abs().max())
@@ -182,7 +174,7 @@ def _check_precision(model, x, y, pert, generator, options: EngineOptions, stats
                              f"more than the tolerance {tol}; use precision fp32")
 
 
-def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict):
+def _evaluate(model, x, y, pert, noise, options: EngineOptions, stats: dict):
     """Summed loss and number correct per perturbation (float64, on x's device)."""
     device = x.device
     method, chunk_size, topk = options.method, options.chunk_size, options.topk
@@ -191,19 +183,19 @@ def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict)
     stats.setdefault("perturbations", pert.n)
     if method == "reference":
         stats["path"] = "reference"
-        return _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast)
+        return _evaluate_reference(model, x, y, pert, noise, chunk_size, topk, autocast)
     if pert.noise_std or not pert.keep:
         stats["path"] = "generic"
-        return _evaluate_generic(model, x, y, pert, generator, options, autocast)
+        return _evaluate_generic(model, x, y, pert, noise, options, autocast)
     first, inverse = unique_masks(pert)
     stats["unique_perturbations"] = len(first)
-    uniq = _select(pert, first)
+    uniq = pert.select(first)
     plan = ClampPlan.build(model, list(uniq.keep), x[:1]) if method != "generic" else "method 'generic' was asked for"
     if isinstance(plan, str):
         if method == "plan":
             raise ValueError(f"method: the channel plan does not apply ({plan}); use method 'auto' or 'generic'")
         stats["path"], stats["fallback_reason"] = "generic", plan
-        loss_sum, correct = _evaluate_generic(model, x, y, uniq, generator, options, autocast)
+        loss_sum, correct = _evaluate_generic(model, x, y, uniq, noise, options, autocast)
     else:
         stats["path"] = "plan"
         keep = {k: (v != 0).to(device) for k, v in uniq.keep.items()}
@@ -212,7 +204,7 @@ def _evaluate(model, x, y, pert, generator, options: EngineOptions, stats: dict)
     return loss_sum.index_select(0, inv), correct.index_select(0, inv)
 
 
-def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast):
+def _evaluate_reference(model, x, y, pert, noise, chunk_size, topk, autocast):
     """The plain definition, one perturbation at a time: ablation masks through
     :func:`singledir.engine.reference.reference_ablation_eval` (a forward hook clamps the units,
     the whole network runs on every example); noise through a forward hook that adds
@@ -230,12 +222,12 @@ def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast
                 loss, acc = reference_ablation_eval(model, x, y, units, fill, batch_size=chunk_size, topk=topk)
             loss_sum[m], correct[m] = loss * n, acc * n
         return loss_sum, correct
-    hooks = PerturbationHooks(model, sorted(pert.layers()))
-    hooks.generator = generator
+    hooks = PerturbationHooks(model, sorted(pert.layers()), noise)
     try:
         for m in range(pert.n):
             hooks.pert = pert.slice(m, m + 1)
             for i in range(0, n, chunk_size):
+                hooks.start = i
                 with ctx():
                     logits = model(x[i:i + chunk_size]).float()
                 yb = y[i:i + chunk_size]
@@ -247,7 +239,7 @@ def _evaluate_reference(model, x, y, pert, generator, chunk_size, topk, autocast
     return loss_sum, correct
 
 
-def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, autocast):
+def _evaluate_generic(model, x, y, pert, noise, options: EngineOptions, autocast):
     """Forward hooks; prefix caching for Sequential models; masks folded into the batch."""
     device = x.device
     chunk_size, max_rows, topk = options.chunk_size, options.max_rows, options.topk
@@ -256,26 +248,26 @@ def _evaluate_generic(model, x, y, pert, generator, options: EngineOptions, auto
     correct = torch.zeros(pert.n, dtype=torch.float64, device=device)
     first = _first_layer(model, layers) if layers else None
     split = split_sequential(model, first) if first else None
-    hooks = PerturbationHooks(model, sorted(layers))
+    hooks = PerturbationHooks(model, sorted(layers), noise)
     ctx = autocast if autocast is not None else contextlib.nullcontext
     try:
         for i in range(0, len(x), chunk_size):
             xb, yb = x[i:i + chunk_size], y[i:i + chunk_size]
             b = len(xb)
+            hooks.start = i  # the chunk's examples keep their indices: the noise follows them
             hooks.pert = None  # the prefix runs unperturbed, once per chunk
             with ctx():
                 prefix_out = split[0](xb) if split is not None else None
             group = max(1, max_rows // b)
             for m0 in range(0, pert.n, group):
                 sub = pert.slice(m0, min(pert.n, m0 + group))
-                hooks.generator = generator
                 with ctx():
                     if split is not None:
                         # The prefix ends with the first perturbed layer: apply its
                         # perturbation to the cached output here; the suffix's hooks
                         # handle every later layer.
                         h = prefix_out.repeat(sub.n, *([1] * (prefix_out.dim() - 1)))
-                        h = apply_perturbation(h, first, sub, generator)
+                        h = apply_perturbation(h, first, sub, noise, i)
                         hooks.pert = sub
                         logits = split[1](h)
                         hooks.pert = None

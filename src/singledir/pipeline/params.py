@@ -13,9 +13,10 @@ Speed and memory (:data:`SPEED_KEYS`, read by the scripts through :func:`speed_s
 - ``loader_workers``: image-decoding processes;
 - ``device`` (top level): where the job computes.
 
-One caveat: the noise analysis draws its noise chunk by chunk, so with another
-``chunk_size`` or ``max_rows`` a noise curve is the same experiment with other draws
-(statistically equal, not bit-identical); a rerun that wants the old bits keeps them.
+This holds for the noise curves too: their draws are indexed by (seed, layer,
+perturbation, example), not by chunk (:mod:`singledir.engine.noise_source`), so
+``chunk_size`` and ``max_rows`` do not change them. (CPU and CUDA generators differ, so
+``device`` gives other, statistically equal, noise draws.)
 """
 
 from __future__ import annotations
