@@ -16,6 +16,12 @@ rule ablation_curve:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("ablation_curve"),
+    # On a cluster (profiles/slurm gives the GPU): an image family's ResNet curves take up
+    # to ~12 h and 32 GB at paper scale, the in-memory families' far less. A profile's
+    # set-resources for this rule would override both.
+    resources:
+        runtime=lambda w: 720 if stores_images(w.family) else 240,
+        mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
     threads: analysis_threads
     log:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
@@ -87,6 +93,10 @@ rule unit_analysis:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("unit_analysis"),
+    # An image family's unsharded per-map analysis holds a ResNet's activations (32 GB).
+    resources:
+        runtime=240,
+        mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
     threads: analysis_threads
     log:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
