@@ -280,3 +280,31 @@ def test_train_group_either_way_equals_separate_training_and_keeps_its_choice(di
     again = [build(i) for i in range(3)]
     _, decision2 = train_group(again, datas, cfgs, tmp_path / "group", fuse=not fuse, log=QUIET)
     assert decision2["fuse"] is fuse and decision2["resumed"]
+
+
+def test_auto_never_times_a_group_whose_fused_weights_differ(digits, tmp_path, monkeypatch):
+    """ConvNets (grouped convolutions) fuse only to float rounding: with fuse="auto" the
+    group trains fused without a timing trial, so its weights never depend on the load."""
+    from singledir.training.fused import fused_is_bitwise
+
+    def no_trial(*a, **k):
+        raise AssertionError("a timing trial ran for a group whose fused weights differ")
+
+    datas, cfgs, build = _members(digits, epochs=1)
+    x3 = Tensors(digits.x_train[:128].repeat(1, 3, 1, 1), digits.y_train[:128],
+                 digits.x_test[:64].repeat(1, 3, 1, 1), digits.y_test[:64], 10)
+    conv_cfgs = [TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=0.05, seed=s) for s in (0, 3)]
+
+    def build_conv(i):
+        torch.manual_seed(conv_cfgs[i].seed)
+        return ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
+    with threads(1):
+        assert fused_is_bitwise([build(i) for i in range(2)], datas[:2])  # MLPs, CPU, one thread
+        convs = [build_conv(i) for i in range(2)]
+        assert not fused_is_bitwise(convs, [x3, x3])
+        monkeypatch.setattr(fused_mod, "fusion_trial", no_trial)
+        lines = []
+        _, decision = train_group(convs, [x3, x3], conv_cfgs, tmp_path / "conv", log=lines.append)
+    assert decision["fuse"] is True and "not bitwise equal" in lines[0]
+    with threads(2):
+        assert not fused_is_bitwise([build(i) for i in range(2)], datas[:2])
