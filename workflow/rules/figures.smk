@@ -156,7 +156,7 @@ rule fig7:
     conda:
         ENV_CPU
     script:
-        "../scripts/fig7_selectivity_vs_impact.py"
+        "../scripts/unit_importance_scatter.py"
 
 
 rule figA1:
@@ -241,7 +241,7 @@ rule figA4:
     conda:
         ENV_CPU
     script:
-        "../scripts/figA4_mutual_information_vs_impact.py"
+        "../scripts/unit_importance_scatter.py"
 
 
 rule figX1:

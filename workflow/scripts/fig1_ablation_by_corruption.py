@@ -30,9 +30,7 @@ with log_to(sm.log[0]):
     ax.set_xlabel(sm.params.figure.get("xlabel", "Number of units ablated"))
     ax.set_ylabel(sm.params.figure.get("ylabel", "Training accuracy"))
     default_title = f"{sm.params.label if sm.params.scale == 'paper' else ''} Cumulative ablation vs label corruption"
-    plotting.suptitle(fig, sm.params.figure.get("title", default_title.strip()), sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, sm.params.figure.get("title", default_title.strip()), sm.params.scale, sm.params.label, sm.output.pdf)
 
     aucs = curve_aucs(curves[["model", "corrupted_fraction", "ordering", "n_ablated", "fraction", "accuracy"]])
     nets = nets.assign(corrupted_fraction=nets["model"].map(lambda m: sm.params.specs[m]["labels"]["fraction"]))

@@ -30,9 +30,7 @@ with log_to(sm.log[0]):
     ax.set_xscale("log")
     ax.set_xlabel("Noise variance / unit variance")
     ax.set_ylabel("Training accuracy")
-    plotting.suptitle(fig, "Noise robustness vs label corruption", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Noise robustness vs label corruption", sm.params.scale, sm.params.label, sm.output.pdf)
 
     # Robustness per (model, repeat): mean accuracy over positive scales / clean accuracy.
     base = curves[curves["scale"] == 0].groupby("model")["accuracy"].mean()

@@ -70,10 +70,8 @@ with log_to(sm.log[0]):
     ax2.set_xlabel("Generalization error (1 - test accuracy)")
     ax2.set_ylabel("Area under ablation curve (normalized)")
     ax2.set_title("b", loc="left", fontweight="bold")
-    plotting.suptitle(fig, "Reliance on single directions vs generalization (same topology, clean labels)",
-                      sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Reliance on single directions vs generalization (same topology, clean labels)",
+                    sm.params.scale, sm.params.label, sm.output.pdf)
 
     a_best = ok.loc[ok["model"].isin(best), "auc"]
     a_worst = ok.loc[ok["model"].isin(worst), "auc"]

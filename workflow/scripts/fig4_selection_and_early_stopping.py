@@ -69,9 +69,7 @@ def early_stopping_4a(sm):
     ax2.set_ylabel("Normalized ablation AUC", color="tab:green")
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [l.get_label() for l in lines], fontsize=7, loc="center right")
-    plotting.suptitle(fig, "Ablation AUC over training", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Ablation AUC over training", sm.params.scale, sm.params.label, sm.output.pdf)
 
     trained = per_epoch[per_epoch["epoch"] > 0].dropna(subset=["test_loss"])
     epochs = trained["epoch"].to_numpy(float)
@@ -181,10 +179,8 @@ def model_selection_4bc(sm):
     ax2.set_xlabel("Test accuracy")
     ax2.set_ylabel("Area under ablation curve (normalized)")
     ax2.set_title("c", loc="left", fontweight="bold")
-    plotting.suptitle(fig, "Ablation AUC over training (b) and across a hyperparameter sweep (c)",
-                      sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Ablation AUC over training (b) and across a hyperparameter sweep (c)",
+                    sm.params.scale, sm.params.label, sm.output.pdf)
 
     rows = [stat_row("spearman_auc_vs_test_loss", r_b), stat_row("spearman_auc_vs_test_accuracy", r_c)]
     for k in top:

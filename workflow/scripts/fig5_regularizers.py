@@ -55,9 +55,7 @@ def dropout_5a(sm):
     ax.set_ylabel("Training accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    plotting.suptitle(fig, "Dropout: robust only up to the dropout fraction", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Dropout: robust only up to the dropout fraction", sm.params.scale, sm.params.label, sm.output.pdf)
 
     # Statistics, one set per dropout fraction p. Each curve is read exactly at
     # round(p * N) units (rule ablation_curve puts that point on every dropout net's curve).
@@ -102,9 +100,7 @@ def batchnorm_5b(sm):
     ax.set_ylabel("Training accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
-    plotting.suptitle(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label, sm.output.pdf)
 
     nets = nets.merge(mean_auc(curves), on="model")
     nets["batch_norm"] = [bool(v) for v in spec_value(nets["model"], specs, "model", "batch_norm", True)]

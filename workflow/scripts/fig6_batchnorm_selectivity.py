@@ -52,10 +52,8 @@ with log_to(sm.log[0]):
         ax.set_ylabel("Density (live feature maps)")
         ax.legend(fontsize=7)
         ax.set_title(panel, loc="left", fontweight="bold")
-    plotting.suptitle(fig, "Class selectivity and mutual information with and without batch norm",
-                      sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Class selectivity and mutual information with and without batch norm",
+                    sm.params.scale, sm.params.label, sm.output.pdf)
 
     per_net = live_map_summary(units, high)
     bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]

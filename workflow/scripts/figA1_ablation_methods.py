@@ -32,9 +32,7 @@ with log_to(sm.log[0]):
     ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
               f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
               title_fontsize=7)
-    plotting.suptitle(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label, sm.output.pdf)
 
     a_zero = mean_auc(zero).set_index("model")["auc"]
     a_mean = mean_auc(mean).set_index("model")["auc"]

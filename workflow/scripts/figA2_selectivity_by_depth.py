@@ -31,9 +31,7 @@ with log_to(sm.log[0]):
     ax.set_xlabel("Layer (depth)")
     ax.set_ylabel("Class selectivity index")
     ax.set_ylim(0, 1)
-    plotting.suptitle(fig, "Class selectivity by depth", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Class selectivity by depth", sm.params.scale, sm.params.label, sm.output.pdf)
 
     rows = [stat_row("spearman_selectivity_vs_depth",
                      spearman(units["depth"], units["selectivity"], sm.params.bootstrap, sm.params.seed))]

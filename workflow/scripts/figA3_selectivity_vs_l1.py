@@ -54,9 +54,7 @@ with log_to(sm.log[0]):
     ax2.set_ylabel("Spearman r (selectivity vs L1 norm)")
     ax2.set_title(f"Within each layer: mean r = {within['value']:.3f} [{within['ci_low']:.3f}, {within['ci_high']:.3f}], "
                   f"{within['n']} layers", fontsize=7)
-    plotting.suptitle(fig, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label, sm.output.pdf)
     save_csv(pd.DataFrame(rows), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

@@ -2,23 +2,19 @@
 history on ``epoch``; every family with epoch snapshots (singledir.data.access)."""
 import pandas as pd
 
-from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_options, speed_settings
+from singledir.pipeline.params import speed_settings
 from singledir.pipeline.logs import log_to
-from singledir.pipeline.runtime import pick_device, setup_torch
+from singledir.pipeline.jobs import open_model_job
 
 sm = snakemake
 a = sm.params.analysis  # what defines the numbers (singledir.pipeline.params.RESULT_KEYS)
 speed = speed_settings(sm.config, sm.wildcards.family)
 with log_to(sm.log[0]):
-    setup_torch(sm.threads, gpus=sm.resources.get("gpu", 0))
-    device = pick_device(speed["device"])
-    _, state = load_trained(sm.input.model, device)
-    data = open_analysis_data(dict(sm.input.items()), device, dataset_cfg=a.get("dataset"),
-                              chunk_size=speed["chunk_size"], loader_workers=speed["loader_workers"])
+    job = open_model_job(sm.input, a, speed, threads=sm.threads, gpus=sm.resources.get("gpu", 0))
+    state, data, device = job.state, job.data, job.device
     x, y = data.training_examples(a.get("eval_examples", 0), a["seed"])
     epochs = sorted(state["snapshots"])
     print(f"{state['spec']['id']} on {device}: read {sm.input.model}; {len(epochs)} snapshots, "
@@ -28,7 +24,7 @@ with log_to(sm.log[0]):
         model, _ = load_trained(sm.input.model, device, snapshot=epoch)
         layers = unit_layers(model, a["ablation_layers"], x)
         curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=a["orderings"], n_points=a["curve_points"], seed=a["seed"],
-                                          options=engine_options(a, speed))
+                                          options=job.options)
         aucs = curve_aucs(curve)
         aucs.insert(0, "epoch", epoch)
         rows.append(aucs)

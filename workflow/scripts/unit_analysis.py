@@ -7,13 +7,12 @@ unit_analysis computes the whole table (one shard), or merges the shards' tables
 import pandas as pd
 
 from singledir.analysis.unit_shards import merge_unit_tables, shard_layers, unit_table
-from singledir.data.access import open_analysis_data
 from singledir.engine.ablation import layer_sizes
 from singledir.io import save_csv
-from singledir.models.api import load_trained, unit_layers
-from singledir.pipeline.params import engine_options, speed_settings
+from singledir.models.api import unit_layers
+from singledir.pipeline.params import speed_settings
 from singledir.pipeline.logs import log_to
-from singledir.pipeline.runtime import pick_device, setup_torch
+from singledir.pipeline.jobs import open_model_job
 
 sm = snakemake
 a = sm.params.analysis  # what defines the numbers (singledir.pipeline.params.RESULT_KEYS)
@@ -25,12 +24,9 @@ with log_to(sm.log[0]):
         print(f"read {len(sm.input.shards)} shards: {list(sm.input.shards)}")
     else:
         shard, n_shards = int(getattr(sm.params, "shard", 0)), int(getattr(sm.params, "n_shards", 1))
-        setup_torch(sm.threads, gpus=sm.resources.get("gpu", 0))
-        device = pick_device(speed["device"])
-        model, state = load_trained(sm.input.model, device)
-        data = open_analysis_data(inputs, device, dataset_cfg=a.get("dataset"),
-                                  impact_per_class=a.get("impact_per_class", 0), chunk_size=speed["chunk_size"],
-                                  loader_workers=speed["loader_workers"])
+        job = open_model_job(inputs, a, speed, threads=sm.threads, gpus=sm.resources.get("gpu", 0),
+                             impact_per_class=a.get("impact_per_class", 0))
+        model, state, data, device = job.model, job.state, job.data, job.device
         x_imp, y_imp = data.impact_examples()
         layers = unit_layers(model, a["unit_layers"], x_imp)
         mine = shard_layers(layer_sizes(model, layers, x_imp[:1]), n_shards)[shard] if n_shards > 1 else layers
@@ -40,7 +36,7 @@ with log_to(sm.log[0]):
               f"{len(mine)} of {len(layers)} layers ({mine[:1]} .. {mine[-1:]}); selectivity on {len(y)} test "
               f"examples, impact on {len(y_imp)}, top-{a.get('topk', 1)}; speed {speed}")
         units = unit_table(model, acts, y, x_imp, y_imp, layers, mine, int(state["n_classes"]), a["mi_bins"],
-                           engine_options(a, speed))
+                           job.options)
         units.insert(0, "model", state["spec"]["id"])
     if len(units):
         print(units.groupby("depth")[["selectivity", "mutual_information", "impact"]].mean().to_string())

@@ -61,6 +61,14 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
+def finish(fig, title: str, scale: str, label: str, path) -> None:
+    """The end of every figure: its title (with the scale note), a tight layout, and the
+    atomic save (the figure is closed)."""
+    suptitle(fig, title, scale, label)
+    fig.tight_layout()
+    save(fig, path)
+
+
 LAYER_COLORS = plt.get_cmap("viridis")
 
 

@@ -135,7 +135,7 @@ FIGURE_LIST = [
            "fig6_batchnorm_selectivity.py", {
                "cifar10": Panel("6a-b", _ins(units=("units", ["batch_norm"]))),
            }),
-    Figure("fig7", "Selective and non-selective directions are similarly important", "fig7_selectivity_vs_impact.py", {
+    Figure("fig7", "Selective and non-selective directions are similarly important", "unit_importance_scatter.py", {
         "mnist": Panel("7a", _ins(units=("units", ["selectivity"])), _SELECTIVITY),
         "cifar10": Panel("7b-c", _ins(units=("units", _CIFAR_BN)), _SELECTIVITY),
         "imagenet": Panel("7d-e", _ins(units=("units", ["selectivity"])),
@@ -154,7 +154,7 @@ FIGURE_LIST = [
         "imagenet": Panel("A3b", _ins(units=("units", ["selectivity"]))),
     }),
     Figure("figA4", "Mutual information is not a good predictor of unit importance",
-           "figA4_mutual_information_vs_impact.py", {
+           "unit_importance_scatter.py", {
                "mnist": Panel("A4a", _ins(units=("units", ["selectivity"])), _MI),
                "cifar10": Panel("A4b-c", _ins(units=("units", _CIFAR_BN)), _MI),
                "imagenet": Panel("A4d-e", _ins(units=("units", ["selectivity"])),

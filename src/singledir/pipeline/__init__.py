@@ -6,6 +6,7 @@
 - :mod:`~singledir.pipeline.params`        what a rule gets as params (result-defining keys) and the
   speed knobs its script reads from the config;
 - :mod:`~singledir.pipeline.runtime`       helpers of the workflow scripts (device, loading);
+- :mod:`~singledir.pipeline.jobs`          the opening of every per-model analysis script (model, data, options);
 - :mod:`~singledir.pipeline.logs`          a job's log file and summaries of what it read and wrote (torch-free);
 - :mod:`~singledir.pipeline.gpu`           one CUDA device per job on a multi-GPU machine.
 """

@@ -1,7 +1,8 @@
-"""Fig. 7 (a MNIST, b-c CIFAR-10, d-e ImageNet): class selectivity vs the impact
-of ablating each unit alone on the test loss, with Spearman's r and p (bootstrap CI over
-units), pooled and per layer. The drawing: singledir.figures.unit_importance (MNIST and
-CIFAR-10 one scatter coloured by layer; ImageNet, Figs. 7d-e, the pooled scatter beside r per layer)."""
+"""Figs. 7 and A4 (a MNIST, b-c CIFAR-10, d-e ImageNet): a unit statistic (Fig. 7: class
+selectivity; Fig. A4: mutual information; the panel's ``predictor`` param) vs the impact of
+ablating each unit alone on the test loss, with Spearman's r and p (bootstrap CI over units),
+pooled and per layer. The drawing: singledir.figures.unit_importance (MNIST and CIFAR-10 one
+scatter coloured by layer; ImageNet the pooled scatter beside r per layer)."""
 import pandas as pd
 
 from singledir.figures import plotting, unit_importance
