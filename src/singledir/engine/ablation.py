@@ -39,23 +39,14 @@ from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
 from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval  # noqa: F401  (the plain definition lives there)
+from singledir.models.probe import probe_forward
 
 
-@torch.no_grad()
 def layer_sizes(model: nn.Module, layers: Sequence[str], example: torch.Tensor) -> dict[str, int]:
     """Number of units (channels) of each layer, from one forward pass of ``example``."""
-    was = model.training
-    model.eval()
-    modules = dict(model.named_modules())
     sizes = {}
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.shape[1]))
-               for n in layers]
-    try:
-        model(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    modules = dict(model.named_modules())
+    probe_forward(model, example, {n: modules[n] for n in layers}, lambda n, out: sizes.__setitem__(n, out.shape[1]))
     return {n: int(sizes[n]) for n in layers}
 
 

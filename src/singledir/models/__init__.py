@@ -4,5 +4,6 @@
   load_trained (one model.pt schema), unit_layers, unit_weights;
 - :mod:`~singledir.models.nets`    the MLP and ConvNet of appendix A.2 (MNIST, CIFAR-10);
 - :mod:`~singledir.models.resnet`  torchvision classification models (ResNet-50 for ImageNet) with
-  analysable unit layers.
+  analysable unit layers;
+- :mod:`~singledir.models.probe`   one eval-mode forward of one example with hooks (sizes, call counts).
 """

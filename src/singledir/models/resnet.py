@@ -64,6 +64,8 @@ from torch import nn
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from singledir.models.probe import probe_forward
+
 
 class ModelError(ValueError):
     """A model section of the config is wrong; the message names the key and the fix."""
@@ -162,20 +164,11 @@ def make_analysable(model: nn.Module, example: torch.Tensor | None = None,
     return model
 
 
-@torch.no_grad()
 def call_counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
     """How often each named module runs in one forward pass of ``example`` (eval mode)."""
     counts: dict[str, int] = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: counts.__setitem__(n, counts.get(n, 0) + 1))
-               for n, m in model.named_modules() if n]
-    was = model.training
-    model.eval()
-    try:
-        model(example[:1])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    probe_forward(model, example, {n: m for n, m in model.named_modules() if n},
+                  lambda n, out: counts.__setitem__(n, counts.get(n, 0) + 1))
     return counts
 
 
