@@ -151,3 +151,29 @@ def test_every_module_imports_first_in_a_fresh_process():
                           timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "FAILED:", proc.stdout + proc.stderr[-3000:]
+
+
+# Jobs that only read tables and draw, or shuffle labels, run by the dozen: importing torch
+# would cost each ~1 s of a 2-core demo. Their scripts' singledir imports must not load it.
+LIGHT_SCRIPTS = sorted([*(REPO / "workflow" / "scripts").glob("fig*.py"),
+                        *(REPO / "workflow" / "scripts" / s for s in ("unit_importance_scatter.py",
+                                                                     "corrupt_labels.py", "stats_table.py",
+                                                                     "claims.py"))])
+
+
+def _singledir_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return sorted({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                   and (n.module or "").startswith("singledir")}
+                  | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                     if a.name.startswith("singledir")})
+
+
+def test_light_scripts_do_not_import_torch():
+    assert len(LIGHT_SCRIPTS) >= 17
+    modules = sorted({m for p in LIGHT_SCRIPTS for m in _singledir_imports(p)})
+    assert "singledir.data.access" in modules
+    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ,
+                         "PYTHONPATH": str(SRC)}, check=True)
+    assert out.stdout.strip() == "False", f"one of {modules} imports torch"

@@ -27,11 +27,13 @@ impact examples             every test example                         the first
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:  # annotations only: reading labels needs no torch
+    import torch
 
 ARRAYS, IMAGES = "arrays", "images"
 
@@ -46,10 +48,9 @@ def data_form(dataset_cfg: Mapping) -> str:
 def training_targets(path: str | os.PathLike) -> np.ndarray:
     """The true training labels of a family's data file (``dataset.npz`` or ``index.csv.gz``),
     in the order label corruption and training use."""
-    if str(path).endswith(".npz"):
-        from singledir.data.sources import load_prepared
-
-        return load_prepared(path).y_train
+    if str(path).endswith(".npz"):  # read the one array (no torch import: the label-corruption jobs stay light)
+        with np.load(path) as f:
+            return f["y_train"]
     from singledir.data.imagenet import read_index, train_labels
 
     return train_labels(read_index(path), None)
