@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from singledir.bench import mlp_training_flops
+from singledir.bench import fused_benchmark, mlp_training_flops
 from singledir.models.nets import MLP
 
 
 def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     csv = tmp_path / "bench.csv"
-    proc = subprocess.run([sys.executable, "-m", "singledir.bench", str(csv), "--quick", "--threads", "1"],
+    # two threads, as the benchmark runs by default: fused training then takes the cost model's
+    # decision (no trial), the path that once crashed the benchmark
+    proc = subprocess.run([sys.executable, "-m", "singledir.bench", str(csv), "--quick", "--threads", "2"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
@@ -35,6 +37,24 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     # the engine agreed with the naive method where both ran
     diffs = table[table.metric.isin(["max_abs_loss_diff", "max_abs_accuracy_diff"])]
     assert len(diffs) == 4 and (diffs.value < 1e-5).all()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fused_benchmark_reports_the_trial_or_the_cost_model(n_threads):
+    """With one thread `fuse: K` is decided by a timed trial; with two by the cost model,
+    which times nothing (the benchmark once died there: KeyError 'speedup')."""
+    lines = []
+    old = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        res = fused_benchmark(3, [8, 8], 256, 1, 64, lines.append, peak=1e11)
+    finally:
+        torch.set_num_threads(old)
+    by_trial = n_threads == 1
+    assert res["decided_by_trial"] == float(by_trial) and ("trial_speedup" in res) is by_trial
+    assert any(("the trial chose" if by_trial else "the cost model chose fusion") in line for line in lines)
+    for key in ("speedup", "forced_fused_speedup", "speedup_ceiling", "sequential_s", "fused_s"):
+        assert math.isfinite(res[key]) and res[key] > 0, key
 
 
 def test_training_flop_count_matches_torch_flop_counter():

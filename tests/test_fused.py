@@ -283,8 +283,10 @@ def test_train_group_either_way_equals_separate_training_and_keeps_its_choice(di
 
 
 def test_auto_never_times_a_group_whose_fused_weights_differ(digits, tmp_path, monkeypatch):
-    """ConvNets (grouped convolutions) fuse only to float rounding: with fuse="auto" the
-    group trains fused without a timing trial, so its weights never depend on the load."""
+    """ConvNets (grouped convolutions) and MLPs with several threads fuse only to float
+    rounding: with fuse="auto" the cost model decides from shapes (no timing trial), so
+    the weights never depend on the load; a ConvNet step above the cost model's FLOP
+    limit trains one at a time, bitwise as train_model would."""
     from singledir.training.fused import fused_is_bitwise
 
     def no_trial(*a, **k):
@@ -298,13 +300,44 @@ def test_auto_never_times_a_group_whose_fused_weights_differ(digits, tmp_path, m
     def build_conv(i):
         torch.manual_seed(conv_cfgs[i].seed)
         return ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
+    monkeypatch.setattr(fused_mod, "fusion_trial", no_trial)
     with threads(1):
         assert fused_is_bitwise([build(i) for i in range(2)], datas[:2])  # MLPs, CPU, one thread
         convs = [build_conv(i) for i in range(2)]
         assert not fused_is_bitwise(convs, [x3, x3])
-        monkeypatch.setattr(fused_mod, "fusion_trial", no_trial)
         lines = []
         _, decision = train_group(convs, [x3, x3], conv_cfgs, tmp_path / "conv", log=lines.append)
-    assert decision["fuse"] is True and "not bitwise equal" in lines[0]
+        assert decision["fuse"] is True and decision["rule"] == "cost model"
+        assert "cost model" in lines[0] and "GFLOP" in lines[0]
+        assert decision["member_step_flops"] == fused_mod.member_step_flops(convs[0], x3, 64)
+        # the same group with a step above the limit: one at a time, the very models train() makes
+        monkeypatch.setattr(fused_mod, "CONV_CPU_FUSE_MAX_STEP_FLOPS", decision["member_step_flops"] / 2)
+        convs = [build_conv(i) for i in range(2)]
+        res, decision = train_group(convs, [x3, x3], conv_cfgs, tmp_path / "conv_big", log=QUIET)
+        assert decision["fuse"] is False and "more than" in decision["reason"]
+        for i, (m, (hist, _)) in enumerate(zip(convs, res)):
+            alone = build_conv(i)
+            alone_hist, _ = train(alone, x3, conv_cfgs[i], tmp_path / f"alone{i}", log=QUIET)
+            assert _max_diff(alone.state_dict(), m.state_dict()) == 0 and hist.equals(alone_hist)
     with threads(2):
-        assert not fused_is_bitwise([build(i) for i in range(2)], datas[:2])
+        mlps = [build(i) for i in range(2)]
+        assert not fused_is_bitwise(mlps, datas[:2])
+        _, decision = train_group(mlps, datas[:2], cfgs[:2], tmp_path / "mlp2", log=QUIET)
+        assert decision["fuse"] is True and decision["rule"] == "cost model" and "2 threads" in decision["reason"]
+
+
+def test_member_step_flops_counts_three_forward_passes():
+    """The cost model's work measure: forward FLOPs of one example x batch x 3, within the
+    exact count of a training step (which skips the first layer's input gradient)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = ConvNet(3, 10, width=1.0, batch_norm=True, channels=(4, 8, 8), strides=(1, 2, 1))
+    data = Tensors(torch.randn(40, 3, 8, 8), torch.randint(0, 10, (40,)), torch.randn(4, 3, 8, 8),
+                   torch.randint(0, 10, (4,)), 10)
+    with FlopCounterMode(display=False) as fwd, torch.no_grad():
+        model.eval()(data.x_train[:1])
+    assert fused_mod.member_step_flops(model, data, 32) == 3 * 32 * fwd.get_total_flops()
+    with FlopCounterMode(display=False) as step:
+        F.cross_entropy(model.train()(data.x_train[:32]), data.y_train[:32]).backward()
+    assert step.get_total_flops() <= fused_mod.member_step_flops(model, data, 32) <= 1.5 * step.get_total_flops()

@@ -143,9 +143,9 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
 
 def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None) -> dict:
     """K sequential trainings vs one job of K as ``fuse: K`` runs it
-    (:func:`singledir.training.fused.train_group`: a short measured trial, then fused or one at a
-    time, whichever the trial found faster; the trial's time is included), and vs forced
-    fusion (same seeds, same work).
+    (:func:`singledir.training.fused.train_group`: with one thread a short measured trial, then
+    fused or one at a time, whichever the trial found faster, the trial's time included; with
+    several threads the cost model's choice), and vs forced fusion (same seeds, same work).
 
     With ``peak`` (the machine's GEMM FLOP/s) it also reports the ceiling: fusion saves
     per-step overheads, not arithmetic, so no fused run can beat ``peak`` divided by the
@@ -196,13 +196,15 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
         f"sequential {t_seq:.2f} s ({work / t_seq:,.0f} model-examples/s, {flops / t_seq / 1e9:.1f} GFLOP/s), "
         f"forced fusion {t_fused:.2f} s ({work / t_fused:,.0f} model-examples/s, {flops / t_fused / 1e9:.1f} GFLOP/s) "
         f"-> {t_seq / t_fused:.2f}x")
-    log(f"[fused] {name} as `fuse: {k}` runs it: {t_group:.2f} s -> {t_seq / t_group:.2f}x; the trial chose "
-        f"{'fusion' if decision['fuse'] else 'one at a time'}: {decision['reason']}")
+    log(f"[fused] {name} as `fuse: {k}` runs it: {t_group:.2f} s -> {t_seq / t_group:.2f}x; the {decision['rule']} "
+        f"chose {'fusion' if decision['fuse'] else 'one at a time'}: {decision['reason']}")
     res = {"k": k, "sequential_s": t_seq, "fused_s": t_group, "speedup": t_seq / t_group,
            "forced_fused_s": t_fused, "forced_fused_speedup": t_seq / t_fused, "fused_chosen": float(decision["fuse"]),
-           "trial_speedup": decision["speedup"],
+           "decided_by_trial": float(decision["rule"] == "trial"),
            "sequential_throughput": work / t_seq, "fused_throughput": work / t_group,
            "sequential_flops_per_s": flops / t_seq, "fused_flops_per_s": flops / t_group}
+    if decision["rule"] == "trial":  # a cost-model decision (several threads) times nothing
+        res["trial_speedup"] = decision["speedup"]
     if peak:
         res["speedup_ceiling"] = peak * t_seq / flops
         log(f"[fused] ceiling on this machine: sequential training already runs at {100 * flops / t_seq / peak:.0f} % "

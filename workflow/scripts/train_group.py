@@ -1,7 +1,7 @@
-"""Train a group of models in one job (singledir.training.fused.train_group): fused when a short
-measured trial at the start finds fusion faster on this machine, else one at a time (the
-decision and its timings go to the log); write each member's model.pt and history.csv
-exactly as train_model.py does."""
+"""Train a group of models in one job (singledir.training.fused.train_group): fused or one at a
+time, whichever is faster (a short measured trial where both give the same bits, else a cost
+model from shapes; the decision and its reason go to the log); write each member's model.pt
+and history.csv exactly as train_model.py does."""
 import shutil
 
 import torch

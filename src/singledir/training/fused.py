@@ -665,6 +665,63 @@ def fused_is_bitwise(models: list[nn.Module], datas: list[Tensors]) -> bool:
     return on_cpu and no_conv and torch.get_num_threads() == 1
 
 
+# Fused ConvNets on a CPU (grouped convolutions) save a fixed overhead per step but run
+# each FLOP slower than the separate convolutions; what decides is the training work of
+# one member's step (forward + backward FLOPs). Measured on the 2-core development
+# machine at one thread (paper ConvNet with batch norm, widths 1/16 to 1/2, batches 8 to
+# 512, K = 4 or 6; fused against K separate steps): 0.26 GFLOP 1.32x; about 1 GFLOP
+# 1.19-1.27x; 2 GFLOP 1.15x; about 4 GFLOP 0.90-1.00x; 62 GFLOP 0.67x, whatever the
+# width or batch that made the FLOPs. Fusing at most this much keeps a measured 1.15x.
+CONV_CPU_FUSE_MAX_STEP_FLOPS = 2e9
+
+
+def member_step_flops(model: nn.Module, data: Tensors, batch_size: int) -> float:
+    """FLOPs of one training step of one member: three times (forward, and a backward
+    of twice the forward's products) its forward FLOPs on ``batch_size`` examples, counted
+    by ``torch.utils.flop_counter`` on one example of ``data`` (a copy in eval mode; the
+    count depends on shapes only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy.deepcopy(model).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        probe(data.x_train[:1])
+    return 3.0 * counter.get_total_flops() * batch_size
+
+
+def fusion_cost_model(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig]) -> dict:
+    """The choice for a group whose fused weights differ from the one-by-one weights at
+    rounding (:func:`fused_is_bitwise` is False), from shapes and the device alone: no
+    timing, so the same config trains the same weights whatever the machine's load.
+
+    - CUDA: fused (one small network leaves a GPU idle; K of them in one product keep it busy);
+    - ConvNets on a CPU: fused only when one member's training step is at most
+      :data:`CONV_CPU_FUSE_MAX_STEP_FLOPS` (grouped convolutions run each FLOP slower
+      than dense ones, so large steps lose more than fusion's per-step savings);
+    - MLPs on a CPU with several threads: fused (each member's batched product is a
+      product of the separate shape, the threads share the K members, and the per-step
+      operations are K times fewer).
+    """
+    k = len(models)
+    device = datas[0].x_train.device
+    has_conv = any(isinstance(m, nn.Conv2d) for m in models[0].modules())
+    base = {"k": k, "rule": "cost model", "threads": torch.get_num_threads(), "device": device.type}
+    if device.type == "cuda":
+        return {**base, "fuse": True,
+                "reason": "cost model (no timing: fused and separate weights differ at rounding here): "
+                          "on CUDA a fused group keeps the GPU busy where one small network leaves it idle"}
+    if has_conv:
+        flops = member_step_flops(models[0], datas[0], min(cfgs[0].batch_size, len(datas[0].x_train)))
+        fuse = flops <= CONV_CPU_FUSE_MAX_STEP_FLOPS
+        return {**base, "fuse": fuse, "member_step_flops": flops, "max_step_flops": CONV_CPU_FUSE_MAX_STEP_FLOPS,
+                "reason": (f"cost model (no timing: grouped convolutions differ from separate ones at rounding): "
+                           f"one member's training step is {flops / 1e9:.3g} GFLOP, "
+                           f"{'at most' if fuse else 'more than'} the {CONV_CPU_FUSE_MAX_STEP_FLOPS / 1e9:g} GFLOP "
+                           f"up to which fused ConvNets train faster on a CPU")}
+    return {**base, "fuse": True,
+            "reason": f"cost model (no timing: with {base['threads']} threads fused and separate MLPs differ at "
+                      f"rounding): batched products of the members' own shapes, K = {k} times fewer operations per step"}
+
+
 def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
                 work_dir: str | os.PathLike, fuse: str | bool = "auto", log=print
                 ) -> tuple[list[tuple[pd.DataFrame, dict[int, dict]]], dict]:
@@ -673,8 +730,9 @@ def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
 
     ``fuse="auto"`` runs :func:`fusion_trial` at the start when both methods give bitwise
     the same models (:func:`fused_is_bitwise`: MLPs, CPU, one thread), so the timed choice
-    changes time only; otherwise (ConvNets, CUDA, several threads) the group trains fused
-    without a trial, so its weights never depend on a timing. The decision goes to
+    changes time only; otherwise (ConvNets, CUDA, several threads) :func:`fusion_cost_model`
+    decides from shapes and the device, without a timing, so the weights never depend on
+    the machine's load. The decision (with ``rule``: trial, cost model or forced) goes to
     ``work_dir/fusion_decision.json``; a resumed job reads it back and keeps its choice
     (a half-trained group never switches method). ``True``/``False`` force one.
     """
@@ -687,16 +745,13 @@ def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainC
     elif fuse == "auto" and not fused_is_bitwise(models, datas):
         # Fused and separate training differ here by float rounding, which training
         # amplifies: a timed choice would make the weights depend on the machine's load.
-        # The config asked for fusion (fuse: K), so the group trains fused, always.
         check_fusable(cfgs, datas)
-        decision = {"fuse": True, "k": len(models),
-                    "reason": "fused and separate training are not bitwise equal here (grouped convolutions, "
-                              "several threads or CUDA), so the choice follows the config, not a timing"}
+        decision = fusion_cost_model(models, datas, cfgs)
     elif fuse == "auto":
         check_fusable(cfgs, datas)
-        decision = fusion_trial(models, datas, cfgs)
+        decision = {**fusion_trial(models, datas, cfgs), "rule": "trial"}
     else:
-        decision = {"fuse": bool(fuse), "k": len(models), "reason": f"forced: fuse={fuse}"}
+        decision = {"fuse": bool(fuse), "k": len(models), "rule": "forced", "reason": f"forced: fuse={fuse}"}
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(decision, indent=1))
