@@ -328,7 +328,7 @@ class ClampPlan:
             sync()
             t0 = time.perf_counter()
             with (autocast() if autocast else contextlib.nullcontext()):
-                cache, logits0, f = self._base_pass(xb, cache_at)
+                cache, logits0, f = self._base_pass(xb, cache_at, ws)
             flops["base"] += f
             if len(none):
                 score(logits0.unsqueeze(0).expand(len(none), *logits0.shape), yb, none)
@@ -366,13 +366,17 @@ class ClampPlan:
         largest = max(int(np.prod(st.out_shape)) for st in self.stages) * 4
         return max(1, _BASE_BLOCK_BYTES // largest)
 
-    def _base_pass(self, xb: torch.Tensor, cache_at: set) -> tuple[dict, torch.Tensor, float]:
+    def _base_pass(self, xb: torch.Tensor, cache_at: set, ws: "_Workspace") -> tuple[dict, torch.Tensor, float]:
         """The unperturbed pass over a chunk, in cache-sized blocks of examples: the
-        activations of the stages in ``cache_at`` and the logits (float32), and its FLOPs."""
-        rows = self._base_rows()
-        parts: dict[int, list] = {k: [] for k in cache_at}
-        logits, flops = [], 0.0
-        for b0 in range(0, len(xb), rows):
+        activations of the stages in ``cache_at`` and the logits (float32), and its FLOPs.
+        Blocks are gathered into workspace buffers (a fresh chunk-sized tensor per chunk
+        would cost page faults)."""
+        B = len(xb)
+        n_blocks = -(-B // self._base_rows())
+        rows = -(-B // n_blocks)  # equal blocks
+        cache: dict[int, torch.Tensor] = {}
+        logits, flops = None, 0.0
+        for b0 in range(0, B, rows):
             h = xb[b0:b0 + rows]
             if h.dim() == 4 and self.stages[0].kind == "conv":
                 h = h.contiguous(memory_format=torch.channels_last)  # faster convolutions, same numbers
@@ -382,12 +386,18 @@ class ClampPlan:
                 if st.kind in ("linear", "conv"):
                     flops += _mix_flops(st, len(h), h_in.shape[1], h.shape[1])
                 if k in cache_at:
-                    nxt = self.stages[k + 1].module if k + 1 < len(self.stages) else None
-                    # an in-place activation next would overwrite the cached tensor
-                    parts[k].append(h.float().clone() if getattr(nxt, "inplace", False) else h.float())
-            logits.append(h.float())
-        join = lambda ts: ts[0] if len(ts) == 1 else torch.cat(ts)  # noqa: E731
-        return {k: join(v) for k, v in parts.items()}, join(logits), flops
+                    if rows >= B:
+                        nxt = self.stages[k + 1].module if k + 1 < len(self.stages) else None
+                        # an in-place activation next would overwrite the cached tensor
+                        cache[k] = h.float().clone() if getattr(nxt, "inplace", False) else h.float()
+                    else:
+                        cache.setdefault(k, ws.get(f"base{k}", (B, *h.shape[1:])))[b0:b0 + len(h)].copy_(h)
+            if rows >= B:
+                logits = h.float()
+            else:
+                logits = ws.get("base_logits", (B, *h.shape[1:])) if logits is None else logits
+                logits[b0:b0 + len(h)].copy_(h)
+        return cache, logits, flops
 
     def _choose(self, R: np.ndarray, prev_R: np.ndarray | None) -> tuple[str, np.ndarray, np.ndarray]:
         """How to reach a mask's first pre-activation: from 'full', 'empty' or 'prev'.
