@@ -79,5 +79,5 @@ def test_beyond_end_to_end_tiny(tmp_path):
     assert set(claims[(claims["paper_value"] == "new") & (claims["family"] == "cifar10")]["verdict"]) == {"not run"}
     assert set(new["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
     # 1 + 1 networks: no between-network test can decide
-    row = new.set_index("claim_id").loc["X4_ablation_noise_raises_auc"]
+    row = new.set_index("claim_id").loc["X4_ablation_noise_raises_auc_mnist"]
     assert row["verdict"] == "inconclusive" and "too few networks" in row["reason"]

@@ -78,7 +78,7 @@ def test_summary_of_the_demo():
     n_imagenet = str(len(plan.experiment_specs(loaded.config, "imagenet", "corruption")))
     assert any(line.split()[:3] == ["imagenet", "corruption", n_imagenet] and "steps" in line for line in lines)
     nets = sum(len(plan.model_specs(loaded.config, f)) for f in plan.enabled_families(loaded.config))
-    assert f"total: {nets} networks, 215 jobs, 26 figures" in text
+    assert f"total: {nets} networks, 215 jobs, 28 figures" in text
     assert "CPU-hours on this machine" in text and "GPU-hours on one GPU" in text
     assert "families.mnist.analysis.method=auto" in text  # a value from a schema default is named
 
@@ -89,7 +89,7 @@ def test_plan_command_counts_jobs_and_workflow_prints_summary(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from test_config import DEMO_JOBS
-    assert f" networks, {DEMO_JOBS} jobs, 26 figures" in proc.stdout
+    assert f" networks, {DEMO_JOBS} jobs, 28 figures" in proc.stdout
     # at workflow start, before any job (the tests otherwise set SINGLEDIR_QUIET_PLAN)
     env_quiet = os.environ.pop("SINGLEDIR_QUIET_PLAN")
     try:

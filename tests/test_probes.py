@@ -97,9 +97,9 @@ def test_selection_table_perfect_and_reversed_probe():
 
 # ---------------------------------------------------------------- claims of our own (singledir.stats.beyond_claims)
 
-def _stats(res, rows):
+def _stats(res, rows, family="mnist"):
     cols = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min", "chance"]
-    path = res / "stats" / "mnist.csv"
+    path = res / "stats" / f"{family}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows, columns=cols).to_csv(path, index=False)
 
@@ -126,12 +126,17 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
     keep = table.loc["X1_onepoint_keeps_rank_r_mnist"]
     assert keep["paper_value"] == "new" and keep["verdict"] == "reproduced" and keep["our_value"] == 0.97
     # the strongest strength is judged: q_max 0.75, alpha -10
-    noise = table.loc["X4_ablation_noise_raises_auc"]
+    noise = table.loc["X4_ablation_noise_raises_auc_mnist"]
     assert noise["verdict"] == "reproduced" and "strength 0.75" in noise["note"]
-    assert table.loc["X4_negative_alpha_lowers_selectivity", "our_value"] == -0.3
+    assert table.loc["X4_negative_alpha_lowers_selectivity_mnist", "our_value"] == -0.3
     assert table.loc["X1_onepoint_selection_beats_chance_mnist", "verdict"] == "reproduced"
     assert table.loc["X1_onepoint_selection_beats_chance_mnist", "our_value"] == pytest.approx(60 - 16.7)
-    assert table.loc["X4_reliance_raises_auc", "verdict"] == "not run"
+    assert table.loc["X4_reliance_raises_auc_mnist", "verdict"] == "not run"
+    # one X4 row per family; CIFAR-10's figure is off here: its rows are not run
+    x4 = table[table["figure"] == "X4"]
+    assert set(x4["family"]) == {"mnist", "cifar10"}
+    assert set(x4.loc[x4["family"] == "cifar10", "verdict"]) == {"not run"}
+    assert {i.replace("_mnist", "_cifar10") for i in x4.index if i.endswith("_mnist")} < set(x4.index)
     assert table.loc["X2_onepoint_stop_vs_val_stop_mnist", "verdict"] == "not run"
     # a probe costing more than 10 % of the full AUC cannot support the claim
     _stats(res, [("figX1", "headline_fraction", 0.5, nan, nan, 12, "networks", nan, nan, nan),
@@ -148,3 +153,89 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
     assert "### E1, model selection (Fig. X1)" in md and "| MNIST | A one-point probe keeps" in md
     readme = B.update_readme("# x\n\n## Beyond the paper\n\nintro\n", md)
     assert readme.count(B.BEGIN) == 1 and B.update_readme(readme, md) == readme
+
+
+def test_cifar10_regularizer_claims_compare_with_plain_and_batch_norm(tmp_path):
+    from singledir.stats import beyond_claims as B, claims as C
+    nan = float("nan")
+    res = tmp_path / "results"
+    _stats(res, [
+        ("figX4", "auc_plain_clean", 0.5, 0.45, 0.55, 4, "networks", nan, nan, nan),
+        ("figX4", "auc_diff_batch_norm_minus_plain_clean", 0.2, 0.15, 0.25, 8, "networks", 0.03, 0.029, nan),
+        ("figX4", "auc_diff_ablation_noise_0.5_minus_plain_clean", 0.25, 0.2, 0.3, 8, "networks", 0.03, 0.029, nan),
+        ("figX4", "auc_diff_ablation_noise_0.5_minus_batch_norm_clean", 0.05, -0.01, 0.1, 8, "networks", 0.3,
+         0.029, nan),
+        ("figX4", "auc_diff_reliance_0.5_minus_batch_norm_clean", -0.1, -0.15, -0.05, 8, "networks", 0.03, 0.029,
+         nan),
+    ], family="cifar10")
+    table = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS).set_index("claim_id")
+    assert table.loc["X4_batch_norm_raises_auc_cifar10", "verdict"] == "reproduced"
+    assert table.loc["X4_ablation_noise_raises_auc_cifar10", "verdict"] == "reproduced"
+    # non-inferiority to batch norm within 0.02 AUC, judged by the CI over seeds
+    noise = table.loc["X4_ablation_noise_auc_vs_batch_norm_cifar10"]
+    assert noise["verdict"] == "reproduced" and noise["our_value"] == 0.05 and "strength 0.5" in noise["note"]
+    assert table.loc["X4_reliance_auc_vs_batch_norm_cifar10", "verdict"] == "not reproduced"
+    # MNIST did not run: its rows are not run, and it has no batch-norm rows
+    assert table.loc["X4_ablation_noise_raises_auc_mnist", "verdict"] == "not run"
+    assert not any(i.startswith("X4_batch_norm") and i.endswith("_mnist") for i in table.index)
+    # a regularizer the config did not run is "not run", naming it
+    assert table.loc["X4_reliance_raises_auc_cifar10", "verdict"] == "not run"
+
+
+def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tmp_path):
+    """workflow/scripts/figX4_regularizer_auc.py on CIFAR-10's E2 arms (plain without batch norm,
+    batch norm, ablation noise, reliance, selectivity; no dropout): the conditions are named from
+    the probes' columns, and every regularizer gets differences to plain and to batch norm, batch
+    norm to plain only, with the means of the networks' values."""
+    import runpy
+    from types import SimpleNamespace
+
+    from conftest import REPO
+    arms = {"plain": ("none", 0.0, False, 0.40), "batch norm": ("none", 0.0, True, 0.46),
+            "ablation_noise 0.5": ("ablation_noise", 0.5, False, 0.61), "reliance 0.5": ("reliance", 0.5, False, 0.57),
+            "selectivity -1": ("selectivity", -1.0, False, 0.32)}
+    files = []
+    for cond, (reg, strength, bn, auc) in arms.items():
+        for frac in (0.0, 1.0):
+            for seed in (0, 1):
+                model = f"{cond.split()[0]}_f{frac}_s{seed}"
+                row = dict(model=model, experiment="reg", regularizer=reg, strength=strength, dropout=0.0,
+                           batch_norm=bn, corrupted_fraction=frac, seed=seed, epoch=8, probe="full_auc",
+                           value=auc + 0.01 * seed + 0.2 * frac, cost_passes=11, test_loss=0.3,
+                           test_accuracy=0.9 + 0.01 * seed, train_accuracy=0.95 - 0.7 * frac, mean_selectivity=0.4)
+                early = dict(row, epoch=4, value=0.0)  # only the final epoch counts
+                path = tmp_path / f"{model}.csv"
+                pd.DataFrame([early, row, dict(row, probe="point@0.5", value=0.9)]).to_csv(path, index=False)
+                files.append(str(path))
+    class Named(SimpleNamespace):  # snakemake's input/output: attributes, items(), iteration over values
+        def items(self):
+            return vars(self).items()
+
+        def __iter__(self):
+            return iter(vars(self).values())
+
+    out = tmp_path / "out"
+    sm = SimpleNamespace(input=Named(probes=files),
+                         output=Named(pdf=str(out / "figX4.pdf"), csv=str(out / "figX4.csv"), stats=str(out / "st.csv")),
+                         params=SimpleNamespace(bootstrap=50, seed=0, scale="demo", label="stand-in"),
+                         log=[str(tmp_path / "figX4.log")])
+    runpy.run_path(str(REPO / "workflow" / "scripts" / "figX4_regularizer_auc.py"), init_globals={"snakemake": sm})
+
+    nets = pd.read_csv(out / "figX4.csv")
+    assert len(nets) == 20 and set(nets["condition"]) == set(arms)
+    # one row per network: the full AUC at the final epoch
+    assert sorted(nets.loc[nets["condition"] == "batch norm", "auc"]) == pytest.approx([0.46, 0.47, 0.66, 0.67])
+    st = pd.read_csv(out / "st.csv").set_index("statistic")
+    for arm in ("clean", "corrupted"):
+        for reg in ("ablation_noise_0.5", "reliance_0.5", "selectivity_-1"):
+            for ref in ("plain", "batch_norm"):
+                assert f"auc_diff_{reg}_minus_{ref}_{arm}" in st.index
+        assert f"auc_diff_batch_norm_minus_plain_{arm}" in st.index
+    assert not any("minus_batch_norm" in i and i.startswith(("auc_diff_batch_norm", "auc_diff_plain")) for i in st.index)
+    assert not any(i.startswith("auc_diff_plain_") for i in st.index)
+    # differences of the means over the two networks of each arm
+    assert st.loc["auc_diff_ablation_noise_0.5_minus_batch_norm_clean", "value"] == pytest.approx(0.61 - 0.46)
+    assert st.loc["auc_diff_batch_norm_minus_plain_clean", "value"] == pytest.approx(0.06)
+    assert st.loc["auc_diff_batch_norm_minus_plain_clean", "unit"] == "networks"
+    assert st.loc["train_accuracy_diff_reliance_0.5_minus_plain_corrupted", "value"] == pytest.approx(0.0)
+    assert (out / "figX4.pdf").stat().st_size > 1000

@@ -94,6 +94,76 @@ def test_ablation_noise_at_q0_is_the_plain_model(build):
         != plain.loss(model, x, y, g)
 
 
+# ---- the ConvNet: a unit is a whole feature map; with batch norm; on the last three layers (CIFAR-10's E2)
+
+def _convnet(batch_norm=True, seed=0):
+    torch.manual_seed(seed)
+    model = ConvNet(3, 10, width=0.0625, batch_norm=batch_norm)  # last three layers: 32 maps each
+    model.train()
+    return model
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_convnet_reliance_ablates_whole_feature_maps_of_the_chosen_layers(batch_norm):
+    model = _convnet(batch_norm)
+    x, y = torch.randn(16, 3, 16, 16), torch.arange(16) % 10
+    reg = R.Regularizer(model, "reliance", strength=0.5, q_max=0.5, layers=-3)
+    assert list(reg.modules) == ["relu9", "relu10", "relu11"]
+    got = reg.loss(model, x, y, torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    q = R.draw_q(0.5, gen)
+    keep = R.random_keep_masks({"relu9": 32, "relu10": 32, "relu11": 32}, q, gen, "cpu")
+    assert sum(int((k == 0).sum()) for k in keep.values()) == round(q * 96) == 36  # q = 0.379
+    zeroed = {}
+
+    def hook(mod, i, o, n):  # the plain definition: feature map c of layer n times keep[n][c]
+        out = o * keep[n][None, :, None, None]
+        zeroed[n] = [c for c in range(o.shape[1]) if torch.all(out[:, c] == 0)]
+        return out
+
+    clean = F.cross_entropy(model(x), y)  # train mode: batch-norm statistics of this batch, as in the loss
+    handles = [getattr(model, n).register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n)) for n in keep]
+    abl = F.cross_entropy(model(x), y)
+    for hd in handles:
+        hd.remove()
+    assert got.item() == pytest.approx((clean + 0.5 * (abl - clean)).item(), rel=1e-5)
+    for n, k in keep.items():  # whole maps zeroed, exactly the drawn ones (a ReLU map may be dead on its own)
+        assert set(torch.nonzero(k == 0).flatten().tolist()) <= set(zeroed[n])
+    got.backward()  # gradients reach the convolutions below and above the ablated layers
+    assert model.conv1.weight.grad.abs().sum() > 0 and model.conv11.weight.grad.abs().sum() > 0
+
+
+def test_convnet_selectivity_loss_averages_feature_maps_over_space():
+    model = _convnet(batch_norm=True)
+    x, y = torch.randn(20, 3, 16, 16), torch.arange(20) % 10
+    reg = R.Regularizer(model, "selectivity", strength=-2.0, layers=-3)
+    with R.capture(reg.modules) as out:
+        ce = F.cross_entropy(model(x), y)
+    si = [R.class_selectivity(out[n].mean(dim=(2, 3)), y).mean() for n in ("relu9", "relu10", "relu11")]
+    expected = ce + 2.0 * torch.stack(si).mean()
+    got = reg.loss(model, x, y, torch.Generator().manual_seed(0))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(regularizer="ablation_noise", reg_strength=0.5),
+                                dict(regularizer="reliance", reg_strength=0.5)])
+def test_convnet_with_batch_norm_trains_regularized_deterministically(tmp_path, kw):
+    """One epoch on 16x16 colour digits (the demo's CIFAR-10 stand-in): seeded, the same weights twice,
+    and not the plain net's (the regularizer really acted)."""
+    data = to_tensors(load_dataset({"source": "sklearn_digits", "test_fraction": 0.25, "channels": 3,
+                                    "upsample": 2}))
+
+    def run(tmp, **extra):
+        model = _convnet(batch_norm=True)
+        cfg = TrainConfig.from_spec(dict(epochs=1, batch_size=64, optimizer="adam", lr=0.001, seed=0, **extra))
+        train(model, data, cfg, tmp, log=lambda *_: None)
+        return model
+
+    a, b = run(tmp_path / "a", reg_layers=-3, **kw), run(tmp_path / "b", reg_layers=-3, **kw)
+    assert all(torch.equal(u, v) for u, v in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.conv11.weight, run(tmp_path / "c").conv11.weight)
+
+
 def _train(digits, tmp, epochs=3, **kw):
     model = _mlp()
     cfg = TrainConfig.from_spec(dict(epochs=epochs, batch_size=64, optimizer="adam", lr=0.01, seed=0, **kw))
@@ -109,10 +179,12 @@ def _mean_si(model, digits):
 
 
 def test_negative_alpha_lowers_selectivity_positive_raises(digits, tmp_path):
-    base = _mean_si(_train(digits, tmp_path / "p"), digits)
-    low = _mean_si(_train(digits, tmp_path / "n", regularizer="selectivity", reg_strength=-2.0), digits)
-    high = _mean_si(_train(digits, tmp_path / "h", regularizer="selectivity", reg_strength=2.0), digits)
-    assert low < base - 0.2 and high > base + 0.02  # measured: 0.20, 0.51, 0.54
+    # 5 epochs: at 3, alpha = +2 had barely acted with torch 2.14 (0.513 vs plain 0.506; the test
+    # failed on main too), while alpha = -2 had (0.20)
+    base = _mean_si(_train(digits, tmp_path / "p", 5), digits)
+    low = _mean_si(_train(digits, tmp_path / "n", 5, regularizer="selectivity", reg_strength=-2.0), digits)
+    high = _mean_si(_train(digits, tmp_path / "h", 5, regularizer="selectivity", reg_strength=2.0), digits)
+    assert low < base - 0.2 and high > base + 0.02  # measured (torch 2.14): 0.14, 0.51, 0.55
 
 
 def test_reliance_and_noise_training_make_nets_more_robust(digits, tmp_path):

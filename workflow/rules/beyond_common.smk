@@ -18,9 +18,10 @@ def beyond_probe_groups(family):
     if k <= 1:
         return {}
     enabled = set(plan.enabled_experiments(config, family))
+    drawn = plan.beyond_figures(config, family)
     needed_by = {}
     for fig, needs in plan.FIGURES.get(family, {}).items():
-        if fig.startswith("figX") and all(plan.parse_selection(n)[0] in enabled for n in needs):
+        if fig in drawn and all(plan.parse_selection(n)[0] in enabled for n in needs):
             for sel in needs:
                 for m in plan.experiment_models(config, family, sel):
                     needed_by.setdefault(m, set()).add(fig)

@@ -11,7 +11,8 @@ Statistics per condition and labels (networks = seeds; CI over networks): auc_<c
 test_accuracy_..., train_accuracy_..., selectivity_...; and for every condition but plain the
 difference to plain with the same labels (difference_ci: networks resampled within each
 group; permutation p over networks): auc_diff_<cond>_minus_plain_<labels>,
-test_accuracy_diff_..., train_accuracy_diff_..., selectivity_diff_...."""
+test_accuracy_diff_..., train_accuracy_diff_..., selectivity_diff_...; where a batch-norm arm
+ran (CIFAR-10), the same differences of every regularizer to it: ..._diff_<cond>_minus_batch_norm_<labels>."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -22,6 +23,10 @@ from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
+
+# The arms every condition is compared with (same labels): plain training, then batch norm
+# (CIFAR-10's reg_batchnorm; batch norm itself is compared with plain only).
+REFERENCES = ["plain", "batch norm"]
 
 sm = snakemake
 with log_to(sm.log[0]):
@@ -43,11 +48,12 @@ with log_to(sm.log[0]):
         key = f"{probes.stat_key(cond)}_{arm}"
         for name, col in measures.items():
             rows.append(stat_row(f"{name}_{key}", mean_ci(g[col], boot, seed, "networks")))
-        base = nets[(nets["condition"] == "plain") & (nets["labels"] == arm)]
-        if cond != "plain" and len(base):
-            for name, col in measures.items():
-                rows.append(stat_row(f"{name}_diff_{key.replace('_' + arm, '')}_minus_plain_{arm}",
-                                     difference_ci(g[col], base[col], np.mean, boot, seed, "networks")))
+        for ref in REFERENCES:
+            base = nets[(nets["condition"] == ref) & (nets["labels"] == arm)]
+            if cond not in REFERENCES[:REFERENCES.index(ref) + 1] and len(base):
+                for name, col in measures.items():
+                    rows.append(stat_row(f"{name}_diff_{probes.stat_key(cond)}_minus_{probes.stat_key(ref)}_{arm}",
+                                         difference_ci(g[col], base[col], np.mean, boot, seed, "networks")))
     save_csv(pd.DataFrame(rows), sm.output.stats)
 
     conds = list(dict.fromkeys(nets["condition"]))
@@ -59,6 +65,7 @@ with log_to(sm.log[0]):
             if len(g):
                 ax1.scatter(g["test_accuracy"], g["auc"], s=22, color=colors[cond] if fill else "none",
                             edgecolors=colors[cond], label=cond if fill else None)
+    ax1.set_title("Robustness vs test accuracy, per network", fontsize=9)
     ax1.set_xlabel("Test accuracy")
     ax1.set_ylabel("Normalized ablation AUC (training data)")
     ax1.legend(fontsize=6, title="filled: clean, open: corrupted", title_fontsize=6)
@@ -72,6 +79,7 @@ with log_to(sm.log[0]):
         ax2.errorbar(i, ci["value"], yerr=[[ci["value"] - lo], [hi - ci["value"]]], fmt="o", capsize=3, color=colors[cond])
         ax2.scatter(np.full(len(g), i + 0.15), g["mean_selectivity"], s=8, color=colors[cond], alpha=0.6)
     ax2.set_xticks(range(len(conds)), conds, rotation=35, ha="right", fontsize=6)
+    ax2.set_title("Class selectivity per condition", fontsize=9)
     ax2.set_ylabel("Mean class selectivity (clean labels)")
     plotting.suptitle(fig, "Regularizers vs reliance on single directions", sm.params.scale, sm.params.label)
     fig.tight_layout()

@@ -208,13 +208,29 @@ def figure_targets(config: dict, results: str = "results") -> list[str]:
     out = []
     for family in enabled_families(config):
         exps = set(enabled_experiments(config, family))
-        beyond = config["families"][family].get("beyond", {}).get("enabled", True)
+        beyond = beyond_figures(config, family)
         for fig, needs in FIGURES.get(family, {}).items():
-            if registry.figure(fig).beyond and not beyond:  # families.<family>.beyond.enabled: false
+            if registry.figure(fig).beyond and fig not in beyond:  # families.<family>.beyond: enabled, figures
                 continue
             if all(parse_selection(n)[0] in exps for n in needs):
                 out.append(f"{results}/{fig}_{family}.pdf")
     return out
+
+
+def beyond_figures(config: dict, family: str) -> list[str]:
+    """The beyond-the-paper figures ``family`` may draw: none when ``beyond.enabled`` is false,
+    else ``beyond.figures`` (unset: all of the family's figX figures); each is still drawn
+    only when its experiments are enabled. An unknown name is an error listing the known ones."""
+    b = config["families"][family].get("beyond", {}) or {}
+    known = [f for f in FIGURES.get(family, {}) if registry.figure(f).beyond]
+    if not b.get("enabled", True):
+        return []
+    chosen = b.get("figures", known)
+    unknown = [f for f in chosen if f not in known]
+    if unknown:
+        raise ConfigError(f"families.{family}.beyond.figures: {unknown} are not beyond-the-paper figures of "
+                          f"{family}; choose from {known}")
+    return [f for f in known if f in chosen]
 
 
 def check_config(config: dict) -> None:
@@ -223,6 +239,7 @@ def check_config(config: dict) -> None:
     for family in enabled_families(config):
         if family not in FIGURES:
             raise ConfigError(f"families.{family}: unknown family; known families are {sorted(FIGURES)}")
+        beyond_figures(config, family)  # an unknown beyond.figures name fails here, naming the key
         try:
             check_dataset_spec(fams[family]["dataset"])
         except DataError as err:
