@@ -135,11 +135,13 @@ def script_path(rule: dict) -> Path | None:
 
 
 def gpu_rules(rules: list[dict]) -> list[str]:
-    """Rules whose script picks a torch device: the ones that should run on a GPU."""
+    """Rules whose script picks a torch device (itself, or through
+    singledir.pipeline.jobs.open_model_job): the ones that should run on a GPU."""
     names = []
     for r in rules:
         path = script_path(r)
-        if path is not None and path.suffix == ".py" and "pick_device(" in path.read_text():
+        if path is not None and path.suffix == ".py" and re.search(r"\b(pick_device|open_model_job)\(",
+                                                                    path.read_text()):
             names.append(r["name"])
     return names
 
