@@ -41,13 +41,6 @@ per-mask bias computed on one example (``A`` applied to the constant map, so pad
 exact). Work shrinks with the fraction ablated (on average a third of the dense cost
 over a cumulative curve).
 
-*Fewer multiplications.* A 3x3 stride-1 convolution of the per-mask work on a small
-map (the ConvNet's 4x4 last block) runs as a Winograd convolution
-(:mod:`singledir.engine.winograd`) wherever that needs fewer operations than the direct
-one: on 4x4 maps 36 multiply-adds per channel pair and example instead of 144. The
-FLOPs counted for it (``stats["flops_suffix"]``, of which ``flops_suffix_winograd``)
-are those it executes, so a FLOP rate stays an honest efficiency.
-
 *Prefix caching.* One unperturbed pass per data chunk provides the activations where
 each mask's first perturbed layer starts; identical masks are evaluated once (by the
 caller). The pass runs in blocks of examples whose activations stay in cache.
@@ -67,7 +60,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.engine import winograd
 from singledir.engine.batch import topk_correct
 from singledir.engine.options import EngineOptions
 
@@ -182,19 +174,10 @@ class ClampPlan:
 
     def _mix(self, j: int, x: torch.Tensor, w: torch.Tensor, cdtype, ws: "_Workspace") -> tuple[torch.Tensor, float]:
         """Stage j's mixing (no bias) of ``x`` with the weight slice ``w``, and the FLOPs
-        it executed. A 3x3 stride-1 convolution on small maps goes through Winograd's
-        algorithm (:mod:`singledir.engine.winograd`) where that needs fewer operations."""
+        it executed."""
         st = self.stages[j]
         mod = st.module
         n_out, n_in = w.shape[:2]
-        if st.kind == "conv" and cdtype is None and winograd.applies(mod):
-            geo = winograd.geometry(*st.out_shape[1:], device=str(x.device))
-            if winograd.worth_it(geo, n_in, n_out):
-                out = winograd.conv2d(x, winograd.transform_weights(w, geo), geo,
-                                      buffer=lambda name, shape: ws.get(f"winograd{j}_{name}", shape))
-                f = winograd.flops(x.shape[0], geo, n_in, n_out)
-                ws.winograd_flops += f
-                return out, f
         if cdtype is not None:
             x, w = x.to(cdtype), w.to(cdtype)
         if st.kind == "linear":
@@ -355,7 +338,6 @@ class ClampPlan:
             stats["flops_suffix"] = stats.get("flops_suffix", 0.0) + flops["suffix"]
             stats["time_base"] = stats.get("time_base", 0.0) + timing["base"]
             stats["time_suffix"] = stats.get("time_suffix", 0.0) + timing["suffix"]
-            stats["flops_suffix_winograd"] = stats.get("flops_suffix_winograd", 0.0) + ws.winograd_flops
         return loss_sum, correct
 
     def _base_rows(self) -> int:
@@ -630,7 +612,6 @@ class _Workspace:
     def __init__(self, device):
         self.device = device
         self.buffers: dict[str, torch.Tensor] = {}
-        self.winograd_flops = 0.0  # of the suffix FLOPs, those done by Winograd convolutions
 
     def get(self, name: str, shape) -> torch.Tensor:
         """A (B, C, ...) buffer; feature maps (B, C, H, W) are channels-last, the layout
