@@ -338,7 +338,13 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
             f"{cfg.workers} workers x batch {cfg.batch_size}, {cfg.steps} steps, {len(dataset)} images, "
             f"{sum(p.numel() for p in model.parameters())} parameters, augment={cfg.augment}")
     try:
-        return train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None))
+        result = train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None))
+        if info.world > 1:
+            # Tear the group down together: once in CI (2 CPU processes, gloo), the rank that
+            # reached destroy_process_group first aborted at exit ("terminate called without
+            # an active exception", SIGABRT) after all steps and the checkpoint were done.
+            dist.barrier()
+        return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
