@@ -31,6 +31,12 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
         assert isinstance(value, (int, float)) and not isinstance(value, bool), key
         assert math.isfinite(value) and value > 0, (key, value)
     assert "extrapolated linearly" in proc.stdout  # the naive timing says how it was obtained
+    from singledir.engine.linear import onednn_linear_available
+    if onednn_linear_available():  # the faster product's rate, and the fractions against it
+        assert summary["onednn_gemm_flops_per_s"] > 0
+        assert summary["gemm_fraction_of_onednn"] == pytest.approx(
+            summary["gemm_fraction"] * summary["gemm_flops_per_s"] / summary["onednn_gemm_flops_per_s"])
+        assert summary["fused_training_speedup_ceiling_onednn"] > 0
     table = pd.read_csv(csv)
     assert list(table.columns) == ["benchmark", "metric", "value", "unit", "note"]
     assert {"gemm", "mlp", "fused_training"} <= set(table.benchmark)

@@ -341,3 +341,22 @@ def test_member_step_flops_counts_three_forward_passes():
     with FlopCounterMode(display=False) as step:
         F.cross_entropy(model.train()(data.x_train[:32]), data.y_train[:32]).backward()
     assert step.get_total_flops() <= fused_mod.member_step_flops(model, data, 32) <= 1.5 * step.get_total_flops()
+
+
+def test_fused_evaluation_of_a_shared_batch_is_each_members_own_forward(digits):
+    """Evaluating one batch for all members (the wide first product, then each member's
+    remaining stages on its own slice) gives, bitwise with one thread, each separate
+    model's logits, dropout members included (the identity in evaluation)."""
+    _, _, build = _members(digits)
+    models = [build(i).eval() for i in range(3)]
+    net = FusedNet([build(i) for i in range(3)], MemberRNG([0, 1, 7], torch.device("cpu"))).eval()
+    x = digits.x_test[:200]
+    with threads(1), torch.no_grad():
+        got = net(x, shared=True)
+        stacked = net(x.unsqueeze(0).expand(3, *x.shape).contiguous())
+        want = torch.stack([m(x) for m in models])
+    assert got.shape == (3, 200, 10)
+    assert torch.equal(got, want)
+    assert (got - stacked).abs().max().item() < 1e-5  # the batched layout: same numbers to rounding
+    dropout_stages = [n for n, _ in models[2].named_children() if n.startswith("dropout")]
+    assert dropout_stages  # the third member really has dropout

@@ -4,7 +4,9 @@
 
 Prints, for the machine it runs on:
 
-1. the measured fp32 matrix-multiply throughput (the machine's GEMM FLOP/s);
+1. the measured fp32 matrix-multiply throughput (the machine's GEMM FLOP/s: ``torch.mm``,
+   MKL on a CPU; and, where PyTorch has oneDNN, the same product on oneDNN's matrix
+   multiply, which on some CPUs is twice as fast: fractions are printed against both);
 2. a full cumulative-ablation analysis (10 orderings x 21 points, all units of both
    hidden layers) of an MLP 784-2048-2048-10 on 10,000 examples, and of the paper's
    ConvNet (last three layers ablated, as in Fig. 1b) on 2,000 32x32 examples: the
@@ -59,6 +61,26 @@ def gemm_flops(n: int = 2048, repeats: int = 3, device="cpu") -> float:
         a @ b
         _sync(device)
         best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best
+
+
+def onednn_gemm_flops(n: int = 2048, repeats: int = 3) -> float | None:
+    """Best-of-``repeats`` fp32 FLOP/s of the same n x n x n product on oneDNN's matrix
+    multiply (:func:`singledir.engine.linear.linear`, CPU), or None where PyTorch has no
+    oneDNN. On some CPUs (the AMD development machine: 420-466 against MKL's 204-217
+    GFLOP/s) it is far faster than ``torch.mm``'s MKL, so the benchmark reports the
+    engine's rate against both."""
+    from singledir.engine.linear import linear, onednn_linear_available
+
+    if not onednn_linear_available():
+        return None
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = math.inf
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            linear(a, b)
+            best = min(best, time.perf_counter() - t)
     return 2.0 * n ** 3 / best
 
 
@@ -521,8 +543,9 @@ def main(argv=None) -> dict:
         rows.append({"benchmark": bench, "metric": metric, "value": float(value), "unit": unit, "note": note})
 
     n_gemm = 256 if q else 2048
-    peaks = [gemm_flops(n_gemm)]
-    log(f"[gemm] fp32 matrix multiply: {peaks[0] / 1e9:.1f} GFLOP/s")
+    peaks, onednn_peaks = [gemm_flops(n_gemm)], [onednn_gemm_flops(n_gemm)]
+    log(f"[gemm] fp32 matrix multiply: {peaks[0] / 1e9:.1f} GFLOP/s (torch.mm)"
+        + (f", {onednn_peaks[0] / 1e9:.1f} GFLOP/s (oneDNN)" if onednn_peaks[0] else ""))
 
     # MLP 784-2048-2048-10 on 10,000 examples, 10 orderings x 21 points, all units of both layers.
     hidden = [64, 64] if q else [2048, 2048]
@@ -531,12 +554,14 @@ def main(argv=None) -> dict:
     res_mlp = ablation_benchmark("mlp", mlp, x, y, ["relu1", "relu2"], 3 if q else 10, 6 if q else 21,
                                  2 if q else 3, 5000, log)
     peaks.append(gemm_flops(n_gemm))
+    onednn_peaks.append(onednn_gemm_flops(n_gemm))
     width = args.convnet_width or (0.0625 if q else 0.5)
     conv = _variance_preserving(ConvNet(3, 10, width=width, batch_norm=True), 1)
     xc, yc = _data(conv, 100 if q else 2000, (3, 32, 32), 2)
     res_conv = ablation_benchmark(f"convnet_w{width:g}", conv, xc, yc, ["relu9", "relu10", "relu11"],
                                   3 if q else 10, 6 if q else 21, 2, 2000, log)
     peaks.append(gemm_flops(n_gemm))
+    onednn_peaks.append(onednn_gemm_flops(n_gemm))
     # The machine's rate, measured before, between and after the engine runs (on a shared
     # machine the load drifts): the median.
     peak = float(np.median(peaks))
@@ -553,6 +578,16 @@ def main(argv=None) -> dict:
         f"GEMM throughput (mlp {100 * res_mlp['suffix_flops_per_s'] / peak:.0f} %, "
         f"convnet {100 * res_conv['suffix_flops_per_s'] / peak:.0f} %)")
     add("gemm", "engine_suffix_fraction", gemm_fraction, "", "engine suffix FLOP/s / measured fp32 GEMM FLOP/s")
+    # torch.mm (MKL) is the GEMM rate the targets are stated against; where oneDNN's matrix
+    # multiply is faster the machine can do more, and the fractions against it say so.
+    onednn_peak = float(np.median(onednn_peaks)) if all(onednn_peaks) else None
+    if onednn_peak:
+        add("gemm", "onednn_fp32_flops_per_s", onednn_peak, "FLOP/s",
+            f"{n_gemm}^3 product on oneDNN (engine.linear), best of 3, median of 3 measurements, {threads} threads")
+        log(f"[gemm] oneDNN fp32 matrix multiply: {', '.join(f'{p / 1e9:.1f}' for p in onednn_peaks)} GFLOP/s -> "
+            f"{onednn_peak / 1e9:.1f} ({onednn_peak / peak:.2f}x torch.mm); against it the engine's suffix runs at "
+            f"{100 * suffix_rate / onednn_peak:.0f} % (mlp {100 * res_mlp['suffix_flops_per_s'] / onednn_peak:.0f} %, "
+            f"convnet {100 * res_conv['suffix_flops_per_s'] / onednn_peak:.0f} %)")
 
     k = args.fuse_k or (4 if q else 16)
     # The paper's smallest MNIST MLP (Figs. 7a, A4a: 128 units per layer), and a small one
@@ -570,7 +605,12 @@ def main(argv=None) -> dict:
                "fused_training_small_chosen": bool(fused_small["fused_chosen"]),
                "fused_training_speedup_small": fused_small["speedup"],
                "fused_training_speedup_ceiling": fused["speedup_ceiling"],
-               "gemm_flops_per_s": peak, "convnet_width": width, "threads": threads, "quick": q}
+               "gemm_flops_per_s": peak, "onednn_gemm_flops_per_s": onednn_peak,
+               "gemm_fraction_of_onednn": suffix_rate / onednn_peak if onednn_peak else None,
+               # the same ceiling at oneDNN's rate (what the machine's fastest fp32 product allows)
+               "fused_training_speedup_ceiling_onednn": (fused["speedup_ceiling"] * onednn_peak / peak
+                                                         if onednn_peak else None),
+               "convnet_width": width, "threads": threads, "quick": q}
     save_csv(pd.DataFrame(rows), args.csv)
     log(f"wrote {args.csv}")
     print(json.dumps(summary), flush=True)

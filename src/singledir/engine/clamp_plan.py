@@ -61,6 +61,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from singledir.engine.batch import topk_correct
+from singledir.engine.linear import linear
 from singledir.engine.options import EngineOptions
 
 # Modules that act on each channel separately and are deterministic in eval mode.
@@ -364,7 +365,7 @@ class ClampPlan:
                 h = h.contiguous(memory_format=torch.channels_last)  # faster convolutions, same numbers
             for k, st in enumerate(self.stages):
                 h_in = h
-                h = st.module(h)
+                h = linear(h, st.module.weight, st.module.bias) if st.kind == "linear" else st.module(h)
                 if st.kind in ("linear", "conv"):
                     flops += _mix_flops(st, len(h), h_in.shape[1], h.shape[1])
                 if k in cache_at:
@@ -588,11 +589,8 @@ class ClampPlan:
         bias = const_out if N_t is None else const_out.index_select(1, N_t)
         if len(S) and n_out:
             w = self._weight(mod, N_t, S)
-            if st.kind == "linear" and cdtype is None and n_out <= 64:
-                # a few outputs (logits): faster as (out, B), then back to rows
-                out = torch.addmm(bias.t(), w, live.t()).t().contiguous()
-            elif st.kind == "linear" and cdtype is None:
-                out = torch.addmm(bias, live, w.t(), out=ws.get(f"s{k}", (B, n_out)))
+            if st.kind == "linear" and cdtype is None:
+                out = linear(live, w, bias)  # oneDNN on a CPU (engine.linear: 2-4x MKL on some CPUs)
             else:
                 out, f = self._mix(k, live, w, cdtype, ws)
                 out = out.add_(bias)

@@ -246,6 +246,10 @@ class _FusedDropout(nn.Module):
         return torch.stack(outs)
 
 
+# Stages an evaluation can run member by member after the first product (MLPs).
+_MEMBER_TAIL_KINDS = ("linear", "any", "dropout", "flatten")
+
+
 class FusedNet(nn.Module):
     """K same-shaped Sequential models (MLP or ConvNet) as one network.
 
@@ -301,12 +305,14 @@ class FusedNet(nn.Module):
         k = self.k
         grouped = False  # layout: (K, B, ...) or (B, K*C, H, W)
         h = x
-        for name, kind in self.kinds:
+        for i, (name, kind) in enumerate(self.kinds):
             mod = self.stages[name]
             if shared:
                 if kind == "linear":  # (B, F) @ (F, K*out): one wide product
                     w = mod.weight.reshape(-1, mod.weight.shape[-1])
                     h = (h @ w.t() if mod.bias is None else torch.addmm(mod.bias.reshape(-1), h, w.t()))
+                    if not self.training and all(kd in _MEMBER_TAIL_KINDS for _, kd in self.kinds[i + 1:]):
+                        return self._member_tails(h, i + 1)
                     h = h.view(h.shape[0], k, -1).transpose(0, 1)
                     shared = False
                 elif kind == "conv":  # all members' filters on the one input: the grouped layout
@@ -330,6 +336,33 @@ class FusedNet(nn.Module):
         if grouped:
             h = h.view(h.shape[0], k, -1).transpose(0, 1)
         return h
+
+    def _member_tails(self, wide: torch.Tensor, start: int) -> torch.Tensor:
+        """Evaluation of an MLP after its first (wide, shared-input) product: each member's
+        remaining stages on its own (B, out) slice with its own weights, (K, B, classes).
+
+        Why not the batched layout: the wide product's (B, K*out) output, transposed to
+        (K, B, out), made every later stage work on large strided tensors (ReLU, copies and
+        the bias copies of ``baddbmm`` over tens of megabytes), and fused evaluation was
+        measured 20 % slower than the K separate evaluations it replaces (16 MLPs
+        784-128-128-10, 10,000 examples). Per member, the intermediates are small and stay in
+        cache, and each stage is the operation a separate model runs (``F.linear``, ReLU)
+        on a tensor of the same shape, so the result is what separate evaluation gives."""
+        width = wide.shape[1] // self.k
+        outs = []
+        for m in range(self.k):
+            h = wide[:, m * width:(m + 1) * width]
+            for name, kind in self.kinds[start:]:
+                mod = self.stages[name]
+                if kind == "linear":
+                    h = F.linear(h, mod.weight[m], None if mod.bias is None else mod.bias[m])
+                elif kind == "flatten":
+                    h = h.flatten(1)
+                elif kind == "any":
+                    h = mod(h)
+                # "dropout": the identity in evaluation
+            outs.append(h)
+        return torch.stack(outs)
 
     def member_state_dict(self, k: int, like: nn.Module) -> "OrderedDict[str, torch.Tensor]":
         """Member k's weights under the names of its own model ``like``."""
