@@ -50,24 +50,30 @@ from singledir.engine.perturb import evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, split_units
 
 
-def gemm_flops(n: int = 2048, repeats: int = 3, device="cpu") -> float:
-    """Best-of-``repeats`` fp32 FLOP/s of an n x n x n matrix product."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def _best_seconds(fn, repeats: int = 3, device="cpu") -> float:
+    """The best wall time of ``repeats`` calls of ``fn``, after one warm-up call."""
     best = math.inf
-    for _ in range(repeats + 1):  # the first call warms up
+    for i in range(repeats + 1):
         _sync(device)
         t = time.perf_counter()
-        a @ b
+        fn()
         _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best
+        if i:
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def gemm_flops(n: int = 2048, repeats: int = 3, device="cpu") -> float:
+    """Best-of-``repeats`` fp32 FLOP/s of an n x n x n matrix product (``torch.mm``)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    return 2.0 * n ** 3 / _best_seconds(lambda: a @ b, repeats, device)
 
 
 def onednn_gemm_flops(n: int = 2048, repeats: int = 3) -> float | None:
     """Best-of-``repeats`` fp32 FLOP/s of the same n x n x n product on oneDNN's matrix
     multiply (:func:`singledir.engine.linear.linear`, CPU), or None where PyTorch has no
-    oneDNN. On some CPUs (the AMD development machine: 420-466 against MKL's 204-217
+    oneDNN. On some CPUs (the AMD development machine: 464-487 against MKL's 220-224
     GFLOP/s) it is far faster than ``torch.mm``'s MKL, so the benchmark reports the
     engine's rate against both."""
     from singledir.engine.linear import linear, onednn_linear_available
@@ -75,13 +81,8 @@ def onednn_gemm_flops(n: int = 2048, repeats: int = 3) -> float | None:
     if not onednn_linear_available():
         return None
     a, b = torch.randn(n, n), torch.randn(n, n)
-    best = math.inf
     with torch.no_grad():
-        for _ in range(repeats + 1):
-            t = time.perf_counter()
-            linear(a, b)
-            best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best
+        return 2.0 * n ** 3 / _best_seconds(lambda: linear(a, b), repeats)
 
 
 def _sync(device):
