@@ -60,3 +60,19 @@ def test_linear_falls_back_to_f_linear_without_onednn_or_with_autograd():
     assert torch.equal(out.detach(), F.linear(x, w, b))
     out.sum().backward()
     assert w_req.grad is not None and w_req.grad.shape == w.shape
+
+
+def test_linear_environment_switch_and_machine_guard(monkeypatch):
+    """SINGLEDIR_ONEDNN_LINEAR=0 turns oneDNN off; off x86-64 it is off unless =1."""
+    import singledir.engine.linear as lin
+
+    x, w, b = _data()
+    monkeypatch.setenv(lin.ENV_SWITCH, "0")
+    assert not onednn_linear_available()
+    with torch.no_grad():
+        assert torch.equal(linear(x, w, b), F.linear(x, w, b))
+    monkeypatch.setenv(lin.ENV_SWITCH, "")
+    monkeypatch.setattr(lin.platform, "machine", lambda: "arm64")
+    assert not onednn_linear_available()
+    monkeypatch.setenv(lin.ENV_SWITCH, "1")
+    assert onednn_linear_available() == bool(lin._state["onednn"])
