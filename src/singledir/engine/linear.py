@@ -12,9 +12,10 @@ CPUs, a build without oneDNN, or if the call ever fails) it is ``F.linear``. The
 environment variable ``SINGLEDIR_ONEDNN_LINEAR=0`` turns it off (``=1`` turns it on on any
 CPU), for a machine where MKL or another BLAS is the faster one: run
 ``python -m singledir.bench``, which prints both rates. Results differ from ``F.linear``
-by float rounding only (the same sums, added in another order); ``tests/test_linear.py`` checks it, and the engine's
-tests check every curve against the plain definition to 1e-5. For a given machine,
-thread count and shape the choice and the result are fixed: nothing is timed.
+by float rounding only (the same sums, added in another order); ``tests/test_linear.py``
+checks it, and the engine's tests check every curve against the plain definition to
+1e-5. For a given machine, thread count and shape the choice and the result are fixed:
+nothing is timed.
 
 In-place accumulation (the engine's running sums, ``addmm_``) stays on MKL: oneDNN's
 operator returns a new tensor, and adding it into the running sum costs an extra pass
@@ -62,8 +63,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     None): oneDNN's product on a CPU in float32, else ``F.linear``. Returns a new
     contiguous (B, out) tensor."""
     if (x.device.type == "cpu" and x.dim() == 2 and x.dtype == weight.dtype == torch.float32
-            and (bias is None or bias.dtype == torch.float32) and x.shape[0] > 0 and weight.shape[0] > 0
-            and x.shape[1] > 0 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and (bias is None or bias.dtype == torch.float32) and x.numel() and weight.numel()
+            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and onednn_linear_available()):
         try:
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(),
