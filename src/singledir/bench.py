@@ -73,7 +73,7 @@ def gemm_flops(n: int = 2048, repeats: int = 3, device="cpu") -> float:
 def onednn_gemm_flops(n: int = 2048, repeats: int = 3) -> float | None:
     """Best-of-``repeats`` fp32 FLOP/s of the same n x n x n product on oneDNN's matrix
     multiply (:func:`singledir.engine.linear.linear`, CPU), or None where PyTorch has no
-    oneDNN. On some CPUs (the AMD development machine: 464-487 against MKL's 220-224
+    oneDNN. On some CPUs (the AMD development machine: 464-502 against MKL's 220-229
     GFLOP/s) it is far faster than ``torch.mm``'s MKL, so the benchmark reports the
     engine's rate against both."""
     from singledir.engine.linear import linear, onednn_linear_available

@@ -2,8 +2,8 @@
 
 PyTorch computes ``F.linear`` on a CPU with MKL's GEMM. On some CPUs MKL is far from the
 machine's peak: on the AMD EPYC (AVX-512) development machine, MKL's fp32 GEMM runs at
-204–224 GFLOP/s while oneDNN's matrix multiply (the library PyTorch already uses for
-its CPU convolutions) runs the same products at 420–490 GFLOP/s, and a 10-way read-out
+204–229 GFLOP/s while oneDNN's matrix multiply (the library PyTorch already uses for
+its CPU convolutions) runs the same products at 420–502 GFLOP/s, and a 10-way read-out
 (N = 10) 3.5–4x faster (measured in the README's "Speed" section). :func:`linear` routes
 the engine's out-of-place products through oneDNN (``torch.ops.mkldnn._linear_pointwise``,
 the kernel torch.compile's CPU back end calls) where it applies: CPU, float32, 2-d input,
