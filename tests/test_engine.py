@@ -251,3 +251,59 @@ def test_plan_handles_inplace_activations_and_other_stage_types():
     ref = [reference_ablation_eval(model, x, y, split_units(s, sizes)) for s in sets]
     np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
     np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_unit_major_linear_chain_through_batch_norm_gathers_and_deeper_layers(mode):
+    """A deeper MLP whose chain after the first perturbed layer is unit-major (Linear ->
+    BatchNorm1d -> in-place ReLU -> Linear -> perturbed LeakyReLU, whose kept units are
+    gathered from a unit-major tensor -> Linear without bias): cumulative curves and
+    random masks equal the reference, with chunks that leave a one-example remainder
+    (a (1, C) tensor, which is not treated as unit-major)."""
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(20, 24), nn.ReLU(), nn.Linear(24, 18), nn.BatchNorm1d(18), nn.ReLU(inplace=True),
+        nn.Linear(18, 16), nn.LeakyReLU(0.1), nn.Linear(16, 10, bias=False)).eval()
+    bn = model[4]
+    g = torch.Generator().manual_seed(6)
+    bn.running_mean.copy_(torch.randn(18, generator=g) * 0.2)
+    bn.running_var.copy_(torch.rand(18, generator=g) + 0.5)
+    bn.weight.data.copy_(torch.rand(18, generator=g) + 0.5)
+    bn.bias.data.copy_(torch.randn(18, generator=g) * 0.2)
+    x = torch.randn(41, 20)
+    y = torch.randint(0, 10, (41,))
+    layers = ["2", "7"]
+    sizes = layer_sizes(model, layers, x)
+    total = sum(sizes.values())
+    rng = np.random.default_rng(2)
+    order = rng.permutation(total)
+    sets = [order[:k] for k in (0, 3, 9, 17, 26, 33, total)]
+    sets += [rng.choice(total, k, replace=False) for k in (4, 20, 35)] + [np.arange(24, total)]
+    moments = activation_moments(model, x, layers) if mode == "mean" else None
+    loss, acc, stats = _stats_for(model, x, y, layers, "plan", mode=mode, moments=moments, sets=sets, chunk_size=20)
+    assert stats["path"] == "plan"
+    fill = ablation_fill(mode, moments, layers) if mode == "mean" else None
+    ref = [reference_ablation_eval(model, x, y, split_units(s, sizes), fill) for s in sets]
+    np.testing.assert_allclose(loss, [r[0] for r in ref], atol=TOL, rtol=0)
+    np.testing.assert_allclose(acc, [r[1] for r in ref], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("topk", [1, 3])
+def test_class_major_scores_equal_cross_entropy_and_topk(topk):
+    """The engine's scorer equals F.cross_entropy and topk_correct, ties included (a
+    fully ablated network gives every class the same logit: the first class wins)."""
+    from singledir.engine.batch import topk_correct
+    from singledir.engine.clamp_plan import class_major_scores
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50, 10)
+    logits[1] = 0.0  # all classes tie
+    logits[2, :, 4] = logits[2, :, 7]  # pairwise ties
+    y = torch.randint(0, 10, (50,))
+    y[:5] = 0
+    loss, hit = class_major_scores(logits, y, topk)
+    ref = torch.nn.functional.cross_entropy(logits.reshape(150, 10), y.repeat(3), reduction="none").view(3, 50)
+    torch.testing.assert_close(loss, ref, atol=1e-6, rtol=0)
+    yr = y.unsqueeze(0).expand(3, 50)
+    assert torch.equal(hit, topk_correct(logits, yr, topk))
+    if topk == 1:
+        assert hit[1, :5].all() and not hit[1][y != 0].any()
