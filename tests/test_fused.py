@@ -344,9 +344,9 @@ def test_member_step_flops_counts_three_forward_passes():
 
 
 def test_fused_evaluation_of_a_shared_batch_is_each_members_own_forward(digits):
-    """Evaluating one batch for all members (the wide first product, then each member's
-    remaining stages on its own slice) gives, bitwise with one thread, each separate
-    model's logits, dropout members included (the identity in evaluation)."""
+    """Evaluating one batch for all members (each member's stages with its own weights on
+    the shared batch) gives, bitwise with one thread, each separate model's logits,
+    dropout members included (the identity in evaluation)."""
     _, _, build = _members(digits)
     models = [build(i).eval() for i in range(3)]
     net = FusedNet([build(i) for i in range(3)], MemberRNG([0, 1, 7], torch.device("cpu"))).eval()
