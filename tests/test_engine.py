@@ -256,10 +256,10 @@ def test_plan_handles_inplace_activations_and_other_stage_types():
 @pytest.mark.parametrize("mode", ["zero", "mean"])
 def test_unit_major_linear_chain_through_batch_norm_gathers_and_deeper_layers(mode):
     """A deeper MLP whose chain after the first perturbed layer is unit-major (Linear ->
-    BatchNorm1d -> in-place ReLU -> Linear -> perturbed LeakyReLU, whose kept units are
-    gathered from a unit-major tensor -> Linear without bias): cumulative curves and
-    random masks equal the reference, with chunks that leave a one-example remainder
-    (a (1, C) tensor, which is not treated as unit-major)."""
+    BatchNorm1d -> in-place ReLU -> Linear restricted to the kept units of the perturbed
+    LeakyReLU -> Linear without bias): cumulative curves and random masks equal the
+    reference, with chunks that leave a one-example remainder (a (1, C) tensor, which is
+    not treated as unit-major)."""
     torch.manual_seed(5)
     model = nn.Sequential(
         nn.Flatten(), nn.Linear(20, 24), nn.ReLU(), nn.Linear(24, 18), nn.BatchNorm1d(18), nn.ReLU(inplace=True),
@@ -292,8 +292,7 @@ def test_unit_major_linear_chain_through_batch_norm_gathers_and_deeper_layers(mo
 def test_class_major_scores_equal_cross_entropy_and_topk(topk):
     """The engine's scorer equals F.cross_entropy and topk_correct, ties included (a
     fully ablated network gives every class the same logit: the first class wins)."""
-    from singledir.engine.batch import topk_correct
-    from singledir.engine.clamp_plan import class_major_scores
+    from singledir.engine.batch import class_major_scores, topk_correct
     torch.manual_seed(0)
     logits = torch.randn(3, 50, 10)
     logits[1] = 0.0  # all classes tie

@@ -119,3 +119,27 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     if k == 1:
         return logits.argmax(-1) == y
     return (logits.topk(k, dim=-1).indices == y.unsqueeze(-1)).any(-1)
+
+
+def class_major_scores(logits: torch.Tensor, y: torch.Tensor, topk: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy and top-k hit of (G, B, K) logits against labels (B,): two (G, B) tensors.
+
+    The same numbers as ``F.cross_entropy(reduction="none")`` and
+    :func:`topk_correct` (up to float rounding of the log-sum-exp),
+    computed on the class-major (K, G*B) layout: PyTorch's CPU log-softmax over a last
+    dimension of 10 classes is slow (0.57 ms for 5,000 rows against 0.03 ms over the first
+    dimension of the transposed tensor, measured on a 2-core Xeon), and the unit-major
+    read-out of :meth:`singledir.engine.clamp_plan.ClampPlan._per_mask` yields class-major
+    logits already.
+    """
+    g, b, k = logits.shape
+    lt = logits.permute(2, 0, 1).reshape(k, g * b).float()
+    yr = y.repeat(g).view(1, -1)
+    loss = -torch.log_softmax(lt, 0).gather(0, yr).view(g, b)
+    if topk == 1:
+        # max(0).indices is argmax(0) (the first maximal class, ties and NaN included;
+        # tested) at a tenth of its time on a class-major tensor
+        hit = lt.max(0).indices == yr[0]
+    else:
+        hit = (lt.topk(topk, dim=0).indices == yr).any(0)
+    return loss, hit.view(g, b)

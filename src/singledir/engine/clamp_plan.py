@@ -60,6 +60,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.engine.batch import class_major_scores
 from singledir.engine.linear import linear
 from singledir.engine.options import EngineOptions
 
@@ -111,37 +112,12 @@ def _mix_flops(stage: _Stage, rows: int, n_in: int, n_out: int) -> float:
     return 2.0 * rows * n_in * n_out * kh * kw * spatial
 
 
-def class_major_scores(logits: torch.Tensor, y: torch.Tensor, topk: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy and top-k hit of (G, B, K) logits against labels (B,): two (G, B) tensors.
-
-    The same numbers as ``F.cross_entropy(reduction="none")`` and
-    :func:`singledir.engine.batch.topk_correct` (up to float rounding of the log-sum-exp),
-    computed on the class-major (K, G*B) layout: PyTorch's CPU log-softmax over a last
-    dimension of 10 classes is slow (0.57 ms for 5,000 rows against 0.03 ms over the first
-    dimension of the transposed tensor, measured on a 2-core Xeon), and the unit-major
-    read-out of :meth:`ClampPlan._per_mask` yields class-major logits already.
-    """
-    g, b, k = logits.shape
-    lt = logits.permute(2, 0, 1).reshape(k, g * b).float()
-    yr = y.repeat(g).view(1, -1)
-    loss = -torch.log_softmax(lt, 0).gather(0, yr).view(g, b)
-    if topk == 1:
-        # max(0).indices is argmax(0) (the first maximal class, ties and NaN included;
-        # tested) at a tenth of its time on a class-major tensor
-        hit = lt.max(0).indices == yr[0]
-    else:
-        hit = (lt.topk(topk, dim=0).indices == yr).any(0)
-    return loss, hit.view(g, b)
-
-
-def _transpose_into(x: torch.Tensor, out: torch.Tensor | None = None, rows: int = 64) -> torch.Tensor:
-    """x.t() as a contiguous tensor (into ``out`` if given), in blocks of ``rows`` rows of x.
+def _transpose_into(x: torch.Tensor, out: torch.Tensor, rows: int = 64) -> torch.Tensor:
+    """x.t() written into the contiguous ``out``, in blocks of ``rows`` rows of x.
 
     Why blocks: a whole-tensor transposing copy runs at ~2.5 GB/s on a 2-core Xeon
     (32 ms for 5,000 x 2,048 floats); blocks of 64 rows, whose source and destination
     stay in cache, take 11 ms (measured)."""
-    if out is None:
-        out = x.new_empty(x.shape[1], x.shape[0])
     for r in range(0, x.shape[0], rows):
         out[:, r:r + rows].copy_(x[r:r + rows].t())
     return out
