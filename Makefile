@@ -44,8 +44,11 @@ readme-status: install
 	$(BIN)/python -m singledir.figures.readme_status results/claims.md README.md
 	$(BIN)/python -m singledir.stats.beyond_claims results/claims.csv README.md
 
+# Two pytest-xdist workers: the suite is mostly single-threaded Snakemake and Python
+# start-up (tests/conftest.py keeps each test file on one worker). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 clean-demo:
 	rm -rf results/* .snakemake && touch results/.gitkeep

@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
 # Stop the single-node SLURM cluster started by .ci/slurm-up.sh: cancel its jobs, then
-# kill exactly the daemons that script started, by the PIDs it recorded.
+# kill exactly the daemons that script started, by the PIDs it recorded, and remove the
+# config files it wrote (only those that carry its mark).
 #
 #   sudo .ci/slurm-down.sh [DIR]    DIR as given to slurm-up.sh (default /tmp/slurm-ci)
 set -uo pipefail
 
 DIR=${1:-/tmp/slurm-ci}
 PIDS="$DIR/run/started.pids"
-[ -f "$PIDS" ] || { echo "slurm-down: nothing started from $DIR" >&2; exit 0; }
+MARK="# written by singledir .ci/slurm-up.sh"
+
+# A config left behind points every SLURM client at a controller that is gone:
+# `scontrol show config` then waits 9 s, and the Snakemake SLURM plugin runs it when
+# it is imported, i.e. at the start of every snakemake command on this machine.
+remove_config() {
+    for conf in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
+        if [ -f "$conf" ] && grep -qF "$MARK ($DIR)" "$conf"; then
+            rm -f "$conf" || echo "slurm-down: could not remove $conf" >&2
+        fi
+    done
+}
+
+if [ ! -f "$PIDS" ]; then
+    # Nothing running from DIR (e.g. a machine where an earlier run was killed): only
+    # the config slurm-up.sh wrote for DIR, if any, is left to remove.
+    remove_config
+    echo "slurm-down: nothing started from $DIR" >&2
+    exit 0
+fi
 
 # Jobs still queued or running on this private cluster would outlive slurmd.
 if command -v scancel >/dev/null && grep -q '^slurmctld ' "$PIDS"; then
@@ -31,4 +51,5 @@ tac "$PIDS" | while read -r name pid; do
     fi
 done
 rm -f "$PIDS"
-echo "slurm-down: stopped the daemons started from $DIR"
+remove_config
+echo "slurm-down: stopped the daemons started from $DIR and removed its config"

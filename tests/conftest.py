@@ -15,6 +15,27 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 os.environ.setdefault("SINGLEDIR_QUIET_PLAN", "1")
 
 
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup): most of its
+# time is Snakemake and Python start-up, single-threaded, so one core would idle. Each
+# test file runs whole on one worker (its module fixtures are built once); the files
+# that share the session's complete tiny run (workflow_runs.complete_tiny_run) share a
+# worker, and the longest files start first so that none is left alone at the end.
+SAME_WORKER = {"test_rerun": "complete_tiny_run", "test_slurm": "complete_tiny_run"}
+LONGEST_FIRST = ["test_slurm", "test_rerun", "test_real_mnist", "test_resume", "test_workflow_imagenet",
+                 "test_report", "test_bad_input_workflow", "test_config", "test_beyond_workflow", "test_fused",
+                 "test_cifar_real", "test_profiles", "test_plan", "test_checkpoint", "test_ddp"]
+
+
+def pytest_collection_modifyitems(config, items):
+    def module(item):
+        return item.module.__name__.rpartition(".")[2]
+
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: file order kept within a file
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module(item), module(item))))
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -46,6 +46,10 @@ def cluster():
             down = subprocess.run(["bash", REPO / ".ci" / "slurm-down.sh", STATE], capture_output=True,
                                   text=True, timeout=120)
             assert down.returncode == 0, down.stdout + down.stderr
+            # Its config is gone too: a stale one makes every later snakemake command wait
+            # 9 s in the SLURM plugin's `scontrol show config` for a controller that is gone.
+            for conf in ("/etc/slurm/slurm.conf", "/etc/slurm/gres.conf"):
+                assert not os.path.exists(conf), f"{conf} left behind by .ci/slurm-down.sh"
             for name, pid in pids.items():
                 assert not os.path.exists(f"/proc/{pid}") or \
                     open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"{name} ({pid}) still runs"
