@@ -177,3 +177,28 @@ def test_light_scripts_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ,
                          "PYTHONPATH": str(SRC)}, check=True)
     assert out.stdout.strip() == "False", f"one of {modules} imports torch"
+
+
+def test_an_mlp_analysis_job_loads_neither_inductor_nor_torchvision():
+    """The opening of a per-model analysis job on an MLP (setup_torch, the engine, the
+    unit-layer check) turns on ATen's deterministic algorithms (warn-only), as
+    torch.use_deterministic_algorithms(True, warn_only=True) does, without importing
+    torch._inductor or torchvision: each pulls in torch._dynamo, 1.3-1.7 s per job on the
+    2-core machines (singledir never compiles; only ResNet jobs need torchvision)."""
+    code = ("import sys, torch\n"
+            "from singledir.pipeline.runtime import setup_torch\n"
+            "from singledir.pipeline.jobs import open_model_job\n"
+            "from singledir.engine.ablation import cumulative_ablation_curve\n"
+            "from singledir.models.api import unit_layers\n"
+            "from singledir.models.nets import MLP\n"
+            "assert not torch.are_deterministic_algorithms_enabled()\n"
+            "setup_torch(1)\n"
+            "model = MLP(64, [8, 8], 10).eval()\n"
+            "x = torch.randn(20, 64); y = torch.randint(0, 10, (20,))\n"
+            "cumulative_ablation_curve(model, x, y, unit_layers(model, 'all', x), n_orderings=2, n_points=3)\n"
+            "print(torch.are_deterministic_algorithms_enabled(),\n"
+            "      torch.is_deterministic_algorithms_warn_only_enabled(),\n"
+            "      [m for m in ('torch._inductor', 'torch._dynamo', 'torchvision') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "[]"]

@@ -105,9 +105,9 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu",
 def unit_layers(model: nn.Module, selection, example: torch.Tensor) -> list[str]:
     """The unit layers an analysis perturbs: ``"all"``, ``-k`` (the last k) or a list of
     module names (:func:`singledir.models.nets.resolve_layers`), each checked to run
-    exactly once in a forward pass of ``example`` (:func:`singledir.models.resnet.check_unit_layers`)."""
+    exactly once in a forward pass of ``example`` (:func:`singledir.models.layer_check.check_unit_layers`)."""
+    from singledir.models.layer_check import ModelError, check_unit_layers
     from singledir.models.nets import resolve_layers
-    from singledir.models.resnet import ModelError, check_unit_layers
 
     layers = resolve_layers(model, selection)
     if not layers:

@@ -51,8 +51,21 @@ def setup_torch(threads: int = 1, deterministic: bool = True, gpus: int = 0) -> 
         claim_gpus(gpus)
     torch.set_num_threads(max(1, int(threads)))
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def deterministic_algorithms(on: bool) -> None:
+    """``torch.use_deterministic_algorithms(on, warn_only=True)`` without its first step,
+    ``import torch._inductor.config``, which only sets Inductor's own flag (this project
+    never calls torch.compile) and costs 1.3-1.7 s per process on the 2-core machines
+    here (it pulls in torch._dynamo): a third of a short analysis job. ATen's switch, the
+    one every eager kernel reads, is set the same way. Where Inductor is already loaded, or
+    the entry point is missing in some torch version, the public call is used."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(on, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(on, warn_only=True)
 
 
 def load_labels(path: str | os.PathLike) -> np.ndarray:
