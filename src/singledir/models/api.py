@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 from singledir.io import save_torch
+from singledir.models.layer_check import ModelError, check_unit_layers
+from singledir.models.nets import build_net, resolve_layers
 from singledir.training.checkpoint import brief
 
 MODEL_KEYS = ("spec", "in_shape", "n_classes", "state_dict", "snapshots")
@@ -63,8 +65,6 @@ def build_model(model_cfg: dict, in_shape: Sequence[int], n_classes: int) -> nn.
     (``model.weights`` may load pretrained weights or a checkpoint file)."""
     arch = model_cfg.get("arch", TORCHVISION_ARCH if "name" in model_cfg else None)
     if arch in NET_ARCHS:
-        from singledir.models.nets import build_net
-
         return build_net(model_cfg, in_shape, n_classes)
     if arch == TORCHVISION_ARCH:
         from singledir.models.resnet import build_torchvision
@@ -106,9 +106,6 @@ def unit_layers(model: nn.Module, selection, example: torch.Tensor) -> list[str]
     """The unit layers an analysis perturbs: ``"all"``, ``-k`` (the last k) or a list of
     module names (:func:`singledir.models.nets.resolve_layers`), each checked to run
     exactly once in a forward pass of ``example`` (:func:`singledir.models.layer_check.check_unit_layers`)."""
-    from singledir.models.layer_check import ModelError, check_unit_layers
-    from singledir.models.nets import resolve_layers
-
     layers = resolve_layers(model, selection)
     if not layers:
         raise ModelError(f"analysis layers: {type(model).__name__} has no ReLU unit layers; list the modules to "
