@@ -31,6 +31,15 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
         assert isinstance(value, (int, float)) and not isinstance(value, bool), key
         assert math.isfinite(value) and value > 0, (key, value)
     assert "extrapolated linearly" in proc.stdout  # the naive timing says how it was obtained
+    # the speed-up splits into less arithmetic times the engine's rate relative to the naive one
+    for net in ("mlp", "convnet"):
+        assert summary[f"{net}_flop_ratio"] > 1
+        assert summary[f"{net}_speedup"] == pytest.approx(summary[f"{net}_flop_ratio"]
+                                                          * summary[f"{net}_rate_vs_naive"], rel=1e-9)
+    assert summary["convnet_winograd_speedup"] > 0  # the ConvNet engine timed with direct convolutions too
+    # at the quick width no convolution has the channels for the Winograd form: same work
+    assert summary["gemm_fraction_direct_equivalent"] == pytest.approx(summary["gemm_fraction"])
+    assert "SINGLEDIR_WINOGRAD=0" in proc.stdout
     from singledir.engine.linear import onednn_linear_available
     if onednn_linear_available():  # the faster product's rate, and the fractions against it
         assert summary["onednn_gemm_flops_per_s"] > 0
@@ -43,6 +52,18 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     # the engine agreed with the naive method where both ran
     diffs = table[table.metric.isin(["max_abs_loss_diff", "max_abs_accuracy_diff"])]
     assert len(diffs) == 4 and (diffs.value < 1e-5).all()
+    # the naive method's arithmetic per point, counted by torch's flop counter, is the
+    # engine's unperturbed pass (one forward over every example), counted by the engine
+    for net in set(table.benchmark) - {"gemm", "fused_training", "fused_training_small"}:
+        rows = table[table.benchmark == net].set_index("metric").value
+        assert rows["naive_flops"] / rows["points"] == pytest.approx(rows["base_flops"], rel=1e-12), net
+
+
+def test_forward_flops_counts_two_per_multiply_add():
+    from singledir.bench import forward_flops
+    from singledir.models.nets import MLP
+    net = MLP(12, [5, 4], 3)
+    assert forward_flops(net, torch.zeros(7, 12)) == 7 * 2 * (12 * 5 + 5 * 4 + 4 * 3)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

@@ -15,7 +15,13 @@ Prints, for the machine it runs on:
    points over all examples and extrapolated linearly to every point (its cost per point
    does not depend on the point); those points also check that both give the same numbers;
 3. the engine's achieved FLOP/s on the suffix work (what it computes per mask, counted
-   by the engine) as a fraction of the measured GEMM FLOP/s;
+   by the engine) as a fraction of the measured GEMM FLOP/s, and the speed-up split
+   into its two factors: how many times less arithmetic the engine does than the naive
+   method (``*_flop_ratio``; the naive method's counted by ``torch.utils.flop_counter``)
+   times the engine's FLOP rate relative to the naive method's (``*_rate_vs_naive``);
+   for the ConvNet also the engine's time with direct convolutions only
+   (``SINGLEDIR_WINOGRAD=0``, :mod:`singledir.engine.winograd`), so that a machine shows
+   whether the Winograd form pays there (``convnet_winograd_speedup``);
 4. K sequential trainings of a small MLP against one fused training of K
    (:mod:`singledir.training.fused`): models x examples per second;
 5. with CUDA: the engine on the GPU in fp32, TF32 and bf16 (images/s and the measured
@@ -111,8 +117,11 @@ def _data(model: nn.Module, n: int, shape, seed: int):
 
 
 def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: int, n_points: int,
-                       naive_points: int, chunk_size: int, log) -> dict:
-    """Engine vs naive for one full cumulative-ablation analysis; returns a result dict."""
+                       naive_points: int, chunk_size: int, log, direct_convolutions: bool = False) -> dict:
+    """Engine vs naive for one full cumulative-ablation analysis; returns a result dict.
+
+    ``direct_convolutions``: also time the engine with its small-map convolutions direct
+    (``SINGLEDIR_WINOGRAD=0``), so that each machine shows whether the Winograd form pays."""
     sizes = layer_sizes(model, layers, x)
     total = sum(sizes.values())
     orders = random_orderings(total, n_orderings, 0)
@@ -128,6 +137,28 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
     log(f"[{name}] engine: {t_engine:.2f} s for {len(sets)} points x {len(x)} examples "
         f"(path {stats['path']}, {stats['unique_perturbations']} distinct masks; base pass {stats['time_base']:.2f} s, "
         f"suffix {stats['time_suffix']:.2f} s)")
+    direct = {}
+    if direct_convolutions:
+        before = os.environ.get("SINGLEDIR_WINOGRAD")
+        os.environ["SINGLEDIR_WINOGRAD"] = "0"
+        try:
+            stats_d: dict = {}
+            t = time.perf_counter()
+            loss_d, _ = evaluate_perturbations(model, x, y, pert, options=EngineOptions(chunk_size=chunk_size),
+                                               stats=stats_d)
+            t_direct = time.perf_counter() - t
+        finally:
+            if before is None:
+                os.environ.pop("SINGLEDIR_WINOGRAD")
+            else:
+                os.environ["SINGLEDIR_WINOGRAD"] = before
+        # the suffix's work counted as direct convolutions (what the Winograd form replaces)
+        direct = {"engine_direct_s": t_direct, "winograd_speedup": t_direct / t_engine,
+                  "winograd_max_abs_loss_diff": float((loss_d - loss).abs().max()),
+                  "suffix_flops_direct_equivalent": stats_d["flops_suffix"]}
+        log(f"[{name}] engine with direct convolutions only (SINGLEDIR_WINOGRAD=0): {t_direct:.2f} s -> the "
+            f"Winograd form of the small-map convolutions is {t_direct / t_engine:.2f}x as fast here "
+            f"(largest loss difference {direct['winograd_max_abs_loss_diff']:.1e})")
     # The naive method on a few points spread over the curve, all examples; linear in points.
     check = np.unique(np.linspace(0, len(sets) - 1, naive_points).round().astype(int))
     t = time.perf_counter()
@@ -144,14 +175,37 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
     log(f"[{name}] engine vs naive at those points: max |d loss| = {max_dloss:.2e}, max |d accuracy| = {max_dacc:.2e}")
     speedup = t_naive / t_engine
     suffix_rate = stats["flops_suffix"] / max(stats["time_suffix"], 1e-9)
-    total_rate = (stats["flops_suffix"] + stats["flops_base"]) / t_engine
+    engine_flops = stats["flops_suffix"] + stats["flops_base"]
+    total_rate = engine_flops / t_engine
     log(f"[{name}] speedup: {speedup:.1f}x; engine suffix {suffix_rate / 1e9:.1f} GFLOP/s, "
         f"overall {total_rate / 1e9:.1f} GFLOP/s")
+    # The speed-up splits exactly into how much less arithmetic the engine does and how
+    # fast it does it: speedup = flop_ratio * rate_ratio. A flop_ratio below a target means
+    # the target needs the engine's products to run faster than the naive method's.
+    naive_flops = forward_flops(model, x) * len(sets)
+    flop_ratio = naive_flops / engine_flops
+    naive_rate = naive_flops / t_naive
+    log(f"[{name}] arithmetic: naive {naive_flops / 1e12:.2f} TFLOP, engine {engine_flops / 1e12:.3f} TFLOP "
+        f"({flop_ratio:.1f}x less); naive runs at {naive_rate / 1e9:.1f} GFLOP/s, the engine at "
+        f"{total_rate / naive_rate:.2f}x that rate -> {flop_ratio:.1f} x {total_rate / naive_rate:.2f} = {speedup:.1f}x")
     return {"name": name, "examples": len(x), "points": len(sets), "engine_s": t_engine,
             "naive_s_measured": t_naive_part, "naive_points_measured": len(check), "naive_s": t_naive,
             "speedup": speedup, "suffix_flops": stats["flops_suffix"], "suffix_s": stats["time_suffix"],
             "base_flops": stats["flops_base"], "base_s": stats["time_base"], "suffix_flops_per_s": suffix_rate,
-            "engine_flops_per_s": total_rate, "max_abs_loss_diff": max_dloss, "max_abs_accuracy_diff": max_dacc}
+            "engine_flops_per_s": total_rate, "naive_flops": naive_flops, "naive_flops_per_s": naive_rate,
+            "flop_ratio": flop_ratio, "rate_ratio": total_rate / naive_rate,
+            "max_abs_loss_diff": max_dloss, "max_abs_accuracy_diff": max_dacc, **direct}
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one forward pass over all of ``x`` (matrix products and convolutions, 2 per
+    multiply-add: what the naive method computes per point), counted by
+    ``torch.utils.flop_counter`` on one example."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x[:1])
+    return float(counter.get_total_flops()) * len(x)
 
 
 def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
@@ -560,7 +614,7 @@ def main(argv=None) -> dict:
     conv = _variance_preserving(ConvNet(3, 10, width=width, batch_norm=True), 1)
     xc, yc = _data(conv, 100 if q else 2000, (3, 32, 32), 2)
     res_conv = ablation_benchmark(f"convnet_w{width:g}", conv, xc, yc, ["relu9", "relu10", "relu11"],
-                                  3 if q else 10, 6 if q else 21, 2, 2000, log)
+                                  3 if q else 10, 6 if q else 21, 2, 2000, log, direct_convolutions=True)
     peaks.append(gemm_flops(n_gemm))
     onednn_peaks.append(onednn_gemm_flops(n_gemm))
     # The machine's rate, measured before, between and after the engine runs (on a shared
@@ -579,6 +633,16 @@ def main(argv=None) -> dict:
         f"GEMM throughput (mlp {100 * res_mlp['suffix_flops_per_s'] / peak:.0f} %, "
         f"convnet {100 * res_conv['suffix_flops_per_s'] / peak:.0f} %)")
     add("gemm", "engine_suffix_fraction", gemm_fraction, "", "engine suffix FLOP/s / measured fp32 GEMM FLOP/s")
+    # The Winograd form executes fewer FLOPs for the same outputs; the same time against the
+    # FLOPs direct convolutions would have executed says how fast the suffix's work got done.
+    conv_direct_eq = res_conv["suffix_flops_direct_equivalent"] / res_conv["suffix_s"]
+    gemm_fraction_direct_eq = ((res_mlp["suffix_flops"] + res_conv["suffix_flops_direct_equivalent"])
+                               / (res_mlp["suffix_s"] + res_conv["suffix_s"]) / peak)
+    log(f"[gemm] counting the ConvNet's suffix as direct convolutions ({res_conv['suffix_flops_direct_equivalent'] / 1e12:.2f} "
+        f"against {res_conv['suffix_flops'] / 1e12:.2f} TFLOP executed): {100 * gemm_fraction_direct_eq:.0f} % "
+        f"(convnet {100 * conv_direct_eq / peak:.0f} %)")
+    add("gemm", "engine_suffix_fraction_direct_equivalent", gemm_fraction_direct_eq, "",
+        "the same with the ConvNet's Winograd convolutions counted as the direct ones they replace")
     # torch.mm (MKL) is the GEMM rate the targets are stated against; where oneDNN's matrix
     # multiply is faster the machine can do more, and the fractions against it say so.
     onednn_peak = float(np.median(onednn_peaks)) if all(onednn_peaks) else None
@@ -602,6 +666,14 @@ def main(argv=None) -> dict:
     summary = {"mlp_speedup": res_mlp["speedup"], "convnet_speedup": res_conv["speedup"],
                "gemm_fraction": gemm_fraction, "mlp_gemm_fraction": res_mlp["suffix_flops_per_s"] / peak,
                "convnet_gemm_fraction": res_conv["suffix_flops_per_s"] / peak,
+               # speedup = flop_ratio (naive FLOPs / engine FLOPs) x the engine's FLOP rate
+               # relative to the naive method's
+               "mlp_flop_ratio": res_mlp["flop_ratio"], "convnet_flop_ratio": res_conv["flop_ratio"],
+               "mlp_rate_vs_naive": res_mlp["rate_ratio"], "convnet_rate_vs_naive": res_conv["rate_ratio"],
+               # the engine's ConvNet time with direct convolutions over its time as run
+               "convnet_winograd_speedup": res_conv["winograd_speedup"],
+               "gemm_fraction_direct_equivalent": gemm_fraction_direct_eq,
+               "convnet_gemm_fraction_direct_equivalent": conv_direct_eq / peak,
                "fused_training_speedup": fused["speedup"], "fused_training_chosen": bool(fused["fused_chosen"]),
                "fused_training_small_chosen": bool(fused_small["fused_chosen"]),
                "fused_training_speedup_small": fused_small["speedup"],

@@ -1,0 +1,112 @@
+"""The Winograd form of small 3x3 convolutions (singledir.engine.winograd) equals the
+convolution, and the engine that uses it still equals the plain definition."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from singledir.engine import winograd
+from singledir.engine.winograd import winograd_applies, winograd_conv3x3, winograd_filter, winograd_pays
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (2, 2), (2, 4), (4, 2)])
+@pytest.mark.parametrize("block_bytes", [4 << 20, 1])  # one block; blocks of 16 examples, the last partial
+def test_winograd_conv_equals_the_convolution(hw, block_bytes, monkeypatch):
+    monkeypatch.setattr(winograd, "_BLOCK_BYTES", block_bytes)
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(37, 24, *hw, generator=g))
+    w = torch.randn(19, 24, 3, 3, generator=g) / 15
+    exact = F.conv2d(x.double(), w.double(), None, 1, 1)
+    direct = F.conv2d(x, w, None, 1, 1)
+    out, flops = winograd_conv3x3(x, winograd_filter(w))
+    assert out.shape == direct.shape and out.is_contiguous(memory_format=torch.channels_last)
+    # float32 rounding only, and no more of it than a direct convolution's
+    err = (out.double() - exact).abs().max().item()
+    assert err < 1e-5 and err <= 2 * (direct.double() - exact).abs().max().item() + 1e-7
+    tiles = (hw[0] // 2) * (hw[1] // 2)
+    assert flops == 2.0 * 37 * (16 * tiles * 24 * 19 + 16 * tiles * hw[0] * hw[1] * (24 + 19))
+    # into a given buffer, from a channels-last input
+    buf = torch.empty(37, 19, *hw).contiguous(memory_format=torch.channels_last)
+    out2, _ = winograd_conv3x3(x.contiguous(memory_format=torch.channels_last), winograd_filter(w), buf)
+    assert out2.data_ptr() == buf.data_ptr() and torch.equal(out2, out)
+
+
+def test_winograd_applies_only_to_3x3_stride_1_pad_1_on_small_maps():
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    assert winograd_applies(conv, (4, 4)) and winograd_applies(conv, (2, 4))
+    assert not winograd_applies(conv, (8, 8))  # larger maps: the dense transforms would not pay
+    assert not winograd_applies(conv, (3, 3))  # odd sides
+    assert not winograd_applies(nn.Conv2d(4, 4, 3, padding=1, stride=2), (4, 4))
+    assert not winograd_applies(nn.Conv2d(4, 4, 5, padding=2), (4, 4))
+    assert not winograd_applies(nn.Conv2d(4, 4, 3, padding=1, dilation=2), (4, 4))
+    assert not winograd_applies(nn.Conv2d(4, 4, 3, padding=1, groups=2), (4, 4))
+    assert not winograd_applies(nn.Conv2d(4, 4, 3, padding=0), (4, 4))
+
+
+def test_winograd_pays_for_many_channels_and_can_be_switched_off(monkeypatch):
+    assert winograd_pays(256, 256) and winograd_pays(100, 250)
+    assert not winograd_pays(64, 64) and not winograd_pays(30, 250) and not winograd_pays(128, 128)
+    monkeypatch.setenv("SINGLEDIR_WINOGRAD", "0")
+    assert not winograd_pays(256, 256)
+
+
+def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
+    """The ConvNet's last convolutions (2x2 maps for 16x16 images) in the Winograd form,
+    for every channel count: every point of the curves equals the plain definition."""
+    from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes,
+                                           random_orderings)
+    from singledir.engine.activations import activation_moments
+    from singledir.engine.options import EngineOptions
+    from singledir.engine.reference import reference_curve
+    from test_engine import _check_rows, _family
+
+    monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
+    calls = []
+    real = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    for family in ("convnet_bn", "convnet_nobn"):
+        model, x, y, layers = _family(family)
+        sizes = layer_sizes(model, layers, x)
+        for mode in ("zero", "mean"):
+            moments = activation_moments(model, x, layers)
+            calls.clear()
+            curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=3, n_points=6, seed=5, mode=mode,
+                                              moments=moments, options=EngineOptions(chunk_size=64))
+            assert len(calls) > 10  # the suffix convolutions ran in the Winograd form
+            ref = reference_curve(model, x, y, sizes, random_orderings(sum(sizes.values()), 3, 5),
+                                  curve_points(sum(sizes.values()), 6),
+                                  ablation_fill(mode, moments, layers) if mode == "mean" else None)
+            _check_rows(curve, ref)
+            assert np.ptp(curve.loss) > 1e-3
+
+
+def test_engine_with_winograd_convolutions_on_arbitrary_masks(monkeypatch):
+    """Non-nested masks too (chains that start from the empty base update by the kept
+    maps, with both signs), against the plain definition."""
+    from singledir.engine.ablation import ablation_fill, layer_sizes
+    from singledir.engine.activations import activation_moments
+    from singledir.engine.reference import reference_ablation_eval, split_units
+    from test_engine import TOL, _family, _stats_for
+
+    monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
+    calls = []
+    real = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model, x, y, layers = _family("convnet_bn")
+    sizes = layer_sizes(model, layers, x)
+    total, rng = sum(sizes.values()), np.random.default_rng(2)
+    sets = [rng.choice(total, rng.integers(0, total + 1), replace=False) for _ in range(14)]
+    sets += [np.arange(total - 3), np.arange(3, total)]
+    moments = activation_moments(model, x, layers)
+    for mode in ("zero", "mean"):
+        fill = ablation_fill(mode, moments, layers) if mode == "mean" else None
+        ref = np.array([reference_ablation_eval(model, x, y, split_units(s, sizes), fill) for s in sets])
+        calls.clear()
+        loss, acc, stats = _stats_for(model, x, y, layers, "plan", mode, moments, sets, chunk_size=40)
+        assert stats["path"] == "plan" and calls
+        np.testing.assert_allclose(loss, ref[:, 0], atol=TOL, rtol=0)
+        np.testing.assert_allclose(acc, ref[:, 1], atol=TOL, rtol=0)
