@@ -159,6 +159,8 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
         log(f"[{name}] engine with direct convolutions only (SINGLEDIR_WINOGRAD=0): {t_direct:.2f} s -> the "
             f"Winograd form of the small-map convolutions is {t_direct / t_engine:.2f}x as fast here "
             f"(largest loss difference {direct['winograd_max_abs_loss_diff']:.1e})")
+        if t_direct < t_engine:
+            log(f"[{name}] the Winograd form does not pay on this machine: run analyses with SINGLEDIR_WINOGRAD=0")
     # The naive method on a few points spread over the curve, all examples; linear in points.
     check = np.unique(np.linspace(0, len(sets) - 1, naive_points).round().astype(int))
     t = time.perf_counter()
