@@ -1,6 +1,8 @@
 """The Winograd form of small 3x3 convolutions (singledir.engine.winograd) equals the
 convolution, and the engine that uses it still equals the plain definition."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,53 @@ def test_winograd_conv_equals_the_convolution(hw, block_bytes, monkeypatch):
     buf = torch.empty(37, 19, *hw).contiguous(memory_format=torch.channels_last)
     out2, _ = winograd_conv3x3(x.contiguous(memory_format=torch.channels_last), winograd_filter(w), buf)
     assert out2.data_ptr() == buf.data_ptr() and torch.equal(out2, out)
+
+
+@pytest.mark.parametrize("epilogue", ["scale_shift_relu", "scale", "shift_relu", "relu"])
+def test_winograd_epilogue_equals_the_separate_passes(epilogue, monkeypatch):
+    """The per-block epilogue gives relu(conv * scale + shift), as the separate passes do
+    (shift per channel and position, as a constant channels' contribution is), in blocks
+    whose last is partial."""
+    monkeypatch.setattr(winograd, "_BLOCK_BYTES", 1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(37, 24, 4, 4, generator=g)
+    w = torch.randn(19, 24, 3, 3, generator=g) / 15
+    scale = torch.rand(19, generator=g) + 0.5 if "scale" in epilogue else None
+    shift = torch.randn(19, 4, 4, generator=g) if "shift" in epilogue else None
+    relu = "relu" in epilogue
+    plain, _ = winograd_conv3x3(x, winograd_filter(w))
+    expected = plain.double()
+    if scale is not None:
+        expected = expected * scale.double().view(1, -1, 1, 1)
+    if shift is not None:
+        expected = expected + shift.double().unsqueeze(0)
+    if relu:
+        expected = expected.clamp_min(0)
+    out, _ = winograd_conv3x3(x, winograd_filter(w), scale=scale, shift=shift, relu=relu)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.double() - expected).abs().max().item() < 1e-5
+    if relu:
+        assert (out >= 0).all() and (out == 0).float().mean() > 0.2
+
+
+def test_winograd_prologue_applies_the_channel_wise_stages_to_the_input_in_order(monkeypatch):
+    """A prologue (batch norm as an affine map, then ReLU; or ReLU, then an affine map)
+    gives the convolution of the transformed input, in blocks whose last is partial; the
+    input itself is not modified."""
+    monkeypatch.setattr(winograd, "_BLOCK_BYTES", 1)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(37, 24, 4, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    x0 = x.clone()
+    w = torch.randn(19, 24, 3, 3, generator=g) / 15
+    scale, shift = torch.rand(24, generator=g) + 0.5, torch.randn(24, generator=g)
+    affine = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    for ops, transformed in (([("affine", scale, shift), ("relu",)], affine.clamp_min(0)),
+                             ([("relu",), ("affine", scale, shift)],
+                              x.clamp_min(0) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))):
+        out, _ = winograd_conv3x3(x, winograd_filter(w), prologue=ops)
+        exact = F.conv2d(transformed.double(), w.double(), None, 1, 1)
+        assert (out.double() - exact).abs().max().item() < 1e-5
+    assert torch.equal(x, x0)
 
 
 def test_winograd_applies_only_to_3x3_stride_1_pad_1_on_small_maps():
@@ -69,6 +118,13 @@ def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
     monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
     for family in ("convnet_bn", "convnet_nobn"):
         model, x, y, layers = _family(family)
+        if family == "convnet_nobn":  # convolutions with biases (the ConvNet initializes them to zero)
+            model = copy.deepcopy(model)
+            g = torch.Generator().manual_seed(3)
+            with torch.no_grad():
+                for m in model.modules():
+                    if isinstance(m, nn.Conv2d):
+                        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.3)
         sizes = layer_sizes(model, layers, x)
         for mode in ("zero", "mean"):
             moments = activation_moments(model, x, layers)

@@ -134,6 +134,25 @@ def _unit_major(t: torch.Tensor) -> bool:
     return t.dim() == 2 and t.shape[0] > 1 and t.stride(0) == 1 and t.stride(1) == t.shape[0]
 
 
+def _select_channels(x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``x.index_select(1, idx)`` (into ``out`` if given).
+
+    A channels-last (B, C, H, W) map is gathered as the columns of its (B*H*W, C) rows:
+    ``index_select`` on the 4-d tensor walks it channel by channel and ran at ~1 GB/s
+    (24 ms for 245 of 256 channels of 2,000 4x4 maps on a 2-core Xeon), the 2-d form
+    takes 6 ms (measured). Same values either way (a gather copies)."""
+    if (x.dim() == 4 and x.shape[2] * x.shape[3] > 1 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        b, c, h, w = x.shape
+        if out is None:
+            out = torch.empty((b, len(idx), h, w), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+        if out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous():
+            torch.index_select(x.permute(0, 2, 3, 1).reshape(-1, c), 1, idx,
+                               out=out.permute(0, 2, 3, 1).view(-1, len(idx)))
+            return out
+    return torch.index_select(x, 1, idx, out=out) if out is not None else x.index_select(1, idx)
+
+
 class ClampPlan:
     """A Sequential model compiled for exact channel-sparse evaluation of masks.
 
@@ -145,6 +164,7 @@ class ClampPlan:
         self.stages = stages
         self.layers = layers  # perturbed stage names in network order
         self._u_full: dict[int, torch.Tensor] = {}  # Winograd-transformed filters per conv stage
+        self._w_t: dict[int, torch.Tensor] = {}  # transposed (in, out) weights per Linear stage
         self.index = {s.name: i for i, s in enumerate(stages)}
         self.first = first
         n = len(stages)
@@ -231,14 +251,23 @@ class ClampPlan:
                 and winograd.winograd_applies(self.stages[j].module, self.stages[j].out_shape[1:])
                 and winograd.winograd_pays(n_in, n_out))
 
-    def _winograd_filter(self, k: int, rows: torch.Tensor | None, cols: torch.Tensor) -> torch.Tensor:
-        """Stage k's transformed filters restricted to output channels ``rows`` (None: all)
-        and input channels ``cols``; the whole layer's are transformed once per plan."""
+    def _winograd_filter(self, k: int, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
+        """Stage k's transformed filters restricted to output channels ``rows`` and input
+        channels ``cols`` (None: all); the whole layer's are transformed once per plan."""
         u = self._u_full.get(k)
         if u is None:
             u = self._u_full[k] = winograd.winograd_filter(self.stages[k].module.weight)
-        u = u.index_select(1, cols)
-        return u if rows is None else u.index_select(2, rows)
+        if cols is None:
+            return u if rows is None else u.index_select(2, rows)
+        # one advanced-indexing gather is 1.7x faster than two index_selects (measured)
+        return u.index_select(1, cols) if rows is None else u[:, cols.unsqueeze(1), rows]
+
+    def _weight_t(self, j: int) -> torch.Tensor:
+        """Linear stage j's weight transposed, (in, out) contiguous, once per plan."""
+        w = self._w_t.get(j)
+        if w is None:
+            w = self._w_t[j] = self.stages[j].module.weight.t().contiguous()
+        return w
 
     @staticmethod
     def _weight(mod: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor) -> torch.Tensor:
@@ -262,31 +291,45 @@ class ClampPlan:
         st = self.stages[k]
         mod = st.module
         if st.kind == "relu":
-            out = ws.like(f"s{k}", live) if ws is not None else None
-            return torch.clamp_min(live, 0, out=out) if out is not None else F.relu(live), F.relu(const)
+            return self._live_channelwise(k, live, S, ws), F.relu(const)
         if st.kind == "bn":
-            def pick(p, idx):
-                return None if p is None else (p if idx is None else p.index_select(0, idx))
             const_out = F.batch_norm(const, mod.running_mean, mod.running_var, mod.weight, mod.bias, False, 0.0,
                                      mod.eps)
-            if ws is None or S is None:
-                return F.batch_norm(live, pick(mod.running_mean, S), pick(mod.running_var, S), pick(mod.weight, S),
-                                    pick(mod.bias, S), False, 0.0, mod.eps), const_out
-            # eval-mode batch norm is y = x * scale + shift per channel
-            scale = (pick(mod.running_var, S) + mod.eps).rsqrt()
-            if mod.weight is not None:
-                scale = scale * pick(mod.weight, S)
-            shift = -pick(mod.running_mean, S) * scale
-            if mod.bias is not None:
-                shift = shift + pick(mod.bias, S)
-            view = (1, -1, *([1] * (live.dim() - 2)))
-            out = ws.like(f"s{k}", live)
-            return torch.addcmul(shift.view(view), live, scale.view(view), out=out), const_out
+            return self._live_channelwise(k, live, S, ws), const_out
         if st.kind == "flatten":
             return live.flatten(1), const.flatten(1)
         if getattr(mod, "inplace", False):
             return mod(live.clone()), mod(const.clone())
         return mod(live), mod(const)
+
+    def _live_channelwise(self, k: int, live: torch.Tensor, S: torch.Tensor | None,
+                          ws: "_Workspace | None") -> torch.Tensor:
+        """ReLU or eval-mode batch norm stage k on the live channels ``S`` (None: all)."""
+        st = self.stages[k]
+        if live.shape[1] == 0:
+            return live
+        if st.kind == "relu":
+            out = ws.like(f"s{k}", live) if ws is not None else None
+            return torch.clamp_min(live, 0, out=out) if out is not None else F.relu(live)
+        mod = st.module
+        if ws is None or S is None:
+            def pick(p):
+                return None if p is None else (p if S is None else p.index_select(0, S))
+            return F.batch_norm(live, pick(mod.running_mean), pick(mod.running_var), pick(mod.weight),
+                                pick(mod.bias), False, 0.0, mod.eps)
+        scale, shift = self._bn_affine(k, S)  # eval-mode batch norm is y = x * scale + shift
+        view = (1, -1, *([1] * (live.dim() - 2)))
+        return torch.addcmul(shift.view(view), live, scale.view(view), out=ws.like(f"s{k}", live))
+
+    def _deferrable(self, k: int) -> bool:
+        """Whether channel-wise stage k may wait for the next mixing stage to apply it to
+        its input per block (:meth:`_sparse_mix`, Winograd form): a ReLU or an eval-mode
+        batch norm followed only by such stages up to a convolution the Winograd form
+        can compute."""
+        j = self.next_mix[k]
+        return (j is not None and all(self.stages[i].kind in ("bn", "relu") for i in range(k, j))
+                and self.stages[j].kind == "conv"
+                and winograd.winograd_applies(self.stages[j].module, self.stages[j].out_shape[1:]))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -408,9 +451,17 @@ class ClampPlan:
                 h = h.contiguous(memory_format=torch.channels_last)  # faster convolutions, same numbers
             for k, st in enumerate(self.stages):
                 h_in = h
-                h = linear(h, st.module.weight, st.module.bias) if st.kind == "linear" else st.module(h)
-                if st.kind in ("linear", "conv"):
+                if st.kind == "conv" and self._winograd(k, h, h.shape[1], st.out_shape[0]):
+                    bias = st.module.bias  # a fresh output: it may be cached
+                    h, f = winograd.winograd_conv3x3(
+                        h, self._winograd_filter(k, None, None), workspace=ws.winograd,
+                        shift=None if bias is None else bias.view(-1, 1, 1).expand(st.out_shape).contiguous())
+                    flops += f
+                elif st.kind in ("linear", "conv"):
+                    h = linear(h, st.module.weight, st.module.bias) if st.kind == "linear" else st.module(h)
                     flops += _mix_flops(st, len(h), h_in.shape[1], h.shape[1])
+                else:
+                    h = st.module(h)
                 if k in cache_at:
                     if rows >= B:
                         nxt = self.stages[k + 1].module if k + 1 < len(self.stages) else None
@@ -552,7 +603,9 @@ class ClampPlan:
             # The chain's weights in buffer order, unit-major (gathering units is then a
             # copy of contiguous rows, not a strided gather).
             if st_j.kind == "linear":
-                w_chain = mod_j.weight.index_select(0, order_t).t().contiguous()  # (in, n0)
+                # columns of the transposed weight: a gather within contiguous rows, 2.7x faster
+                # than gathering the weight's rows and transposing them (measured, 2,048^2)
+                w_chain = self._weight_t(j).index_select(1, order_t)  # (in, n0)
             else:
                 w_chain = mod_j.weight.index_select(0, order_t)  # (n0, in, kh, kw)
             identity = n0 == C_out and np.array_equal(order, np.arange(C_out))
@@ -574,7 +627,7 @@ class ClampPlan:
                 if identity:
                     buf.copy_(base_t.expand_as(buf))
                 elif base_t.shape[0] == B:
-                    torch.index_select(base_t, 1, order_t, out=buf)
+                    _select_channels(base_t, order_t, out=buf)
                 else:
                     buf.copy_(base_t.index_select(1, order_t).expand_as(buf))
             for m, _, idx, sign, needed in chain:
@@ -610,15 +663,27 @@ class ClampPlan:
                 live, S, const = view, rows, pre_empty
                 if P == st_j.name:
                     live, S, const = self._clamp(P, m, live, S, const, keep_t, fillc)
+                fused = 0  # channel-wise stages a mixing stage already applied to live
+                pending: list[int] = []  # channel-wise stages not yet applied to live (see _deferrable)
                 for k in range(j + 1, len(self.stages)):
                     st = self.stages[k]
-                    if st.kind in ("linear", "conv"):
-                        live, S, const, f = self._sparse_mix(k, live, S, const, keep_np, m, cdtype, ws)
+                    if fused:
+                        _, const = self._channelwise(k, const, None, const)
+                        fused -= 1
+                    elif st.kind in ("linear", "conv"):
+                        live, S, const, f, fused = self._sparse_mix(k, live, S, const, keep_np, m, cdtype, ws,
+                                                                    pending)
+                        pending = []
                         flops += f
+                    elif self._deferrable(k):
+                        _, const = self._channelwise(k, const, None, const)
+                        pending.append(k)
                     else:
+                        live, pending = self._apply_pending(live, S, pending, ws), []
                         live, const = self._channelwise(k, live, S, const, ws)
-                    if st.name in keep_t:
+                    if st.name in keep_t:  # selecting channels commutes with pending channel-wise stages
                         live, S, const = self._clamp(st.name, m, live, S, const, keep_t, fillc)
+                live = self._apply_pending(live, S, pending, ws)
                 C = const.shape[1]
                 if len(S) == C and bool((S == torch.arange(C, device=device)).all()):
                     logits = live
@@ -633,12 +698,52 @@ class ClampPlan:
         pos = kept.index_select(0, S)
         if not bool(pos.all()):
             keep_idx = pos.nonzero().squeeze(1)
-            live, S = live.index_select(1, keep_idx), S.index_select(0, keep_idx)
+            live, S = _select_channels(live, keep_idx), S.index_select(0, keep_idx)
         view = kept.view(1, -1, *([1] * (const.dim() - 2)))
         const = torch.where(view, const, fillc[name])
         return live, S, const
 
-    def _sparse_mix(self, k, live, S, const, keep_np, m, cdtype, ws):
+    def _epilogue(self, k: int) -> list[int]:
+        """The channel-wise stages after mixing stage k that its Winograd form applies to
+        each block of its output (see :meth:`_sparse_mix`): an eval-mode batch norm, a
+        ReLU, or both in that order, up to and including the first perturbed one (whose
+        clamp then follows as usual)."""
+        out, allowed = [], ["bn", "relu"]
+        for i in range(k + 1, len(self.stages)):
+            kind = self.stages[i].kind
+            if kind not in allowed:
+                break
+            out.append(i)
+            allowed = allowed[allowed.index(kind) + 1:]
+            if self.stages[i].name in self.layers:
+                break
+        return out
+
+    def _bn_affine(self, k: int, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode batch norm stage k as y = x * scale + shift, on channels ``rows`` (None: all)."""
+        mod = self.stages[k].module
+
+        def pick(p):
+            return None if p is None else (p if rows is None else p.index_select(0, rows))
+        scale = (pick(mod.running_var) + mod.eps).rsqrt()
+        if mod.weight is not None:
+            scale = scale * pick(mod.weight)
+        shift = -pick(mod.running_mean) * scale
+        if mod.bias is not None:
+            shift = shift + pick(mod.bias)
+        return scale, shift
+
+    def _apply_pending(self, live, S, pending: list[int], ws) -> torch.Tensor:
+        for i in pending:
+            live = self._live_channelwise(i, live, S, ws)
+        return live
+
+    def _sparse_mix(self, k, live, S, const, keep_np, m, cdtype, ws, pending: list[int] = ()):
+        """Mixing stage k on the live channels ``S`` (the constants enter as a bias);
+        returns (live, S, const, FLOPs, n) where the Winograd form has also applied the
+        next n channel-wise stages (:meth:`_epilogue`) to live; const is stage k's alone.
+        ``pending``: channel-wise stages still to apply to ``live`` first (the Winograd
+        form applies them to each block of its input)."""
         st = self.stages[k]
         mod = st.module
         P = self.clamp_at[k]
@@ -658,10 +763,23 @@ class ClampPlan:
                 w, u = None, self._winograd_filter(k, N_t, S)
             else:
                 w, u = self._weight(mod, N_t, S), None
+                live = self._apply_pending(live, S, pending, ws)
             if u is not None:
+                prologue = [("relu",) if self.stages[i].kind == "relu" else ("affine", *self._bn_affine(i, S))
+                            for i in pending]
+                # bias, batch norm and ReLU applied per block while it is in cache: folded into
+                # relu(conv * scale + (bias * scale + shift)), one pass fewer per stage
+                epi = self._epilogue(k)
+                scale, shift = None, bias[0]
+                for i in epi:
+                    if self.stages[i].kind == "bn":
+                        scale, bn_shift = self._bn_affine(i, N_t)
+                        shift = torch.addcmul(bn_shift.view(-1, 1, 1), shift, scale.view(-1, 1, 1))
+                relu = any(self.stages[i].kind == "relu" for i in epi)
                 out, f = winograd.winograd_conv3x3(live, u, ws.get(f"wino{k}", (B, n_out, *st.out_shape[1:])),
-                                                   ws.winograd)
-                out = out.add_(bias)
+                                                   ws.winograd, scale=scale, shift=shift, relu=relu,
+                                                   prologue=prologue)
+                return out, (torch.arange(C_out, device=device) if N_t is None else N_t), const_out, f, len(epi)
             elif st.kind == "linear" and cdtype is None and _unit_major(live):
                 # unit-major input (a Linear chain): (n_out, B) = w @ live^T is a row-major
                 # product of contiguous operands, and its transpose is unit-major again
@@ -677,7 +795,7 @@ class ClampPlan:
             out = bias.expand(B, *bias.shape[1:]).contiguous()
             f = 0.0
         S_out = torch.arange(C_out, device=device) if N_t is None else N_t
-        return out, S_out, const_out, f
+        return out, S_out, const_out, f, 0
 
 
 class _Workspace:

@@ -109,13 +109,26 @@ def _transforms(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor | None = None,
-                     workspace: dict | None = None) -> tuple[torch.Tensor, float]:
+                     workspace: dict | None = None, scale: torch.Tensor | None = None,
+                     shift: torch.Tensor | None = None, relu: bool = False,
+                     prologue: list[tuple] = ()) -> tuple[torch.Tensor, float]:
     """The 3x3 convolution (stride 1, zero padding 1, no bias) of ``x`` (B, C, H, W),
     float32, with transformed filters ``u`` (16, C, O) from :func:`winograd_filter`.
 
     Returns the (B, O, H, W) output (channels-last; into ``out`` if given) and the FLOPs
     executed (the 16 products and both transforms, 2 per multiply-add). ``workspace``
-    (a dict) keeps the block buffers between calls."""
+    (a dict) keeps the block buffers between calls.
+
+    An epilogue is applied to each block while it is in cache, instead of as passes over
+    the whole output: ``conv * scale + shift``, then ``max(., 0)`` with ``relu``;
+    ``scale`` is per output channel (O,), ``shift`` per channel and position (O, H, W)
+    (a bias, a constant channels' contribution, an eval-mode batch norm's shift, or all
+    three folded into one). The FLOP count covers the convolution only.
+
+    A ``prologue`` is applied, in order, to each block of the input as it is gathered:
+    ``("affine", scale, shift)`` (per input channel, (C,) each: x * scale + shift) or
+    ``("relu",)``. So the channel-wise stages before the convolution (batch norm, ReLU)
+    cost no pass over the whole input either."""
     b_all, c, h, w = x.shape
     o = u.shape[2]
     hw, tiles = h * w, (h // 2) * (w // 2)
@@ -135,16 +148,40 @@ def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor | None 
 
     xs = x.permute(2, 3, 0, 1)  # (H, W, B, C), a view
     os_ = out.permute(0, 2, 3, 1)  # (B, H, W, O), a view
+    # the epilogue's operands in the transformed output's (positions, examples, channels) order
+    scale_v = None if scale is None else scale.reshape(1, 1, o)
+    shift_v = None if shift is None else shift.reshape(o, hw).t().reshape(hw, 1, o).contiguous()
+    pro = [("relu",) if op[0] == "relu" else ("affine", op[1].reshape(1, 1, 1, c), op[2].reshape(1, 1, 1, c))
+           for op in prologue]
     for b0 in range(0, b_all, block):
         b = min(block, b_all - b0)
         xb = buf("x", hw * b * c).view(h, w, b, c)
-        xb.copy_(xs[:, :, b0:b0 + b])  # the block, spatial-major: (positions, examples x channels)
+        src = xs[:, :, b0:b0 + b]  # the block, spatial-major: (positions, examples x channels)
+        for op in pro:
+            if op[0] == "relu":
+                torch.clamp_min(src, 0, out=xb)
+            else:
+                torch.addcmul(op[2], src, op[1], out=xb)
+            src = xb
+        if not pro:
+            xb.copy_(src)
         v = buf("v", 16 * tiles * b * c).view(16 * tiles, b * c)
         torch.mm(kin, xb.view(hw, b * c), out=v)  # B^T d B of every tile
         m = buf("m", 16 * tiles * b * o).view(16, tiles * b, o)
         torch.bmm(v.view(16, tiles * b, c), u, out=m)  # one product per tile position
         y = buf("y", hw * b * o).view(hw, b * o)
         torch.mm(kout, m.view(16 * tiles, b * o), out=y)  # A^T M A
-        os_[b0:b0 + b].copy_(y.view(h, w, b, o).permute(2, 0, 1, 3))
+        yv = y.view(hw, b, o)
+        if scale_v is not None and shift_v is not None:
+            torch.addcmul(shift_v, yv, scale_v, out=yv)
+        elif scale_v is not None:
+            yv.mul_(scale_v)
+        elif shift_v is not None:
+            yv.add_(shift_v)
+        src = y.view(h, w, b, o).permute(2, 0, 1, 3)
+        if relu:
+            torch.clamp_min(src, 0, out=os_[b0:b0 + b])
+        else:
+            os_[b0:b0 + b].copy_(src)
     flops = 2.0 * b_all * (16 * tiles * c * o + 16 * tiles * hw * (c + o))
     return out, flops
