@@ -97,8 +97,12 @@ def test_winograd_applies_only_to_3x3_stride_1_pad_1_on_small_maps():
 def test_winograd_pays_for_many_channels_and_can_be_switched_off(monkeypatch):
     assert winograd_pays(256, 256) and winograd_pays(100, 250)
     assert not winograd_pays(64, 64) and not winograd_pays(30, 250) and not winograd_pays(128, 128)
+    # with batch norm and ReLU applied per block, from 80 channels on both sides
+    assert winograd_pays(96, 96, fused=True) and winograd_pays(80, 80, fused=True)
+    assert winograd_pays(128, 128, fused=True) and not winograd_pays(128, 128)
+    assert not winograd_pays(64, 64, fused=True) and not winograd_pays(200, 64, fused=True)
     monkeypatch.setenv("SINGLEDIR_WINOGRAD", "0")
-    assert not winograd_pays(256, 256)
+    assert not winograd_pays(256, 256) and not winograd_pays(256, 256, fused=True)
 
 
 def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
@@ -113,6 +117,8 @@ def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
 
     monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNELS_FUSED", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT_FUSED", 1)
     calls = []
     real = winograd.winograd_conv3x3
     monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
@@ -149,6 +155,8 @@ def test_engine_with_winograd_convolutions_on_arbitrary_masks(monkeypatch):
 
     monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNELS_FUSED", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT_FUSED", 1)
     calls = []
     real = winograd.winograd_conv3x3
     monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -242,14 +242,14 @@ class ClampPlan:
             return out if mod.bias is None else out + mod.bias.view(1, -1, *([1] * (out.dim() - 2)))
         return mod(x)
 
-    def _winograd(self, j: int, x: torch.Tensor, n_in: int, n_out: int) -> bool:
+    def _winograd(self, j: int, x: torch.Tensor, n_in: int, n_out: int, fused: bool = False) -> bool:
         """Whether stage j's convolution of ``x`` (n_in -> n_out channels) runs in the
         Winograd form (:mod:`singledir.engine.winograd`): float32 on a CPU, a 3x3 stride-1
         convolution on a map of at most 4x4, and channel counts at which it was measured
         faster than a direct convolution. (On CUDA, cuDNN chooses its own algorithms.)"""
         return (x.device.type == "cpu" and x.dtype == torch.float32
                 and winograd.winograd_applies(self.stages[j].module, self.stages[j].out_shape[1:])
-                and winograd.winograd_pays(n_in, n_out))
+                and winograd.winograd_pays(n_in, n_out, fused))
 
     def _winograd_filter(self, k: int, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
         """Stage k's transformed filters restricted to output channels ``rows`` and input
@@ -759,7 +759,8 @@ class ClampPlan:
         n_out = C_out if N_t is None else len(N_t)
         bias = const_out if N_t is None else const_out.index_select(1, N_t)
         if len(S) and n_out:
-            if st.kind == "conv" and cdtype is None and self._winograd(k, live, len(S), n_out):
+            fused = bool(pending or self._epilogue(k))  # batch norm / ReLU around it, per block
+            if st.kind == "conv" and cdtype is None and self._winograd(k, live, len(S), n_out, fused):
                 w, u = None, self._winograd_filter(k, N_t, S)
             else:
                 w, u = self._weight(mod, N_t, S), None

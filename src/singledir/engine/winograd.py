@@ -46,6 +46,16 @@ _BLOCK_BYTES = 4 << 20
 # 100->250 and 250->100 1.5x, 192->128 1.2x, but 200->64 0.8x and 30->250 1.0x.
 _MIN_CHANNELS = 96
 _MIN_CHANNEL_PRODUCT = 20000
+# The same when the form also applies the batch norm and ReLU around the convolution to
+# each block (``prologue``/``epilogue`` of :func:`winograd_conv3x3`), which the direct
+# convolution needs whole passes over its input and output for. Measured on the Xeon
+# (2,000 4x4 maps, both sides batch norm + ReLU, 2 threads / 1 thread): 80->80 1.39x/1.62x,
+# 96->96 1.25-1.33x/1.43x, 128->128 1.17-1.22x/1.28x, 64->96 1.10-1.21x/1.41x,
+# 64->128 1.04-1.08x/1.20x; but 64->64 0.92-0.95x/1.02x, 96->64 0.91-0.95x/1.04x,
+# 128->64 0.92x/1.00x, 200->64 0.90-0.95x/1.03x (oneDNN's direct kernel is fast for 64
+# outputs) and 32->32 0.91-0.97x/1.04x.
+_MIN_CHANNELS_FUSED = 80
+_MIN_CHANNEL_PRODUCT_FUSED = 6400
 
 
 def enabled() -> bool:
@@ -63,11 +73,13 @@ def winograd_applies(conv: nn.Module, in_hw: tuple[int, int]) -> bool:
             and conv.padding_mode == "zeros" and h in (2, 4) and w in (2, 4))
 
 
-def winograd_pays(in_channels: int, out_channels: int) -> bool:
+def winograd_pays(in_channels: int, out_channels: int, fused: bool = False) -> bool:
     """Whether the Winograd form was measured faster than a direct convolution for these
-    channel counts (see the module's constants)."""
-    return (enabled() and min(in_channels, out_channels) >= _MIN_CHANNELS
-            and in_channels * out_channels >= _MIN_CHANNEL_PRODUCT)
+    channel counts (see the module's constants); ``fused``: with channel-wise stages
+    applied per block (a prologue or an epilogue beyond a bias)."""
+    least, product = ((_MIN_CHANNELS_FUSED, _MIN_CHANNEL_PRODUCT_FUSED) if fused
+                      else (_MIN_CHANNELS, _MIN_CHANNEL_PRODUCT))
+    return enabled() and min(in_channels, out_channels) >= least and in_channels * out_channels >= product
 
 
 def winograd_filter(weight: torch.Tensor) -> torch.Tensor:
