@@ -600,15 +600,10 @@ class ClampPlan:
             order = start_ids[np.argsort(last[start_ids], kind="stable")]
             order_t = torch.as_tensor(order, device=device)
             n0 = len(order)
-            # The chain's weights in buffer order, unit-major (gathering units is then a
-            # copy of contiguous rows, not a strided gather).
-            if st_j.kind == "linear":
-                # columns of the transposed weight: a gather within contiguous rows, 2.7x faster
-                # than gathering the weight's rows and transposing them (measured, 2,048^2)
-                w_t = self._weight_t(j)
-                w_chain = torch.index_select(w_t, 1, order_t, out=ws.get("w_chain", (w_t.shape[0], n0)))  # (in, n0)
-            else:
-                w_chain = mod_j.weight.index_select(0, order_t)  # (n0, in, kh, kw)
+            # A convolution's weights in buffer order, once per chain; a Linear's masks each
+            # gather their few rows of the transposed weight (below), which measured cheaper
+            # than a chain-wide (in, n0) gather (0.07 s against 0.12 s over the benchmark's MLP).
+            w_chain = None if linear_j else mod_j.weight.index_select(0, order_t)  # (n0, in, kh, kw)
             identity = n0 == C_out and np.array_equal(order, np.arange(C_out))
             if linear_j:
                 buf_t = ws.get("chain", (n0, B))
@@ -641,7 +636,9 @@ class ClampPlan:
                     alpha = -1.0 if (sign > 0).all() else (1.0 if (sign < 0).all() else None)
                     sign_t = None if alpha is not None else torch.as_tensor(sign, device=device)
                     if st_j.kind == "linear":
-                        w = w_chain.index_select(0, idx_t)[:, off:]  # (|idx|, n_out)
+                        # the mask's units' rows of the transposed weight (contiguous), then
+                        # its needed outputs: a gather of |idx| x n_out, not of in x n0 per chain
+                        w = self._weight_t(j).index_select(0, idx_t).index_select(1, rows)  # (|idx|, n_out)
                         if sign_t is not None:
                             w = w * sign_t.view(-1, 1)
                         dsub = d_units.index_select(0, idx_t)  # (|idx|, B)
