@@ -44,7 +44,10 @@ over a cumulative curve).
 *Small-map convolutions.* On a CPU in float32, a 3x3 convolution on a map of at most 4x4
 (the ConvNet's last layers) with enough channels runs in Winograd's F(2x2, 3x3) form
 (:mod:`singledir.engine.winograd`): 2.25x fewer multiplications, and float32 errors below
-a direct convolution's.
+a direct convolution's. The batch norm and ReLU on either side of such a convolution are
+applied to each block of examples inside it (the stages before it are deferred until it
+gathers its input, :meth:`ClampPlan._deferrable`; those after it, :meth:`ClampPlan._epilogue`,
+are folded with its bias into ``relu(conv * scale + shift)``), not as passes over whole maps.
 
 *Prefix caching.* One unperturbed pass per data chunk provides the activations where
 each mask's first perturbed layer starts; identical masks are evaluated once (by the
