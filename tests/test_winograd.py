@@ -105,6 +105,17 @@ def test_winograd_pays_for_many_channels_and_can_be_switched_off(monkeypatch):
     assert not winograd_pays(256, 256) and not winograd_pays(256, 256, fused=True)
 
 
+def _winograd_for_every_convolution(monkeypatch) -> list:
+    """Lower every threshold so that each convolution the form can compute takes it;
+    returns the list that records each call."""
+    for name in ("_MIN_CHANNELS", "_MIN_CHANNEL_PRODUCT", "_MIN_CHANNELS_FUSED", "_MIN_CHANNEL_PRODUCT_FUSED"):
+        monkeypatch.setattr(winograd, name, 1)
+    calls = []
+    real = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    return calls
+
+
 def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
     """The ConvNet's last convolutions (2x2 maps for 16x16 images) in the Winograd form,
     for every channel count: every point of the curves equals the plain definition."""
@@ -115,13 +126,7 @@ def test_engine_with_winograd_convolutions_equals_reference(monkeypatch):
     from singledir.engine.reference import reference_curve
     from test_engine import _check_rows, _family
 
-    monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNELS_FUSED", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT_FUSED", 1)
-    calls = []
-    real = winograd.winograd_conv3x3
-    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    calls = _winograd_for_every_convolution(monkeypatch)
     for family in ("convnet_bn", "convnet_nobn"):
         model, x, y, layers = _family(family)
         if family == "convnet_nobn":  # convolutions with biases (the ConvNet initializes them to zero)
@@ -153,13 +158,7 @@ def test_engine_with_winograd_convolutions_on_arbitrary_masks(monkeypatch):
     from singledir.engine.reference import reference_ablation_eval, split_units
     from test_engine import TOL, _family, _stats_for
 
-    monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNELS_FUSED", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHANNEL_PRODUCT_FUSED", 1)
-    calls = []
-    real = winograd.winograd_conv3x3
-    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _winograd_for_every_convolution(monkeypatch)
     model, x, y, layers = _family("convnet_bn")
     sizes = layer_sizes(model, layers, x)
     total, rng = sum(sizes.values()), np.random.default_rng(2)

@@ -181,6 +181,9 @@ class ClampPlan:
             if s.kind in ("linear", "conv"):
                 stop = self.next_mix[j] if self.next_mix[j] is not None else n
                 self.clamp_at[j] = next((stages[k].name for k in range(j, stop) if k in perturbed), None)
+        # Per stage, fixed by the plan's structure (looked up in the per-mask loop).
+        self.epilogue = [self._epilogue(k) for k in range(n)]
+        self.deferrable = [self._deferrable(k) for k in range(n)]
 
     @classmethod
     def build(cls, model: nn.Module, layers, example: torch.Tensor) -> "ClampPlan | str":
@@ -676,7 +679,7 @@ class ClampPlan:
                                                                     pending)
                         pending = []
                         flops += f
-                    elif self._deferrable(k):
+                    elif self.deferrable[k]:
                         _, const = self._channelwise(k, const, None, const)
                         pending.append(k)
                     else:
@@ -760,7 +763,8 @@ class ClampPlan:
         n_out = C_out if N_t is None else len(N_t)
         bias = const_out if N_t is None else const_out.index_select(1, N_t)
         if len(S) and n_out:
-            fused = bool(pending or self._epilogue(k))  # batch norm / ReLU around it, per block
+            epi = self.epilogue[k]
+            fused = bool(pending or epi)  # batch norm / ReLU around it, per block
             if st.kind == "conv" and cdtype is None and self._winograd(k, live, len(S), n_out, fused):
                 w, u = None, self._winograd_filter(k, N_t, S)
             else:
@@ -771,7 +775,6 @@ class ClampPlan:
                             for i in pending]
                 # bias, batch norm and ReLU applied per block while it is in cache: folded into
                 # relu(conv * scale + (bias * scale + shift)), one pass fewer per stage
-                epi = self._epilogue(k)
                 scale, shift = None, bias[0]
                 for i in epi:
                     if self.stages[i].kind == "bn":
