@@ -37,8 +37,9 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
         assert summary[f"{net}_speedup"] == pytest.approx(summary[f"{net}_flop_ratio"]
                                                           * summary[f"{net}_rate_vs_naive"], rel=1e-9)
     assert summary["convnet_winograd_speedup"] > 0  # the ConvNet engine timed with direct convolutions too
-    # at the quick width no convolution has the channels for the Winograd form: same work
-    assert summary["gemm_fraction_direct_equivalent"] == pytest.approx(summary["gemm_fraction"])
+    # at the quick width the last convolutions take F(4x4, 3x3) (16 channels on both sides
+    # suffice), which executes fewer FLOPs than the direct convolutions it replaces
+    assert summary["gemm_fraction_direct_equivalent"] > summary["gemm_fraction"]
     assert "SINGLEDIR_WINOGRAD=0" in proc.stdout
     from singledir.engine.linear import onednn_linear_available
     if onednn_linear_available():  # the faster product's rate, and the fractions against it
@@ -54,9 +55,13 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     assert len(diffs) == 4 and (diffs.value < 1e-5).all()
     # the naive method's arithmetic per point, counted by torch's flop counter, is the
     # engine's unperturbed pass (one forward over every example), counted by the engine
+    # (the ConvNet's as direct convolutions: its Winograd form executes fewer)
     for net in set(table.benchmark) - {"gemm", "fused_training", "fused_training_small"}:
         rows = table[table.benchmark == net].set_index("metric").value
-        assert rows["naive_flops"] / rows["points"] == pytest.approx(rows["base_flops"], rel=1e-12), net
+        direct = rows.get("base_flops_direct_equivalent", rows["base_flops"])
+        assert rows["naive_flops"] / rows["points"] == pytest.approx(direct, rel=1e-12), net
+        if net.startswith("convnet"):
+            assert rows["base_flops"] < direct
 
 
 def test_forward_flops_counts_two_per_multiply_add():

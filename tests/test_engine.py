@@ -37,8 +37,9 @@ def _randomize_bn(model, seed):
 
 
 @functools.lru_cache(maxsize=None)
-def _family(name):
-    """(model, x, y, layers) for a family; cached, the tests only evaluate them."""
+def _family(name, side=16):
+    """(model, x, y, layers) for a family; cached, the tests only evaluate them. ``side``:
+    the ConvNets' image side (16: 2x2 maps in the last layers; 32: 4x4)."""
     torch.manual_seed(0)
     if name == "mlp":
         model = MLP(64, [40, 32], 10, dropout=0.2)
@@ -48,7 +49,7 @@ def _family(name):
     elif name in ("convnet_bn", "convnet_nobn"):
         model = ConvNet(3, 10, width=0.1, batch_norm=name == "convnet_bn")
         _randomize_bn(model, 1)
-        x = torch.randn(36, 3, 16, 16)
+        x = torch.randn(36, 3, side, side)
         layers = ["relu9", "relu10", "relu11"]
     else:  # torchvision ResNet-18: not Sequential, hooks on a few modules called once per pass
         model = torchvision.models.resnet18(num_classes=10)

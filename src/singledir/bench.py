@@ -155,7 +155,8 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
         # the suffix's work counted as direct convolutions (what the Winograd form replaces)
         direct = {"engine_direct_s": t_direct, "winograd_speedup": t_direct / t_engine,
                   "winograd_max_abs_loss_diff": float((loss_d - loss).abs().max()),
-                  "suffix_flops_direct_equivalent": stats_d["flops_suffix"]}
+                  "suffix_flops_direct_equivalent": stats_d["flops_suffix"],
+                  "base_flops_direct_equivalent": stats_d["flops_base"]}
         log(f"[{name}] engine with direct convolutions only (SINGLEDIR_WINOGRAD=0): {t_direct:.2f} s -> the "
             f"Winograd form of the small-map convolutions is {t_direct / t_engine:.2f}x as fast here "
             f"(largest loss difference {direct['winograd_max_abs_loss_diff']:.1e})")

@@ -42,9 +42,9 @@ exact). Work shrinks with the fraction ablated (on average a third of the dense 
 over a cumulative curve).
 
 *Small-map convolutions.* On a CPU in float32, a 3x3 convolution on a map of at most 4x4
-(the ConvNet's last layers) with enough channels runs in Winograd's F(2x2, 3x3) form
-(:mod:`singledir.engine.winograd`): 2.25x fewer multiplications, and float32 errors below
-a direct convolution's. The batch norm and ReLU on either side of such a convolution are
+(the ConvNet's last layers) with at least 16 channels on both sides runs in Winograd's form
+(:mod:`singledir.engine.winograd`; F(4x4, 3x3) on a 4x4 map: 4x fewer multiplications than
+the direct convolution, float32 rounding errors about 4x a direct convolution's). The batch norm and ReLU on either side of such a convolution are
 applied to each block of examples inside it (the stages before it are deferred until it
 gathers its input, :meth:`ClampPlan._deferrable`; those after it, :meth:`ClampPlan._epilogue`,
 are folded with its bias into ``relu(conv * scale + shift)``), not as passes over whole maps.
@@ -230,7 +230,7 @@ class ClampPlan:
         mod = st.module
         n_out, n_in = w.shape[:2]
         if st.kind == "conv" and cdtype is None and self._winograd(j, x, n_in, n_out):
-            return winograd.winograd_conv3x3(x, winograd.winograd_filter(w),
+            return winograd.winograd_conv3x3(x, winograd.winograd_filter(w, tuple(st.out_shape[1:])),
                                              ws.get(f"wino{j}", (x.shape[0], n_out, *st.out_shape[1:])), ws.winograd)
         if cdtype is not None:
             x, w = x.to(cdtype), w.to(cdtype)
@@ -262,7 +262,8 @@ class ClampPlan:
         channels ``cols`` (None: all); the whole layer's are transformed once per plan."""
         u = self._u_full.get(k)
         if u is None:
-            u = self._u_full[k] = winograd.winograd_filter(self.stages[k].module.weight)
+            u = self._u_full[k] = winograd.winograd_filter(self.stages[k].module.weight,
+                                                            tuple(self.stages[k].out_shape[1:]))
         if cols is None:
             return u if rows is None else u.index_select(2, rows)
         # one advanced-indexing gather is 1.7x faster than two index_selects (measured)
