@@ -250,3 +250,46 @@ def test_engine_with_winograd_convolutions_on_arbitrary_masks(side, form, monkey
         _check_forms(calls, side, form)
         np.testing.assert_allclose(loss, ref[:, 0], atol=TOL, rtol=0)
         np.testing.assert_allclose(acc, ref[:, 1], atol=TOL, rtol=0)
+
+
+@pytest.mark.slow
+def test_engine_with_f4_equals_reference_on_a_convnet_trained_on_real_cifar(monkeypatch):
+    """Trained weights and real images (larger, less regular activations than a random
+    network's): a ConvNet trained for three epochs on 2,000 real CIFAR-10 images, its last
+    convolutions (4x4 maps) in F(4x4, 3x3) at the default thresholds, equals the plain
+    definition at every point of its cumulative ablation curves on 300 test images."""
+    from conftest import shared_file
+    from singledir.data.sources import load_dataset, to_tensors
+    from singledir.engine.ablation import cumulative_ablation_curve, curve_points, layer_sizes, random_orderings
+    from singledir.engine.options import EngineOptions
+    from singledir.engine.reference import reference_curve
+    from singledir.models.nets import ConvNet
+    from test_engine import _check_rows
+
+    data = load_dataset({"source": "npz", "path": str(shared_file("cifar10_jpeg_12k.npz")), "train_limit": 2000})
+    t = to_tensors(data, data.y_train)
+    torch.manual_seed(0)
+    model = ConvNet(3, 10, width=0.25, batch_norm=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for _ in range(3):
+        for i in range(0, 2000, 100):
+            loss = F.cross_entropy(model(t.x_train[i:i + 100]), t.y_train[i:i + 100])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    x, y = t.x_test[:300], t.y_test[:300]
+    monkeypatch.delenv("SINGLEDIR_WINOGRAD", raising=False)
+    calls = []
+    real = winograd.winograd_conv3x3
+    monkeypatch.setattr(winograd, "winograd_conv3x3", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    layers = ["relu9", "relu10", "relu11"]
+    sizes = layer_sizes(model, layers, x)
+    curve = cumulative_ablation_curve(model, x, y, layers, n_orderings=2, n_points=6, seed=1,
+                                      options=EngineOptions(chunk_size=300))
+    assert calls and {shape[0] for shape in calls} == {36}  # F(4x4) at the default thresholds
+    total = sum(sizes.values())
+    ref = reference_curve(model, x, y, sizes, random_orderings(total, 2, 1), curve_points(total, 6))
+    _check_rows(curve, ref)
+    assert curve.accuracy.max() > 0.2 and np.ptp(curve.loss) > 0.1  # a trained net whose ablation matters
