@@ -135,6 +135,22 @@ def test_winograd_prologue_applies_the_channel_wise_stages_to_the_input_in_order
     assert torch.equal(x, x0)
 
 
+def test_plan_gathers_the_transformed_filters_of_a_masks_channels():
+    """ClampPlan._winograd_filter: the transformed filters of the given input channels
+    (in their order) and output channels, for a convolution with more inputs than outputs,
+    equal those of the sliced weight."""
+    from singledir.engine.clamp_plan import ClampPlan
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 7, 3, padding=1), nn.ReLU(), nn.Conv2d(7, 5, 3, padding=1), nn.ReLU())
+    plan = ClampPlan.build(model, ["1"], torch.randn(2, 3, 4, 4))
+    w = model[2].weight
+    cols, rows = torch.tensor([6, 0, 3, 4]), torch.tensor([1, 2, 4])
+    for r, c, sliced in ((rows, cols, w[rows][:, cols]), (None, cols, w[:, cols]), (rows, None, w[rows])):
+        got = plan._winograd_filter(2, r, c)
+        # a gather is exact; the tolerance only absorbs float64 summation order in the reference
+        torch.testing.assert_close(got, winograd_filter(sliced, (4, 4)), rtol=0, atol=1e-6)
+
+
 def test_winograd_applies_only_to_3x3_stride_1_pad_1_on_small_maps():
     conv = nn.Conv2d(4, 4, 3, padding=1)
     assert winograd_applies(conv, (4, 4)) and winograd_applies(conv, (2, 4))

@@ -266,8 +266,14 @@ class ClampPlan:
                                                             tuple(self.stages[k].out_shape[1:]))
         if cols is None:
             return u if rows is None else u.index_select(2, rows)
-        # one advanced-indexing gather is 1.7x faster than two index_selects (measured)
-        return u.index_select(1, cols) if rows is None else u[:, cols.unsqueeze(1), rows]
+        if rows is None:
+            return u.index_select(1, cols)
+        # both: one index_select of the (in, out) pairs from each position's flattened
+        # (in x out) filters, measured 2.3x (2 threads) to 4x (1 thread) faster than
+        # advanced indexing u[:, cols[:, None], rows] and 4x faster than two index_selects
+        # (36 x 256 x 256 -> 240 x 245, on the Xeon)
+        pairs = (cols.unsqueeze(1) * u.shape[2] + rows).flatten()
+        return u.view(u.shape[0], -1).index_select(1, pairs).view(u.shape[0], len(cols), len(rows))
 
     def _weight_t(self, j: int) -> torch.Tensor:
         """Linear stage j's weight transposed, (in, out) contiguous, once per plan."""
