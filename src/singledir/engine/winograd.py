@@ -139,8 +139,7 @@ def _transforms(h: int, w: int, positions: int) -> tuple[torch.Tensor, torch.Ten
     """(input transform (P T, h w), output transform (h w, P T), T) for an (h, w) map with
     zero padding 1 and filters of ``positions`` = P transformed positions, T tiles; rows of
     the input transform ordered (tile position, tile), as the P products want them."""
-    sides = next(s for s in ((2, 2), (4, 4), (4, 2), (2, 4))
-                 if (s[0] + 2) * (s[1] + 2) == positions and s[0] <= h and s[1] <= w)
+    sides = _tile_sides((h, w), "f2" if positions == 16 else "f4")  # 16: F(2x2) tiles throughout
 
     def one_d(n, m):  # a side of n in tiles of m outputs, F(m, 3): m + 2 positions per tile
         bt, _, at = _TOOM_COOK[m]
