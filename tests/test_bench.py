@@ -20,8 +20,9 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     csv = tmp_path / "bench.csv"
     # two threads, as the benchmark runs by default: fused training then takes the cost model's
     # decision (no trial), the path that once crashed the benchmark
-    proc = subprocess.run([sys.executable, "-m", "singledir.bench", str(csv), "--quick", "--threads", "2"],
-                          capture_output=True, text=True, timeout=600)
+    # two rounds of every timing, as the full benchmark's three: medians, spreads, equal results
+    proc = subprocess.run([sys.executable, "-m", "singledir.bench", str(csv), "--quick", "--threads", "2",
+                           "--repeats", "2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     summary = json.loads(last)
@@ -31,6 +32,7 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
         assert isinstance(value, (int, float)) and not isinstance(value, bool), key
         assert math.isfinite(value) and value > 0, (key, value)
     assert "extrapolated linearly" in proc.stdout  # the naive timing says how it was obtained
+    assert summary["repeats"] == 2 and "(median of " in proc.stdout
     # the speed-up splits into less arithmetic times the engine's rate relative to the naive one
     for net in ("mlp", "convnet"):
         assert summary[f"{net}_flop_ratio"] > 1
@@ -53,6 +55,15 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
     # the engine agreed with the naive method where both ran
     diffs = table[table.metric.isin(["max_abs_loss_diff", "max_abs_accuracy_diff"])]
     assert len(diffs) == 4 and (diffs.value < 1e-5).all()
+    # each time is the median of its rounds, which lie between the smallest and largest one;
+    # the engine's rounds gave identical numbers (same inputs and threads on a CPU)
+    for bench_name in set(table.benchmark) - {"gemm"}:
+        rows = table[table.benchmark == bench_name].set_index("metric").value
+        assert rows["repeats"] == 2, bench_name
+        if "engine_s" in rows:
+            assert rows["engine_s_min"] <= rows["engine_s"] <= rows["engine_s_max"], bench_name
+            assert rows["naive_s_measured_min"] <= rows["naive_s_measured"] <= rows["naive_s_measured_max"]
+            assert rows["engine_repeat_max_abs_loss_diff"] == 0, bench_name
     # the naive method's arithmetic per point, counted by torch's flop counter, is the
     # engine's unperturbed pass (one forward over every example), counted by the engine
     # (the ConvNet's as direct convolutions: its Winograd form executes fewer)
@@ -62,6 +73,13 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
         assert rows["naive_flops"] / rows["points"] == pytest.approx(direct, rel=1e-12), net
         if net.startswith("convnet"):
             assert rows["base_flops"] < direct
+
+
+def test_bench_refuses_fewer_than_one_round(capsys):
+    from singledir import bench
+    with pytest.raises(SystemExit):
+        bench.main(["/dev/null", "--quick", "--repeats", "0"])
+    assert "--repeats must be at least 1; got 0" in capsys.readouterr().err
 
 
 def test_forward_flops_counts_two_per_multiply_add():
@@ -79,7 +97,7 @@ def test_fused_benchmark_reports_the_trial_or_the_cost_model(n_threads):
     old = torch.get_num_threads()
     torch.set_num_threads(n_threads)
     try:
-        res = fused_benchmark(3, [8, 8], 256, 1, 64, lines.append, peak=1e11)
+        res = fused_benchmark(3, [8, 8], 256, 1, 64, lines.append, peak=1e11, repeats=2)
     finally:
         torch.set_num_threads(old)
     by_trial = n_threads == 1
@@ -87,6 +105,8 @@ def test_fused_benchmark_reports_the_trial_or_the_cost_model(n_threads):
     assert any(("the trial chose" if by_trial else "the cost model chose fusion") in line for line in lines)
     for key in ("speedup", "forced_fused_speedup", "speedup_ceiling", "sequential_s", "fused_s"):
         assert math.isfinite(res[key]) and res[key] > 0, key
+    assert res["repeats"] == 2 and sum(line.count("(median of ") for line in lines) == 3  # its three times
+    assert 0 <= res["fused_chosen"] <= 1
 
 
 def test_training_flop_count_matches_torch_flop_counter():

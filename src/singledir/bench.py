@@ -1,6 +1,6 @@
 """Benchmark: the engine against the naive method, and fused against sequential training.
 
-``python -m singledir.bench [CSV] [--quick] [--threads N] [--convnet-width W] ...``
+``python -m singledir.bench [CSV] [--quick] [--threads N] [--repeats R] [--convnet-width W] ...``
 
 Prints, for the machine it runs on:
 
@@ -26,6 +26,11 @@ Prints, for the machine it runs on:
    (:mod:`singledir.training.fused`): models x examples per second;
 5. with CUDA: the engine on the GPU in fp32, TF32 and bf16 (images/s and the measured
    difference from fp32).
+
+Every time is the median of ``--repeats`` rounds (default 3), the rounds of the
+competitors run in turn (engine, naive; sequential, fused), so that a load drifting on a
+shared machine falls on both sides of a ratio alike; the CSV also carries each time's
+smallest and largest round.
 
 Inputs are synthetic (seeded normal images; labels are the network's own predictions
 with 10 % flipped), since timing does not depend on the data. Writes every figure to a
@@ -116,12 +121,23 @@ def _data(model: nn.Module, n: int, shape, seed: int):
     return x, y
 
 
+def _spread(times: list[float]) -> str:
+    """'2.72 s' for one run; '2.72 s (median of 2.68, 2.72, 2.85)' for several."""
+    med = float(np.median(times))
+    return f"{med:.2f} s" + (f" (median of {', '.join(f'{t:.2f}' for t in times)})" if len(times) > 1 else "")
+
+
 def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: int, n_points: int,
-                       naive_points: int, chunk_size: int, log, direct_convolutions: bool = False) -> dict:
+                       naive_points: int, chunk_size: int, log, direct_convolutions: bool = False,
+                       repeats: int = 1) -> dict:
     """Engine vs naive for one full cumulative-ablation analysis; returns a result dict.
 
     ``direct_convolutions``: also time the engine with its small-map convolutions direct
-    (``SINGLEDIR_WINOGRAD=0``), so that each machine shows whether the Winograd form pays."""
+    (``SINGLEDIR_WINOGRAD=0``), so that each machine shows whether the Winograd form pays.
+    ``repeats``: rounds of (engine, [engine with direct convolutions,] naive sample), run
+    in turn so that a drifting load on a shared machine falls on all of them alike; every
+    time reported is the median over the rounds (``*_min`` / ``*_max`` give the spread),
+    and the rounds' results must agree (``engine_repeat_max_abs_loss_diff``: 0 on a CPU)."""
     sizes = layer_sizes(model, layers, x)
     total = sum(sizes.values())
     orders = random_orderings(total, n_orderings, 0)
@@ -129,55 +145,73 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
     sets = [orders[o, :k] for o in range(n_orderings) for k in points]
     keep = masks_from_sets(sets, sizes)
     pert = PerturbationBatch(len(sets), keep, {n: None for n in layers})
-    stats: dict = {}
-    t = time.perf_counter()
-    loss, acc = evaluate_perturbations(model, x, y, pert, options=EngineOptions(chunk_size=chunk_size),
-                                       stats=stats)
-    t_engine = time.perf_counter() - t
-    log(f"[{name}] engine: {t_engine:.2f} s for {len(sets)} points x {len(x)} examples "
-        f"(path {stats['path']}, {stats['unique_perturbations']} distinct masks; base pass {stats['time_base']:.2f} s, "
-        f"suffix {stats['time_suffix']:.2f} s)")
-    direct = {}
-    if direct_convolutions:
+    options = EngineOptions(chunk_size=chunk_size)
+    # The naive method on a few points spread over the curve, all examples; linear in points.
+    check = np.unique(np.linspace(0, len(sets) - 1, naive_points).round().astype(int))
+
+    def engine():
+        stats: dict = {}
+        t = time.perf_counter()
+        loss, acc = evaluate_perturbations(model, x, y, pert, options=options, stats=stats)
+        return time.perf_counter() - t, loss, acc, stats
+
+    def engine_direct():
         before = os.environ.get("SINGLEDIR_WINOGRAD")
         os.environ["SINGLEDIR_WINOGRAD"] = "0"
         try:
-            stats_d: dict = {}
-            t = time.perf_counter()
-            loss_d, _ = evaluate_perturbations(model, x, y, pert, options=EngineOptions(chunk_size=chunk_size),
-                                               stats=stats_d)
-            t_direct = time.perf_counter() - t
+            return engine()
         finally:
             if before is None:
                 os.environ.pop("SINGLEDIR_WINOGRAD")
             else:
                 os.environ["SINGLEDIR_WINOGRAD"] = before
+
+    def naive():
+        t = time.perf_counter()
+        refs = [reference_ablation_eval(model, x, y, split_units(sets[i], sizes)) for i in check]
+        return time.perf_counter() - t, refs
+
+    runs, direct_runs, naive_runs = [], [], []
+    for _ in range(max(1, repeats)):
+        runs.append(engine())
+        if direct_convolutions:
+            direct_runs.append(engine_direct())
+        naive_runs.append(naive())
+    _, loss, acc, stats = runs[0]
+    t_engine = float(np.median([r[0] for r in runs]))
+    time_base = float(np.median([r[3]["time_base"] for r in runs]))
+    time_suffix = float(np.median([r[3]["time_suffix"] for r in runs]))
+    repeat_diff = max([float((r[1] - rs[0][1]).abs().max()) for rs in (runs, direct_runs) for r in rs[1:]],
+                      default=0.0)
+    log(f"[{name}] engine: {_spread([r[0] for r in runs])} for {len(sets)} points x {len(x)} examples "
+        f"(path {stats['path']}, {stats['unique_perturbations']} distinct masks; base pass {time_base:.2f} s, "
+        f"suffix {time_suffix:.2f} s)")
+    direct = {}
+    if direct_convolutions:
+        t_direct = float(np.median([r[0] for r in direct_runs]))
+        loss_d, stats_d = direct_runs[0][1], direct_runs[0][3]
         # the suffix's work counted as direct convolutions (what the Winograd form replaces)
         direct = {"engine_direct_s": t_direct, "winograd_speedup": t_direct / t_engine,
                   "winograd_max_abs_loss_diff": float((loss_d - loss).abs().max()),
                   "suffix_flops_direct_equivalent": stats_d["flops_suffix"],
                   "base_flops_direct_equivalent": stats_d["flops_base"]}
-        log(f"[{name}] engine with direct convolutions only (SINGLEDIR_WINOGRAD=0): {t_direct:.2f} s -> the "
-            f"Winograd form of the small-map convolutions is {t_direct / t_engine:.2f}x as fast here "
+        log(f"[{name}] engine with direct convolutions only (SINGLEDIR_WINOGRAD=0): {_spread([r[0] for r in direct_runs])}"
+            f" -> the Winograd form of the small-map convolutions is {t_direct / t_engine:.2f}x as fast here "
             f"(largest loss difference {direct['winograd_max_abs_loss_diff']:.1e})")
         if t_direct < t_engine:
             log(f"[{name}] the Winograd form does not pay on this machine: run analyses with SINGLEDIR_WINOGRAD=0")
-    # The naive method on a few points spread over the curve, all examples; linear in points.
-    check = np.unique(np.linspace(0, len(sets) - 1, naive_points).round().astype(int))
-    t = time.perf_counter()
-    diffs = []
-    for i in check:
-        ref_loss, ref_acc = reference_ablation_eval(model, x, y, split_units(sets[i], sizes))
-        diffs.append((abs(ref_loss - float(loss[i])), abs(ref_acc - float(acc[i]))))
-    t_naive_part = time.perf_counter() - t
+    t_naive_part = float(np.median([r[0] for r in naive_runs]))
     t_naive = t_naive_part * len(sets) / len(check)
+    diffs = [(abs(ref_loss - float(loss[i])), abs(ref_acc - float(acc[i])))
+             for i, (ref_loss, ref_acc) in zip(check, naive_runs[0][1])]
     max_dloss = max(d[0] for d in diffs)
     max_dacc = max(d[1] for d in diffs)
-    log(f"[{name}] naive: {t_naive_part:.2f} s for {len(check)} of {len(sets)} points (all {len(x)} examples) "
-        f"-> {t_naive:.1f} s extrapolated linearly to all points")
-    log(f"[{name}] engine vs naive at those points: max |d loss| = {max_dloss:.2e}, max |d accuracy| = {max_dacc:.2e}")
+    log(f"[{name}] naive: {_spread([r[0] for r in naive_runs])} for {len(check)} of {len(sets)} points "
+        f"(all {len(x)} examples) -> {t_naive:.1f} s extrapolated linearly to all points")
+    log(f"[{name}] engine vs naive at those points: max |d loss| = {max_dloss:.2e}, max |d accuracy| = {max_dacc:.2e}"
+        + (f"; the {len(runs)} engine rounds differ by at most {repeat_diff:.1e}" if len(runs) > 1 else ""))
     speedup = t_naive / t_engine
-    suffix_rate = stats["flops_suffix"] / max(stats["time_suffix"], 1e-9)
+    suffix_rate = stats["flops_suffix"] / max(time_suffix, 1e-9)
     engine_flops = stats["flops_suffix"] + stats["flops_base"]
     total_rate = engine_flops / t_engine
     log(f"[{name}] speedup: {speedup:.1f}x; engine suffix {suffix_rate / 1e9:.1f} GFLOP/s, "
@@ -191,10 +225,13 @@ def ablation_benchmark(name: str, model: nn.Module, x, y, layers, n_orderings: i
     log(f"[{name}] arithmetic: naive {naive_flops / 1e12:.2f} TFLOP, engine {engine_flops / 1e12:.3f} TFLOP "
         f"({flop_ratio:.1f}x less); naive runs at {naive_rate / 1e9:.1f} GFLOP/s, the engine at "
         f"{total_rate / naive_rate:.2f}x that rate -> {flop_ratio:.1f} x {total_rate / naive_rate:.2f} = {speedup:.1f}x")
-    return {"name": name, "examples": len(x), "points": len(sets), "engine_s": t_engine,
+    return {"name": name, "examples": len(x), "points": len(sets), "repeats": len(runs), "engine_s": t_engine,
+            "engine_s_min": min(r[0] for r in runs), "engine_s_max": max(r[0] for r in runs),
+            "engine_repeat_max_abs_loss_diff": repeat_diff,
             "naive_s_measured": t_naive_part, "naive_points_measured": len(check), "naive_s": t_naive,
-            "speedup": speedup, "suffix_flops": stats["flops_suffix"], "suffix_s": stats["time_suffix"],
-            "base_flops": stats["flops_base"], "base_s": stats["time_base"], "suffix_flops_per_s": suffix_rate,
+            "naive_s_measured_min": min(r[0] for r in naive_runs), "naive_s_measured_max": max(r[0] for r in naive_runs),
+            "speedup": speedup, "suffix_flops": stats["flops_suffix"], "suffix_s": time_suffix,
+            "base_flops": stats["flops_base"], "base_s": time_base, "suffix_flops_per_s": suffix_rate,
             "engine_flops_per_s": total_rate, "naive_flops": naive_flops, "naive_flops_per_s": naive_rate,
             "flop_ratio": flop_ratio, "rate_ratio": total_rate / naive_rate,
             "max_abs_loss_diff": max_dloss, "max_abs_accuracy_diff": max_dacc, **direct}
@@ -221,7 +258,8 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
     return epochs * n_train * step + (epochs + 1) * (n_train + n_test) * 2 * sum(macs)
 
 
-def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None) -> dict:
+def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None,
+                    repeats: int = 1) -> dict:
     """K sequential trainings vs one job of K as ``fuse: K`` runs it
     (:func:`singledir.training.fused.train_group`: with one thread a short measured trial, then
     fused or one at a time, whichever the trial found faster, the trial's time included; with
@@ -229,7 +267,11 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
 
     With ``peak`` (the machine's GEMM FLOP/s) it also reports the ceiling: fusion saves
     per-step overheads, not arithmetic, so no fused run can beat ``peak`` divided by the
-    FLOP/s that sequential training already achieves."""
+    FLOP/s that sequential training already achieves.
+
+    ``repeats``: rounds of (sequential, forced fusion, ``fuse: K``), run in turn; each time
+    reported is the median over the rounds (``fused_chosen``: the fraction of rounds in
+    which ``fuse: K`` fused; a one-thread trial decides anew each round)."""
     import tempfile
 
     from singledir.data.sources import Tensors
@@ -257,29 +299,33 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
                for d in datas[:2]]
         train(build(0), few[0], tiny, os.path.join(tmp, "warm_seq"), log=quiet)
         train_fused([build(0), build(1)], few, [tiny, tiny], os.path.join(tmp, "warm_fused"), log=quiet)
-        t = time.perf_counter()
-        for i in range(k):
-            train(build(cfgs[i].seed), datas[i], cfgs[i], os.path.join(tmp, f"seq{i}"), log=quiet)
-        t_seq = time.perf_counter() - t
-        models = [build(c.seed) for c in cfgs]
-        t = time.perf_counter()
-        train_fused(models, datas, cfgs, os.path.join(tmp, "fused"), log=quiet)
-        t_fused = time.perf_counter() - t
-        models = [build(c.seed) for c in cfgs]
-        t = time.perf_counter()
-        _, decision = train_group(models, datas, cfgs, os.path.join(tmp, "group"), log=quiet)
-        t_group = time.perf_counter() - t
+        seq_s, fused_s, group_s, chosen = [], [], [], []
+        for r in range(max(1, repeats)):  # fresh output folders: a finished run would just load itself
+            t = time.perf_counter()
+            for i in range(k):
+                train(build(cfgs[i].seed), datas[i], cfgs[i], os.path.join(tmp, f"seq{r}_{i}"), log=quiet)
+            seq_s.append(time.perf_counter() - t)
+            models = [build(c.seed) for c in cfgs]
+            t = time.perf_counter()
+            train_fused(models, datas, cfgs, os.path.join(tmp, f"fused{r}"), log=quiet)
+            fused_s.append(time.perf_counter() - t)
+            models = [build(c.seed) for c in cfgs]
+            t = time.perf_counter()
+            _, decision = train_group(models, datas, cfgs, os.path.join(tmp, f"group{r}"), log=quiet)
+            group_s.append(time.perf_counter() - t)
+            chosen.append(decision["fuse"])
+        t_seq, t_fused, t_group = (float(np.median(v)) for v in (seq_s, fused_s, group_s))
     work = k * n * epochs
     flops = k * mlp_training_flops([784, *hidden, 10], n, len(x_test), epochs)
     name = f"{k} MLPs 784-{'-'.join(map(str, hidden))}-10"
     log(f"[fused] {name}, {epochs} epoch(s) of {n} examples, batch {batch_size}: "
-        f"sequential {t_seq:.2f} s ({work / t_seq:,.0f} model-examples/s, {flops / t_seq / 1e9:.1f} GFLOP/s), "
-        f"forced fusion {t_fused:.2f} s ({work / t_fused:,.0f} model-examples/s, {flops / t_fused / 1e9:.1f} GFLOP/s) "
-        f"-> {t_seq / t_fused:.2f}x")
-    log(f"[fused] {name} as `fuse: {k}` runs it: {t_group:.2f} s -> {t_seq / t_group:.2f}x; the {decision['rule']} "
+        f"sequential {_spread(seq_s)} ({work / t_seq:,.0f} model-examples/s, {flops / t_seq / 1e9:.1f} GFLOP/s), "
+        f"forced fusion {_spread(fused_s)} ({work / t_fused:,.0f} model-examples/s, "
+        f"{flops / t_fused / 1e9:.1f} GFLOP/s) -> {t_seq / t_fused:.2f}x")
+    log(f"[fused] {name} as `fuse: {k}` runs it: {_spread(group_s)} -> {t_seq / t_group:.2f}x; the {decision['rule']} "
         f"chose {'fusion' if decision['fuse'] else 'one at a time'}: {decision['reason']}")
-    res = {"k": k, "sequential_s": t_seq, "fused_s": t_group, "speedup": t_seq / t_group,
-           "forced_fused_s": t_fused, "forced_fused_speedup": t_seq / t_fused, "fused_chosen": float(decision["fuse"]),
+    res = {"k": k, "repeats": len(seq_s), "sequential_s": t_seq, "fused_s": t_group, "speedup": t_seq / t_group,
+           "forced_fused_s": t_fused, "forced_fused_speedup": t_seq / t_fused, "fused_chosen": float(np.mean(chosen)),
            "decided_by_trial": float(decision["rule"] == "trial"),
            "sequential_throughput": work / t_seq, "fused_throughput": work / t_group,
            "sequential_flops_per_s": flops / t_seq, "fused_flops_per_s": flops / t_group}
@@ -564,6 +610,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     ap.add_argument("--convnet-width", type=float, default=None, help="ConvNet width multiplier (default 0.5)")
     ap.add_argument("--fuse-k", type=int, default=None, help="models trained at once (default 16)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="rounds of each timing, reported as medians (default 3; 1 with --quick)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: the one-shot GPU check instead of the CPU benchmark")
     ap.add_argument("--budget-s", type=float, default=480.0, help="wall-time budget of the GPU check (seconds)")
@@ -577,6 +625,9 @@ def main(argv=None) -> dict:
         print(msg, flush=True)
 
     q = args.quick
+    repeats = args.repeats if args.repeats is not None else (1 if q else 3)
+    if repeats < 1:
+        ap.error(f"--repeats must be at least 1; got {repeats}")
     threads = torch.get_num_threads()
     log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{threads} threads")
@@ -610,14 +661,15 @@ def main(argv=None) -> dict:
     mlp = _variance_preserving(MLP(784, hidden, 10), 0)
     x, y = _data(mlp, 300 if q else 10000, (1, 28, 28), 1)
     res_mlp = ablation_benchmark("mlp", mlp, x, y, ["relu1", "relu2"], 3 if q else 10, 6 if q else 21,
-                                 2 if q else 3, 5000, log)
+                                 2 if q else 3, 5000, log, repeats=repeats)
     peaks.append(gemm_flops(n_gemm))
     onednn_peaks.append(onednn_gemm_flops(n_gemm))
     width = args.convnet_width or (0.0625 if q else 0.5)
     conv = _variance_preserving(ConvNet(3, 10, width=width, batch_norm=True), 1)
     xc, yc = _data(conv, 100 if q else 2000, (3, 32, 32), 2)
     res_conv = ablation_benchmark(f"convnet_w{width:g}", conv, xc, yc, ["relu9", "relu10", "relu11"],
-                                  3 if q else 10, 6 if q else 21, 2, 2000, log, direct_convolutions=True)
+                                  3 if q else 10, 6 if q else 21, 2, 2000, log, direct_convolutions=True,
+                                  repeats=repeats)
     peaks.append(gemm_flops(n_gemm))
     onednn_peaks.append(onednn_gemm_flops(n_gemm))
     # The machine's rate, measured before, between and after the engine runs (on a shared
@@ -660,8 +712,8 @@ def main(argv=None) -> dict:
     k = args.fuse_k or (4 if q else 16)
     # The paper's smallest MNIST MLP (Figs. 7a, A4a: 128 units per layer), and a small one
     # such as the demo trains, where per-step overheads rather than FLOPs dominate.
-    fused = fused_benchmark(k, [32, 32] if q else [128, 128], 512 if q else 10000, 1, 128, log, peak)
-    fused_small = fused_benchmark(k, [16, 16] if q else [32, 32], 512 if q else 10000, 1, 128, log, peak)
+    fused = fused_benchmark(k, [32, 32] if q else [128, 128], 512 if q else 10000, 1, 128, log, peak, repeats)
+    fused_small = fused_benchmark(k, [16, 16] if q else [32, 32], 512 if q else 10000, 1, 128, log, peak, repeats)
     for name, res in (("fused_training", fused), ("fused_training_small", fused_small)):
         for key, value in res.items():
             add(name, key, value)
@@ -686,7 +738,7 @@ def main(argv=None) -> dict:
                # the same ceiling at oneDNN's rate (what the machine's fastest fp32 product allows)
                "fused_training_speedup_ceiling_onednn": (fused["speedup_ceiling"] * onednn_peak / peak
                                                          if onednn_peak else None),
-               "convnet_width": width, "threads": threads, "quick": q}
+               "convnet_width": width, "threads": threads, "repeats": repeats, "quick": q}
     save_csv(pd.DataFrame(rows), args.csv)
     log(f"wrote {args.csv}")
     print(json.dumps(summary), flush=True)
