@@ -13,10 +13,14 @@ from singledir.training.checkpoint import (CheckpointError, TrainingInterrupted,
                                            checkpoint_and_stop, load_checkpoint, load_snapshot, previous_of,
                                            save_checkpoint)
 from singledir.data.sources import load_dataset, to_tensors
-from singledir.training.fused import train_fused
+import functools
+
+from singledir.training.loop import fit
+
+train_fused = functools.partial(fit, fused=True)
 from singledir.models.nets import MLP
 from singledir.training.core import TrainConfig
-from singledir.training.single import train
+from singledir.training.loop import train_one as train
 
 
 def truncate(path):
@@ -99,7 +103,7 @@ def _cfg(epochs, seed=7):
 
 
 def _mlp(seed=7, dropout=0.2):
-    torch.manual_seed(seed)  # as train_model.py: the seed fixes the initialization
+    torch.manual_seed(seed)  # as singledir.training.api.train: the seed fixes the initialization
     return MLP(64, [32, 32], 10, dropout=dropout)
 
 
@@ -147,7 +151,7 @@ def test_fused_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, one_t
     models, datas, cfgs = members(4)
     res = train_fused(models, datas, cfgs, work, log=logs.append)
     assert logs[0].startswith(f"WARNING: checkpoint {work / 'resume.pt'} does not load (")
-    assert f"resuming fused group from {work / 'resume.prev.pt'} at epoch 1, step 0" in logs
+    assert f"resuming from {work / 'resume.prev.pt'} at epoch 1, step 0" in logs
     assert (tmp_path / "run.corrupt" / "resume.pt").exists()
     for a, b, (ha, _), (hb, _) in zip(ref, models, ref_res, res):
         assert _same_weights(a.state_dict(), b.state_dict())

@@ -25,7 +25,7 @@ from singledir.data.corruption import corrupt_labels
 from singledir.data.sources import load_dataset, to_tensors
 from singledir.models.nets import build_net, resolve_layers
 from singledir.training.core import TrainConfig
-from singledir.training.single import train
+from singledir.training.loop import train_one as train
 
 
 @pytest.mark.slow

@@ -12,13 +12,20 @@ import torch
 import torch.nn.functional as F
 
 from singledir.data.sources import Tensors, load_dataset, to_tensors
-from singledir.training import fused as fused_mod
-from singledir.training.fused import FusedNet, MemberRNG, fusion_groups, fusion_key, fusion_trial, train_fused, train_group
+import functools
+
+from singledir.training import fusion_choice as fused_mod
+from singledir.training.api import train_members as train_group
+from singledir.training.fused import FusedNet, MemberRNG, fusion_groups, fusion_key
+from singledir.training.fusion_choice import fusion_trial
+from singledir.training.loop import fit
+
+train_fused = functools.partial(fit, fused=True)
 from singledir.models.nets import MLP, ConvNet
 from singledir.pipeline.plan import ConfigError, experiment_specs
 from singledir.training.checkpoint import TrainingInterrupted
 from singledir.training.core import TrainConfig
-from singledir.training.single import train
+from singledir.training.loop import train_one as train
 
 from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
 
@@ -287,7 +294,7 @@ def test_auto_never_times_a_group_whose_fused_weights_differ(digits, tmp_path, m
     rounding: with fuse="auto" the cost model decides from shapes (no timing trial), so
     the weights never depend on the load; a ConvNet step above the cost model's FLOP
     limit trains one at a time, bitwise as train_model would."""
-    from singledir.training.fused import fused_is_bitwise
+    from singledir.training.fusion_choice import fused_is_bitwise
 
     def no_trial(*a, **k):
         raise AssertionError("a timing trial ran for a group whose fused weights differ")

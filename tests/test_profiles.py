@@ -51,20 +51,29 @@ def test_local_profile_uses_all_cores_and_no_gpus():
     assert "gpu" not in str(p.get("resources", "")) and "set-resources" not in p
 
 
+TRAINING_RULES = ("train_model", "train_group_")  # they ask for their GPUs themselves, from the config
+
+
+def _analysis_gpu_rules(rules):
+    return [n for n in gpu_rules(rules) if not n.startswith(TRAINING_RULES + ("beyond_probes_group_",))]
+
+
 def test_gpu_rules_declare_no_gpu_themselves(rules):
-    """The demo must run on CPU with profiles/local: only the GPU profiles add gpu=1."""
+    """The demo must run on CPU with profiles/local: only the GPU profiles add gpu=1 to the
+    analysis rules; the training rules compute theirs from the config (none with device: cpu)."""
     names = gpu_rules(rules)
     assert {"train_model", "ablation_curve", "noise_curve", "unit_analysis", "training_auc"} <= set(names)
     for r in rules:
-        if r["name"] in names:
+        if r["name"] in names and not r["name"].startswith(TRAINING_RULES):
             assert "gpu" not in r["resources"], f"rule {r['name']} declares gpu itself"
+        if r["name"].startswith(TRAINING_RULES):
+            assert {"gpu", "runtime", "mem_mb"} <= set(r["resources"]), r["name"]
 
 
 def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
-    # Fused training groups (train_group_*) and probe groups (beyond_probes_group_*), made in
-    # loops from the config, inherit train_model's / beyond_probes' profile resources;
-    # test_profiles_dry_run_gpu_resources checks them.
-    names = [n for n in gpu_rules(rules) if not n.startswith(("train_group_", "beyond_probes_group_"))]
+    # Probe groups (beyond_probes_group_*), made in loops from the config, inherit
+    # beyond_probes' profile resources; test_profiles_dry_run_gpu_resources checks them.
+    names = _analysis_gpu_rules(rules)
     local_gpu, slurm = profile("local-gpu"), profile("slurm")
     assert int(local_gpu["resources"]["gpu"]) >= 1
     own = {r["name"]: set(r["resources"]) for r in rules}
@@ -74,7 +83,7 @@ def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
         assert res["gpu"] == 1, f"profiles/slurm: {name}"
         for key in ("runtime", "mem_mb"):  # from the profile, or the rule's own (family-dependent)
             assert res.get(key, 0) > 0 or key in own[name], f"profiles/slurm: {name} has no {key}"
-    for r in rules:  # only GPU rules ask for GPUs
+    for r in rules:  # only analysis GPU rules get GPUs from a profile; training asks itself
         for prof in (local_gpu, slurm):
             if r["name"] not in names:
                 assert "gpu" not in prof["set-resources"].get(r["name"], {}), r["name"]
@@ -124,18 +133,30 @@ def _resources_of(proc, rule):
 
 
 def test_profiles_dry_run_gpu_resources(tmp_path):
-    """Snakemake reads the profiles: gpu=1 on training/analysis jobs with local-gpu only,
-    fused training groups included."""
+    """Snakemake reads the profiles: gpu=1 on analysis jobs with local-gpu only; training
+    jobs (fused groups included) ask for train.nodes x train.gpus_per_node GPUs whatever
+    the profile, and for none with device: cpu."""
     config = tiny_config()
     config["families"]["mnist"]["experiments"]["corruption"]["fuse"] = 2
     cfg = write_yaml(config, tmp_path / "tiny.yaml")
     targets = ["results/fig1_mnist.pdf", "results/fig7_mnist.pdf"]
     cpu = snakemake(tmp_path, "-n", *targets, "--profile", PROFILES / "local", configfile=cfg)
     gpu = snakemake(tmp_path, "-n", *targets, "--profile", PROFILES / "local-gpu", configfile=cfg)
-    for rule in ("train_model", "train_group_mnist_corruption_g0", "ablation_curve", "unit_analysis"):
+    for rule in ("ablation_curve", "unit_analysis"):
         assert all("gpu" not in r for r in _resources_of(cpu, rule))
         assert all(re.search(r"\bgpu=1\b", r) for r in _resources_of(gpu, rule))
     assert all("gpu" not in r for r in _resources_of(gpu, "corrupt_labels"))
+    training = ("train_model", "train_group_mnist_corruption_g0")
+    for proc in (cpu, gpu):  # the tiny config trains on the CPU (device: cpu)
+        for rule in training:
+            assert all(re.search(r"\bgpu=0\b", r) for r in _resources_of(proc, rule)), rule
+    config["device"] = "auto"
+    config["families"]["mnist"]["train"]["gpus_per_node"] = 1
+    on_gpu = write_yaml(config, tmp_path / "auto.yaml")
+    for prof in ("local", "local-gpu"):
+        proc = snakemake(tmp_path, "-n", *targets, "--profile", PROFILES / prof, configfile=on_gpu)
+        for rule in training:
+            assert all(re.search(r"\bgpu=1\b", r) for r in _resources_of(proc, rule)), (prof, rule)
 
 
 # --- singledir.pipeline.gpu: one device per running job ------------------------------------------

@@ -12,7 +12,7 @@ from singledir.data.sources import load_dataset, to_tensors
 from singledir.models.nets import MLP, ConvNet
 from singledir.pipeline.plan import ConfigError
 from singledir.training.core import TrainConfig
-from singledir.training.single import train
+from singledir.training.loop import train_one as train
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,34 @@ def test_changing_speed_knobs_reruns_nothing(complete, tmp_path):
     assert dry_run(work, write_yaml(cfg, tmp_path / "speed.yaml")) == {}
 
 
+# Every run option (singledir.training.options.RUN_OPTION_KEYS) and the run's device,
+# each edited to a value other than the tiny run's.
+RUN_OPTION_EDITS = {"checkpoint_every": 2, "eval_batch_size": 77, "num_workers": 2, "nodes": 2, "gpus_per_node": 1,
+                    "threads": 2}
+
+
+def test_run_option_edits_cover_every_run_option():
+    from singledir.training.options import RUN_OPTION_KEYS, RunOptions
+
+    assert set(RUN_OPTION_EDITS) == set(RUN_OPTION_KEYS) == set(RunOptions.__dataclass_fields__) - {"device"}
+
+
+@pytest.mark.parametrize("key", [*RUN_OPTION_EDITS, "device"])
+def test_changing_a_training_run_option_reruns_nothing(complete, tmp_path, key):
+    """Run options set only speed and placement of training (singledir.training.options):
+    they are not in a model's spec nor a param, so editing one retrains nothing."""
+    work, cfgfile, _ = complete
+    cfg = load_yaml(cfgfile)
+    if key == "device":
+        assert cfg["device"] == "cpu"
+        cfg["device"] = "auto"
+    else:
+        assert cfg["families"]["mnist"]["train"].get(key) != RUN_OPTION_EDITS[key]
+        cfg["families"]["mnist"]["train"][key] = RUN_OPTION_EDITS[key]
+    proc = snakemake(work, "-n", "all_figures", configfile=write_yaml(cfg, tmp_path / f"{key}.yaml"))
+    assert "Nothing to be done" in proc.stdout + proc.stderr, planned_jobs(proc)
+
+
 def test_changing_noise_scales_reruns_only_the_noise_curves_and_their_figures(complete, tmp_path):
     work, cfgfile, _ = complete
     cfg = load_yaml(cfgfile)

@@ -26,7 +26,7 @@ DRIVER = textwrap.dedent(f"""
     from singledir.models.nets import MLP
     from singledir.pipeline.runtime import setup_torch
     from singledir.training.core import TrainConfig
-    from singledir.training.single import train
+    from singledir.training.loop import train_one as train
     setup_torch(1)
     data = to_tensors(load_dataset({{"source": "sklearn_digits", "test_fraction": 0.25}}))
     cfg = TrainConfig(epochs={EPOCHS}, batch_size=64, optimizer="sgd", lr=0.05, seed=7,
@@ -140,7 +140,7 @@ def _training_pids(run):
                 cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if str(run) in cmd and "train_model.py" in cmd and "snakemake " not in cmd.split("python")[0]:
+            if str(run) in cmd and ".train.py" in cmd and "snakemake " not in cmd.split("python")[0]:
                 pids.append(int(d.name))
     return pids
 

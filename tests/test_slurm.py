@@ -69,11 +69,18 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     prof["default-resources"]["slurm_partition"] = "debug"
     (tmp_path / "profile").mkdir()
     write_yaml(prof, tmp_path / "profile" / "config.yaml")
+    # The config as a GPU cluster's user writes it: training asks for one GPU per job
+    # (train.gpus_per_node; with device: cpu it would ask for none). Run options set speed
+    # only: the numbers stay those of the local run, and neither run reruns the other.
+    cfg = load_yaml(cfgfile)
+    cfg["device"] = "auto"
+    cfg["families"]["mnist"]["train"]["gpus_per_node"] = 1
+    gpu_cfgfile = write_yaml(cfg, tmp_path / "gpu.yaml")
     run = tmp_path / "run"
     t0 = time.monotonic()
     # No accounting daemon on this cluster: job states come from squeue (see the profile).
     proc = snakemake(run, TARGET, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
-                     "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=cfgfile,
+                     "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=gpu_cfgfile,
                      timeout=1200)
     wall = time.monotonic() - t0
     out = proc.stdout + proc.stderr
@@ -92,7 +99,8 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
         info = _slurm_job(submitted[jobid])
         assert info.get("JobState") == "COMPLETED", (rule, info)
         assert info.get("Partition") == "debug"
-        # gpu=1 (profile set-resources) became sbatch --gpus=1 for the GPU rules only.
+        # gpu=1 (the config's gpus_per_node for training, the profile's set-resources for the
+        # analyses) became sbatch --gpus=1 for the GPU rules only.
         assert (info.get("TresPerJob") == "gres:gpu:1") == (rule in GPU_RULES), (rule, info)
     # The GPU jobs got their (pretend) device from SLURM, and kept it. (Where mknod is not
     # allowed, slurm-up.sh declares plain files, and SLURM sets no CUDA_VISIBLE_DEVICES.)

@@ -11,8 +11,8 @@ from singledir.data.sources import load_dataset, to_tensors
 from singledir.models.nets import MLP
 from singledir.pipeline import config_check, plan
 from singledir.training.checkpoint import TrainingInterrupted
-from singledir.training.core import TrainConfig, lr_at, make_optimizer
-from singledir.training.single import train
+from singledir.training.core import HISTORY_COLUMNS, TrainConfig, lr_at, make_optimizer
+from singledir.training.loop import train_one as train
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,12 @@ def test_training_is_deterministic_and_learns(digits, tmp_path):
     h2, _ = train(m2, digits, TrainConfig.from_spec(CFG), tmp_path / "b", log=lambda *_: None)
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert h1.equals(h2)
-    assert list(h1.columns) == ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    assert list(h1.columns) == list(HISTORY_COLUMNS)  # the one schema of every mode
     assert h1["epoch"].tolist() == [0, 1, 2, 3, 4]
+    steps = -(-len(digits.x_train) // CFG["batch_size"])
+    assert h1["step"].tolist() == [e * steps for e in range(5)]
+    assert h1["lr"].isna().tolist() == [True, False, False, False, False] and (h1["lr"][1:] == CFG["lr"]).all()
+    assert h1[["train_top5", "images_per_s"]].isna().all().all()  # the step-based mode's columns
     assert h1["test_accuracy"].iloc[-1] > 0.8
     assert sorted(snaps) == [0, 2, 4]
     assert torch.equal(snaps[4]["fc1.weight"], m1.state_dict()["fc1.weight"])

@@ -74,7 +74,7 @@ def test_paper_config_builds_its_dag(tmp_path):
     cfgfile = write_yaml(cfg, tmp_path / "paper.yaml")
     out = run_snakemake(tmp_path, "-n", "results/fig7_imagenet.pdf", configfile=cfgfile)
     text = out.stdout + out.stderr
-    for rule in ("imagenet_index", "corrupt_labels", "imagenet_subset", "imagenet_model", "unit_shard",
+    for rule in ("image_index", "corrupt_labels", "image_subset", "train_model", "unit_shard",
                  "unit_analysis", "fig7"):
         assert f"rule {rule}:" in text, rule
     assert "gpu=8" in text and "nodes=1" in text  # the training job asks for its GPUs

@@ -2,7 +2,10 @@
 import os
 import re
 
+from snakemake.logging import logger
+
 import singledir.data.access as data_access
+import singledir.data.imagenet as image_folders
 import singledir.training.fused as fused
 import singledir.pipeline.params as run_params
 import singledir.pipeline.plan as plan
@@ -24,10 +27,11 @@ def profile_resources(rule_name):
     list (the fused training groups inherit train_model's). Literal values only."""
     given = workflow.resource_settings.overwrite_resources.get(rule_name, {})
     return {name: getattr(res, "raw", res) for name, res in dict(given).items()}
-# Families whose data is one in-memory npz (results/data/<family>/dataset.npz): served by
-# the generic data, training and figure rules. The imagenet family keeps its images on disk
-# and has its own index, subset and (DDP) training rules (workflow/rules/imagenet.smk).
+# Families whose data is one in-memory npz (results/data/<family>/dataset.npz). The
+# imagenet family keeps its images on disk (IMAGE_FAMILIES): the data rules of data.smk
+# index them and record the analysis subset; every other rule serves both kinds.
 FAMILIES = "|".join(["mnist", "cifar10"])
+IMAGE_FAMILIES = "|".join(["imagenet"])
 # Families served by the per-model rules (corrupt_labels, ablation_curve, noise_curve,
 # unit_analysis, unit_shard, training_auc; workflow/rules/analysis.smk): every family. Their
 # input functions below and singledir.data.access hide npz vs image index.
@@ -77,6 +81,26 @@ def stores_images(family):
     return data_access.data_form(family_cfg(family)["dataset"]) == data_access.IMAGES
 
 
+_IMAGE_FOLDER_WARNED = set()
+
+
+def image_folder_inputs(wildcards):
+    """image_index's input: the generated stand-in, or nothing (the images are not a
+    Snakemake file). A root without the expected layout is reported here as a warning,
+    when the index is part of the DAG (nothing is listed or read), so a dry run still
+    plans everything; the index job itself then stops with the same error."""
+    ds = image_dataset(wildcards.family)
+    if ds.get("generate"):
+        return {"standin": ds["root"]}
+    try:
+        image_folders.check_layout(ds)
+    except image_folders.DataError as err:
+        if wildcards.family not in _IMAGE_FOLDER_WARNED:
+            _IMAGE_FOLDER_WARNED.add(wildcards.family)
+            logger.warning(f"WARNING: {err}\nJob image_index will stop with this error until the images are there.")
+    return {}
+
+
 def family_data(wildcards):
     """The family's data file: dataset.npz, or the image index (index.csv.gz)."""
     name = "index.csv.gz" if stores_images(wildcards.family) else "dataset.npz"
@@ -120,6 +144,34 @@ def unit_analysis_inputs(w):
     if n == 1:
         return _model_inputs(w)
     return {"shards": [f"{RESULTS}/analysis/{w.family}/{w.model}/unit_shards/{i}_of_{n}.csv" for i in range(n)]}
+
+
+# Inputs and resources of the training rules (train.smk), for every family.
+def training_inputs(w):
+    """A model's labels and its family's data file; for an image family, also a checkpoint
+    file named by model.weights (so a workflow output works there too)."""
+    inputs = {"labels": label_path(w)}
+    if not stores_images(w.family):
+        return dict(inputs, dataset=family_data(w))
+    # torch (through models.resnet) only when an image family is in the DAG
+    from singledir.models.resnet import checkpoint_file
+
+    ckpt = checkpoint_file(spec_of(w)["model"])
+    return dict(inputs, index=family_data(w), **({"checkpoint": ckpt} if ckpt else {}))
+
+
+def training_resources(family, spec):
+    """A training job's resources: GPUs and nodes from its run options
+    (singledir.pipeline.params.training_gpus), image-decoding CPUs (train.threads) for an
+    image family, and walltime/memory per kind of data (an ImageNet ResNet: 3 days, 64 GB)."""
+    trains = not spec["model"].get("weights")
+    options = run_params.training_run_options(config, family, spec["experiment"])
+    images = stores_images(family)
+    return {"gpu": run_params.training_gpus(config, family, spec["experiment"], trains),
+            "nodes": int(options.get("nodes", 1)) if trains else 1,
+            "cpus_per_task": int(options.get("threads", 1)) if trains and images else 1,
+            "runtime": 4320 if images else 1440,
+            "mem_mb": 64000 if images else 16000}
 
 
 # Fused training (singledir.training.fused). An experiment with `fuse: K` (K > 1) trains its

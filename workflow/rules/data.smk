@@ -45,3 +45,65 @@ rule corrupt_labels:
         ENV_CPU
     script:
         "../scripts/corrupt_labels.py"
+
+
+# Image families (IMAGE_FAMILIES, e.g. imagenet): the images stay on disk. The index lists
+# every image once, the subset records the seeded, class-balanced analysis examples; the
+# per-model rules read both through singledir.data.access (singledir.data.imagenet).
+rule image_standin:
+    """The demo's offline stand-in for an image family: a small ImageFolder of PNGs."""
+    output:
+        root=directory(f"{RESULTS}/data/{{family}}/standin"),
+    wildcard_constraints:
+        family=IMAGE_FAMILIES,
+    params:
+        dataset=lambda w: image_dataset(w.family),
+    log:
+        f"{RESULTS}/logs/image_standin/{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/image_standin/{{family}}.tsv"
+    conda:
+        ENV_CPU
+    script:
+        "../scripts/image_standin.py"
+
+
+rule image_index:
+    """Every image of the train and val splits, listed once (torchvision ImageNet/ImageFolder)."""
+    input:
+        unpack(image_folder_inputs),
+    output:
+        index=f"{RESULTS}/data/{{family}}/index.csv.gz",
+        classes=f"{RESULTS}/data/{{family}}/classes.csv",
+    wildcard_constraints:
+        family=IMAGE_FAMILIES,
+    params:
+        dataset=lambda w: image_dataset(w.family),
+    log:
+        f"{RESULTS}/logs/image_index/{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/image_index/{{family}}.tsv"
+    conda:
+        ENV_CPU
+    script:
+        "../scripts/image_index.py"
+
+
+rule image_subset:
+    """The seeded, class-balanced analysis subset of each split, recorded."""
+    input:
+        index=rules.image_index.output.index,
+    output:
+        subset=f"{RESULTS}/data/{{family}}/subset.csv",
+    wildcard_constraints:
+        family=IMAGE_FAMILIES,
+    params:
+        analysis=lambda w: run_params.result_params(config, w.family, "analysis_subset"),
+    log:
+        f"{RESULTS}/logs/image_subset/{{family}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/image_subset/{{family}}.tsv"
+    conda:
+        ENV_CPU
+    script:
+        "../scripts/image_subset.py"

@@ -15,17 +15,19 @@ model has (``model.arch``: ``mlp`` / ``convnet`` from :mod:`singledir.models.net
 
 ``history.csv`` (one file per model, written next to ``model.pt``)
 --------------------------------------------------------------------
-The training loops write their own rows; the two kinds carry different quantities, so
-they keep their own columns (a shared schema would leave half of every row empty):
+One schema for every mode of training (:data:`singledir.training.core.HISTORY_COLUMNS`):
+``epoch``, ``step``, ``lr``, ``train_loss``, ``train_accuracy``, ``train_top5``,
+``test_loss``, ``test_accuracy``, ``images_per_s``, with empty cells where a mode does not
+measure a quantity:
 
-- epoch-based training (mnist, cifar10; :func:`singledir.training.single.train` and
-  :mod:`~singledir.training.fused`): one row per epoch, ``epoch`` (0 = before training),
-  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (over the whole
-  training and test sets, after that epoch); ``training_auc`` joins on ``epoch``.
+- epoch-based training (mnist, cifar10; :func:`singledir.training.loop.fit`): one row per
+  epoch, ``epoch`` (0 = before training), ``step``, ``lr`` and the whole training and test
+  sets' loss and accuracy after that epoch; ``training_auc`` joins on ``epoch``.
 - step-based distributed training (imagenet; :mod:`singledir.training.distributed`): one
-  row per ``train.log_every`` optimizer steps, ``step``, ``lr``, ``train_loss``,
-  ``train_top1``, ``train_top5``, ``images_per_s`` (means over the interval's training
-  batches, over every process: no full-set evaluation, which ImageNet cannot afford). A model taken from pretrained weights has the header and no rows.
+  row per ``train.log_every`` optimizer steps, ``step``, ``lr``, and the means over the
+  interval's training batches on every process of ``train_loss``, ``train_accuracy``
+  (top-1), ``train_top5`` and ``images_per_s`` (no full-set evaluation, which ImageNet
+  cannot afford). A model taken from pretrained weights has the header and no rows.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ divided by a throughput.
   and one forward + backward pass of a cross-entropy loss under
   :class:`torch.utils.flop_counter.FlopCounterMode`, the counter the benchmark's training
   FLOP count (:func:`singledir.bench.mlp_training_flops`) is tested against.
-* **Training** (:func:`training_flops`), as :func:`singledir.training.single.train` does it: per
+* **Training** (:func:`training_flops`), as :func:`singledir.training.loop.fit` does it: per
   epoch a forward + backward pass over the training set, and a forward pass over the
   training and test sets for each history row (epochs + 1 rows); step-based training
   (the imagenet family) is steps x global batch forward + backward passes.

@@ -13,6 +13,12 @@ Speed and memory (:data:`SPEED_KEYS`, read by the scripts through :func:`speed_s
 - ``loader_workers``: image-decoding processes;
 - ``device`` (top level): where the job computes.
 
+Training has the same split: a model's spec holds what defines its weights, and the
+keys that only set speed or placement (:data:`~singledir.training.options.RUN_OPTION_KEYS`:
+``checkpoint_every``, ``eval_batch_size``, ``num_workers``, ``nodes``, ``gpus_per_node``,
+``threads``, and ``device``) reach the training script through
+:func:`training_run_options`.
+
 This holds for the noise curves too: their draws are indexed by (seed, layer,
 perturbation, example), not by chunk (:mod:`singledir.engine.noise_source`), so
 ``chunk_size`` and ``max_rows`` do not change them. (CPU and CUDA generators differ, so
@@ -22,6 +28,8 @@ perturbation, example), not by chunk (:mod:`singledir.engine.noise_source`), so
 from __future__ import annotations
 
 from typing import Mapping
+
+from singledir.training.options import RUN_OPTION_KEYS
 
 SPEED_KEYS = ("chunk_size", "max_rows", "method", "loader_workers")
 # Defaults of the speed knobs a family's config may leave out (the schema's).
@@ -67,6 +75,28 @@ def speed_settings(config: Mapping, family: str) -> dict:
     settings = {k: analysis.get(k, SPEED_DEFAULTS[k]) for k in SPEED_KEYS}
     settings["device"] = config.get("device", "auto")
     return settings
+
+
+def training_run_options(config: Mapping, family: str, experiment: str) -> dict:
+    """The run options of an experiment's training jobs (:data:`RUN_OPTION_KEYS` of its
+    merged ``train`` section, and the run's ``device``): read by the training script from
+    the config, never a param, and never part of a model's spec
+    (:func:`singledir.pipeline.plan.experiment_specs` strips them)."""
+    fam = config["families"][family]
+    train = {**(fam.get("train") or {}), **((fam["experiments"][experiment].get("train")) or {})}
+    options = {k: train[k] for k in RUN_OPTION_KEYS if train.get(k) is not None}
+    options["device"] = config.get("device", "auto")
+    return options
+
+
+def training_gpus(config: Mapping, family: str, experiment: str, trains: bool = True) -> int:
+    """GPUs a training job asks for (its ``gpu`` resource): ``nodes x gpus_per_node`` of
+    its run options; none where the run's device is the CPU or nothing is trained
+    (``model.weights``)."""
+    options = training_run_options(config, family, experiment)
+    if not trains or options["device"] == "cpu":
+        return 0
+    return int(options.get("nodes", 1)) * int(options.get("gpus_per_node", 0) or 0)
 
 
 def engine_options(results: Mapping, speed: Mapping):

@@ -35,6 +35,7 @@ from collections import OrderedDict
 
 from singledir.data.sources import DataError, check_dataset_spec
 from singledir.figures import registry
+from singledir.training.options import RUN_OPTION_KEYS
 
 GRID_VARIABLES = OrderedDict([
     ("fraction", ("labels", "fraction", "f")),
@@ -107,6 +108,8 @@ def experiment_specs(config: dict, family: str, experiment: str) -> "OrderedDict
             section, key, abbrev = GRID_VARIABLES[var]
             spec[section][key] = val
             parts.append(f"{abbrev}{_fmt(val)}")
+        for key in RUN_OPTION_KEYS:  # speed only: singledir.pipeline.params.training_run_options
+            spec["train"].pop(key, None)
         spec["train"].setdefault("seed", 0)
         spec["labels"]["seed"] = int(spec["train"]["seed"])
         every = spec["train"].pop("snapshot_every", None)
@@ -259,7 +262,7 @@ def check_config(config: dict) -> None:
                 if not 0.0 <= float(p) < 1.0:
                     raise ConfigError(f"{where}: dropout {p} is outside [0, 1)")
                 reg = spec["train"].get("regularizer", "none") or "none"
-                if reg != "none":  # singledir.training.regularizers hooks the epoch loop of singledir.training.single only
+                if reg != "none":  # singledir.training.regularizers hooks the single mode of singledir.training.loop only
                     if spec["model"].get("arch") not in ("mlp", "convnet"):
                         raise ConfigError(f"{where}.train.regularizer: {reg!r} is a training option of the mlp and "
                                           f"convnet models only, not {spec['model'].get('arch')!r}; remove it")

@@ -1,5 +1,5 @@
 """The resume-checkpoint protocol shared by every training loop (single model
-:func:`singledir.training.single.train`, fused groups :func:`singledir.training.fused.train_fused`,
+:func:`singledir.training.loop.fit`, fused groups (its fused mode),
 distributed :func:`singledir.training.distributed.train_steps`).
 
 - :func:`save_checkpoint` writes ``resume.pt`` atomically (bytes built in memory, then

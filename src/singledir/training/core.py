@@ -1,10 +1,15 @@
-"""The training core shared by the three loops: one config, one learning-rate schedule, one
-optimizer factory, and the pieces of a training step they have in common.
+"""The training core shared by every mode of training: one config, the run options that
+only set speed, one history schema, one learning-rate schedule, one optimizer factory, and
+the pieces of a training step the modes have in common.
 
 - :class:`TrainConfig` is a model's ``train`` section, for epoch-based training (``epochs``:
-  :func:`singledir.training.single.train`, :func:`singledir.training.fused.train_fused`) or
-  step-based training (``steps``: :func:`singledir.training.distributed.train_steps`), checked
-  once when it is built;
+  the single and fused modes of :mod:`singledir.training.loop`) or step-based training
+  (``steps``: :func:`singledir.training.distributed.train_steps`), checked once when it is
+  built, together with the :class:`RunOptions` of the job;
+- :class:`RunOptions` holds the settings that change how fast a model trains, never what
+  it learns (:data:`RUN_OPTION_KEYS`): they are kept out of a model's spec, so editing one
+  reruns nothing (:func:`singledir.pipeline.params.training_run_options`);
+- :data:`HISTORY_COLUMNS` is the one ``history.csv`` schema of every mode (:func:`history_frame`);
 - :func:`lr_at` is the learning rate of an epoch or a step (warmup, then constant or cosine);
 - :func:`make_optimizer` builds the ``torch.optim`` optimizer of a config; the fused loop's
   per-member optimizer (:class:`singledir.training.fused.FusedOptimizer`) takes the same kinds
@@ -21,8 +26,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
+
+from singledir.training.options import RUN_OPTION_KEYS, RunOptions
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine")
@@ -31,6 +39,23 @@ AMP_PRECISIONS = ("none", "bf16", "fp16")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 # Checkpoint cadence when train.checkpoint_every is unset: every epoch, or every 1000 steps.
 DEFAULT_CHECKPOINT_EVERY = {"epoch": 1, "step": 1000}
+
+# One history.csv schema for every mode of training (one row per evaluation): epoch-based
+# modes fill epoch, step (optimizer steps so far), lr (of the epoch just finished) and the
+# whole-set losses and accuracies; the step-based mode fills step, lr and the training
+# batches' means over the logging window (train_loss, train_accuracy = top-1, train_top5,
+# images_per_s), and leaves the rest empty (ImageNet cannot afford whole-set passes).
+HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "train_top5", "test_loss",
+                   "test_accuracy", "images_per_s")
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of any mode as one DataFrame with exactly :data:`HISTORY_COLUMNS` (empty cells: NaN)."""
+    unknown = {k for row in rows for k in row} - set(HISTORY_COLUMNS)
+    if unknown:
+        raise ValueError(f"history rows with columns outside the history schema: {sorted(unknown)}")
+    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)).astype("float64").astype({"epoch": "Int64",
+                                                                                         "step": "Int64"})
 
 
 @dataclass
@@ -66,10 +91,16 @@ class TrainConfig:
     num_workers: int = 0
 
     @classmethod
-    def from_spec(cls, train: dict) -> "TrainConfig":
-        """The config of a spec's ``train`` section; keys for the workflow rather than the
-        loop (``nodes``, ``threads``, ``snapshot_every``, ...) are left out."""
-        return cls(**{k: train[k] for k in cls.__dataclass_fields__ if k in train})
+    def from_spec(cls, train: dict, run: RunOptions | None = None) -> "TrainConfig":
+        """The config of a spec's ``train`` section and the job's run options (the loops
+        read ``checkpoint_every``, ``eval_batch_size`` and ``num_workers`` from here).
+        Without ``run``, run options written into ``train`` itself are used (a hand-made
+        section; the workflow's specs never hold them)."""
+        run = run or RunOptions.from_mapping(train)
+        fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train and k not in RUN_OPTION_KEYS}
+        fields.update(checkpoint_every=run.checkpoint_every, eval_batch_size=run.eval_batch_size,
+                      num_workers=run.num_workers)
+        return cls(**fields)
 
     def __post_init__(self):
         if (self.epochs is None) == (self.steps is None):
@@ -111,7 +142,7 @@ class TrainConfig:
         """Raise unless this config counts ``unit`` ("epoch" or "step"), as ``loop`` needs."""
         if self.unit != unit:
             raise ValueError(f"{loop} trains for train.{unit}s, but this config sets train.{self.unit}s "
-                             f"({self.length}); epochs: singledir.training.single/fused, steps: "
+                             f"({self.length}); epochs: singledir.training.loop, steps: "
                              "singledir.training.distributed")
 
     def checkpoint_due(self, done: int) -> bool:
@@ -164,7 +195,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.
     return out
 
 
-def epoch_row(epoch: int, train: tuple[float, float], test: tuple[float, float]) -> dict:
-    """One row of an epoch-based history: (loss, accuracy) on the training and test sets."""
-    return {"epoch": epoch, "train_loss": train[0], "train_accuracy": train[1],
+def epoch_row(epoch: int, step: int, lr: float | None, train: tuple[float, float],
+              test: tuple[float, float]) -> dict:
+    """One row of an epoch-based history: after ``epoch`` epochs (``step`` optimizer steps,
+    learning rate ``lr``; None before training), (loss, accuracy) on the training and test sets."""
+    return {"epoch": epoch, "step": step, "lr": lr, "train_loss": train[0], "train_accuracy": train[1],
             "test_loss": test[0], "test_accuracy": test[1]}

@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from singledir.training.checkpoint import (TrainingInterrupted, catch_stop_signals, checkpoint_and_stop,
                                            load_checkpoint, save_checkpoint as save_checkpoint_file)
-from singledir.training.core import TrainConfig, lr_at, make_optimizer, set_lr
+from singledir.training.core import RunOptions, TrainConfig, history_frame, lr_at, make_optimizer, set_lr
 
 
 def global_batch(n: int, size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
@@ -173,8 +173,10 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
     """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
 
     Every process of the group calls this with the same arguments. Returns the history
-    (one row per ``log_every`` steps: step, lr, train loss, top-1 and top-5 accuracy on
-    the training batches, images per second). The final state is ``work_dir/resume.pt``.
+    in the one history schema (:data:`~singledir.training.core.HISTORY_COLUMNS`; one row
+    per ``log_every`` steps: step, lr, train loss, top-1 (``train_accuracy``) and top-5
+    accuracy on the training batches, images per second). The final state is
+    ``work_dir/resume.pt``.
     """
     cfg.expect("step", "singledir.training.distributed.train_steps")
     info = info or DistInfo(0, 1, 0, torch.device("cpu"))
@@ -283,11 +285,12 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
                     dist.all_reduce(meter)
                 m = meter.cpu().tolist()
                 seconds = time.time() - t_window
-                row = {"step": done, "lr": lr_at(cfg, step), "train_loss": m[0] / m[3], "train_top1": m[1] / m[3],
-                       "train_top5": m[2] / m[3], "images_per_s": m[3] / max(seconds, 1e-9)}
+                row = {"step": done, "lr": lr_at(cfg, step), "train_loss": m[0] / m[3],
+                       "train_accuracy": m[1] / m[3], "train_top5": m[2] / m[3],
+                       "images_per_s": m[3] / max(seconds, 1e-9)}
                 history.append(row)
                 if info.main:
-                    log(f"step {done}/{cfg.steps} loss={row['train_loss']:.4f} top1={row['train_top1']:.4f} "
+                    log(f"step {done}/{cfg.steps} loss={row['train_loss']:.4f} top1={row['train_accuracy']:.4f} "
                         f"top5={row['train_top5']:.4f} lr={row['lr']:.4g} {row['images_per_s']:.1f} images/s")
                 meter.zero_()
                 t_window = time.time()
@@ -295,7 +298,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
                 checkpoint_and_stop(lambda: save_checkpoint(done), ckpt_path, f"step {done}", stop.signum)
             if cfg.checkpoint_due(done):
                 save_checkpoint(done)
-    return pd.DataFrame(history)
+    return history_frame(history)
 
 
 # --------------------------------------------------------------------------- jobs
@@ -312,7 +315,8 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     """Train the job of ``job_path`` in this process (one rank of the group, or alone).
 
     The job names the model section, the train section, the dataset section, the index
-    and labels files and the work directory (see ``workflow/scripts/imagenet_model.py``).
+    and labels files, the work directory and the run options (written by
+    :func:`singledir.training.api.train`).
     """
     from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
     from singledir.models.api import build_model
@@ -323,7 +327,8 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     setup_torch(job.get("threads", 1), deterministic=info.device.type == "cpu")
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    cfg = TrainConfig.from_spec(job["train"])
+    # the job's run options; a hand-written job may keep them in its train section
+    cfg = TrainConfig.from_spec(job["train"], RunOptions.from_mapping({**job["train"], **job.get("run", {})}))
     index = read_index(job["index"])
     labels = train_labels(index, job.get("labels"))
     paths = index.loc[index["split"] == "train", "path"].tolist()

@@ -12,7 +12,7 @@ updates all K.
 - its initialization (each member model is built separately from its own seed and
   the fused network is assembled from their weights);
 - its data order and augmentation (its own generator, seeded ``seed + 1`` as in
-  :func:`singledir.training.single.train`) and its own labels;
+  :func:`singledir.training.loop.fit`) and its own labels;
 - its dropout noise: :func:`torch.nn.functional.dropout` itself runs on the member's
   slice with the member's own copy of the global RNG state (seeded ``seed``, as
   ``train`` seeds the global RNG), so the masks are the ones a separate run draws;
@@ -37,14 +37,11 @@ small operations, the optimizer, the autograd engine), large for small networks 
 small for networks whose matrix products already run near the machine's peak; on a GPU,
 where one small network leaves the device idle, it saves most of the time.
 
-This module owns the fused network (:class:`FusedNet`), its per-member optimizer
-(:class:`FusedOptimizer`, the kinds and constants of :func:`singledir.training.core.make_optimizer`),
-the fused epoch loop (:func:`train_fused`) and the choice to fuse (:func:`train_group`). The
-config and learning-rate schedule are the training core's (:mod:`singledir.training.core`),
-the same as :func:`singledir.training.single.train`'s. Resumable with the shared protocol
-(:mod:`singledir.training.checkpoint`): a checkpoint every ``checkpoint_every`` epochs and on
-SIGTERM/SIGUSR1 (then :class:`~singledir.training.checkpoint.TrainingInterrupted`), and a
-resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
+This module owns the fused network (:class:`FusedNet`) and its per-member optimizer
+(:class:`FusedOptimizer`, the kinds and constants of :func:`singledir.training.core.make_optimizer`).
+They are trained by the one epoch loop (:func:`singledir.training.loop.fit`, its fused
+mode), with the same data order, schedule, checkpoints and history as a single model; whether
+a group trains fused or one model at a time is :mod:`singledir.training.fusion_choice`'s.
 
 :func:`fusion_groups` decides which models of a config train together (experiment key
 ``fuse: K``; see ``workflow/rules/train.smk``).
@@ -55,22 +52,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
-import os
 from collections import OrderedDict
-from pathlib import Path
 
-import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from singledir.data.sources import Tensors
-from singledir.io import save_torch
-from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_stop, load_checkpoint, load_snapshot,
-                                           save_checkpoint as write_checkpoint)
-from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig, augment_batch, epoch_row, lr_at, make_optimizer
-from singledir.training.single import train
+from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig
 
 FUSABLE_ARCHS = ("mlp", "convnet")
 # Spec entries in which members of one fused group may differ.
@@ -387,7 +375,15 @@ class FusedNet(nn.Module):
 class FusedOptimizer:
     """SGD / Adam on stacked parameters (member k = ``p.view(K, -1)[k]``), with the
     element-wise formulas of torch.optim's single-tensor implementations and
-    per-member learning rates and weight decays."""
+    per-member learning rates and weight decays.
+
+    Why not ``torch.optim``: its hyperparameters belong to a parameter group, and a group
+    holds whole leaf tensors, while K members with their own ``lr`` and ``weight_decay``
+    (a learning-rate sweep fuses) are slices of one stacked leaf. ``torch.optim`` would
+    need one leaf per member, stacked again in every forward pass (a copy of every weight
+    per step, and K optimizer calls); here one call updates the stacked tensor in place,
+    member by member only where hyperparameters differ. The formulas are torch.optim's
+    (``tests/test_fused.py`` checks a fused MLP bitwise against the separately trained ones)."""
 
     def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
         self.params = params
@@ -461,345 +457,3 @@ class FusedOptimizer:
 
     def load_state_dict(self, d: dict):
         self.state = d["state"]
-
-
-# ---------------------------------------------------------------------------- training
-
-_SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "momentum", "lr_schedule", "augment", "eval_batch_size",
-                  "checkpoint_every")
-
-
-def check_fusable(cfgs: list[TrainConfig], datas: list[Tensors]) -> None:
-    """Members may differ in seed, lr, weight decay, labels and snapshot epochs only."""
-    for f in _SHARED_FIELDS:
-        values = {getattr(c, f) for c in cfgs}
-        if len(values) > 1:
-            raise ValueError(f"fused training: train.{f} differs between the models ({sorted(map(str, values))}); "
-                             f"only seed, lr, weight_decay, dropout and labels may differ within a fused group")
-    shapes = {(tuple(d.x_train.shape), tuple(d.x_test.shape), d.x_train.device.type) for d in datas}
-    if len(shapes) > 1:
-        raise ValueError(f"fused training: the models' datasets differ in shape or device: {shapes}")
-
-
-@torch.no_grad()
-def evaluate_fused(net: FusedNet, xs: list[torch.Tensor], ys: list[torch.Tensor],
-                   batch_size: int) -> list[tuple[float, float]]:
-    """Per member (mean loss, accuracy) in eval mode, chunked as training.evaluate."""
-    was = net.training
-    net.eval()
-    k, n = len(xs), len(xs[0])
-    loss, correct = [0.0] * k, [0] * k
-    shared = all(x is xs[0] for x in xs)
-    for i in range(0, n, batch_size):
-        if shared:
-            logits = net(xs[0][i:i + batch_size], shared=True)
-        else:
-            logits = net(torch.stack([x[i:i + batch_size] for x in xs]))
-        for m in range(k):
-            yb = ys[m][i:i + batch_size]
-            loss[m] += F.cross_entropy(logits[m], yb, reduction="sum").item()
-            correct[m] += (logits[m].argmax(1) == yb).sum().item()
-    net.train(was)
-    return [(loss[m] / n, correct[m] / n) for m in range(k)]
-
-
-def train_fused(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
-                work_dir: str | os.PathLike, log=print) -> list[tuple[pd.DataFrame, dict[int, dict]]]:
-    """Train K models at once, in place; per member (history, {epoch: state_dict} snapshots).
-
-    ``models[k]`` must be freshly built from ``cfgs[k].seed`` (as ``train_model.py``
-    does), ``datas[k]`` holds its (possibly corrupted) labels. ``work_dir`` holds the
-    resume checkpoint and the snapshots; if it holds a checkpoint, training resumes.
-    Outputs are those of :func:`singledir.training.single.train` for each member.
-    """
-    k = len(models)
-    if not (k == len(datas) == len(cfgs)) or k < 1:
-        raise ValueError("train_fused: need one data set and one TrainConfig per model")
-    check_fusable(cfgs, datas)
-    cfg0 = cfgs[0]
-    cfg0.expect("epoch", "singledir.training.fused.train_fused")
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = work_dir / "resume.pt"
-    device = datas[0].x_train.device
-    rng = MemberRNG([c.seed for c in cfgs], device)
-    net = FusedNet(models, rng).to(device)
-    gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
-    opt = FusedOptimizer(list(net.parameters()), cfgs)
-    start_epoch, start_step, perms = 0, 0, None
-    histories: list[list[dict]] = [[] for _ in range(k)]
-    state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
-                                    required=("net", "optimizer", "epoch", "step", "perms", "histories", "seeds"))
-    if state is not None:
-        if state["seeds"] != [c.seed for c in cfgs]:
-            raise ValueError(f"{ckpt_path} belongs to a group with seeds {state['seeds']}; remove it to start over")
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["optimizer"])
-        for g, s in zip(gens, state["gen_states"]):
-            g.set_state(s.to("cpu") if device.type == "cpu" else s)
-        rng.states = state["rng_states"]
-        start_epoch, start_step, perms, histories = state["epoch"], state["step"], state["perms"], state["histories"]
-        log(f"resuming fused group from {loaded} at epoch {start_epoch}, step {start_step}")
-
-    def save_checkpoint(epoch, step, perms):
-        write_checkpoint({"net": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "step": step,
-                          "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
-                          "rng_states": rng.states, "seeds": [c.seed for c in cfgs]}, ckpt_path)
-
-    def snapshot_path(m, e):
-        return work_dir / f"member{m}_snapshot_{e}.pt"
-
-    def take_snapshots(epoch):
-        for m in range(k):
-            if epoch in cfgs[m].snapshot_epochs and not snapshot_path(m, epoch).exists():
-                save_torch(net.member_state_dict(m, models[m]), snapshot_path(m, epoch))
-
-    def record(epoch):
-        train_res = evaluate_fused(net, [d.x_train for d in datas], [d.y_train for d in datas], cfg0.eval_batch_size)
-        test_res = evaluate_fused(net, [d.x_test for d in datas], [d.y_test for d in datas], cfg0.eval_batch_size)
-        for m in range(k):
-            histories[m].append(epoch_row(epoch, train_res[m], test_res[m]))
-
-    n = len(datas[0].x_train)
-    steps_per_epoch = math.ceil(n / cfg0.batch_size)
-    shared_x = all(d.x_train is datas[0].x_train for d in datas)
-    x_shape = tuple(datas[0].x_train.shape[1:])
-    x_rows = datas[0].x_train.reshape(n, -1)
-    x_buf = x_rows.new_empty(k * cfg0.batch_size, x_rows.shape[1]) if shared_x else None
-    y_stack = torch.stack([d.y_train for d in datas])  # (K, n)
-    take_snapshots(0)
-    if not histories[0]:
-        record(0)
-    with catch_stop_signals() as stop:
-        for epoch in range(start_epoch, cfg0.epochs):
-            lrs = [lr_at(c, epoch) for c in cfgs]
-            net.train()
-            if perms is None:
-                perms = [torch.randperm(n, generator=g, device=device) for g in gens]
-            perm_stack = torch.stack(perms)  # (K, n)
-            for step in range(start_step, steps_per_epoch):
-                idx = perm_stack[:, step * cfg0.batch_size:(step + 1) * cfg0.batch_size]  # (K, B)
-                yb = y_stack.gather(1, idx)
-                if shared_x:
-                    # (K, B, ...) in one gather: index_select on rows is far faster than
-                    # advanced indexing of a 4-d tensor, and a buffer kept across steps
-                    # saves the page faults of a fresh multi-megabyte tensor per step.
-                    flat = idx.reshape(-1)
-                    xb = torch.index_select(x_rows, 0, flat, out=x_buf[:len(flat)]).view(k, -1, *x_shape)
-                else:
-                    xb = torch.stack([d.x_train[i] for d, i in zip(datas, idx)])
-                if cfg0.augment:
-                    xb = torch.stack([augment_batch(xb[m], gens[m]) for m in range(k)])
-                logits = net(xb)
-                # Per member the mean over its batch, as F.cross_entropy(reduction="mean"):
-                # the gradient each member receives is the same.
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
-                                       reduction="none").view(k, -1).mean(1).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step(lrs)
-                if stop.requested:
-                    checkpoint_and_stop(lambda: save_checkpoint(epoch, step + 1, perms), ckpt_path,
-                                        f"epoch {epoch}, step {step + 1}", stop.signum)
-            start_step, perms = 0, None
-            record(epoch + 1)
-            take_snapshots(epoch + 1)
-            if cfg0.checkpoint_due(epoch + 1):
-                save_checkpoint(epoch + 1, 0, None)
-            h = histories[0][-1]
-            log(f"epoch {epoch + 1}/{cfg0.epochs} ({k} models) member 0: train_loss={h['train_loss']:.4f} "
-                f"train_acc={h['train_accuracy']:.4f} test_acc={h['test_accuracy']:.4f}")
-    out = []
-    for m, model in enumerate(models):
-        model.load_state_dict(net.member_state_dict(m, model))
-        snaps = {e: load_snapshot(snapshot_path(m, e), work_dir)
-                 for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
-        out.append((pd.DataFrame(histories[m]), snaps))
-    return out
-
-
-# ---------------------------------------------------------------------------- fuse or not
-
-# Fuse only when the trial measures it at least this much faster than K separate runs
-# (a small margin against timing noise: a wrong "fuse" would cost more than a missed one).
-FUSE_MARGIN = 1.1
-
-
-def _time_steps(steps_fns, rounds: int, device: torch.device) -> list[float]:
-    """Median seconds of one call of each function, measured interleaved (one call of
-    each per round, ``rounds`` rounds after two warm-up rounds), so that a change of the
-    machine's load during the trial affects both alike."""
-    import time
-
-    times: list[list[float]] = [[] for _ in steps_fns]
-    for r in range(rounds + 2):
-        for i, step in enumerate(steps_fns):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if r >= 2:
-                times[i].append(time.perf_counter() - t)
-    return [float(sorted(ts)[len(ts) // 2]) for ts in times]
-
-
-def fusion_trial(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], steps: int = 9) -> dict:
-    """Measure, on copies, one training step of the K models fused against one step of a
-    single member (the members have the same shape, so K separate steps cost K times
-    that); returns the timings and the decision ``fuse`` (fused at least
-    :data:`FUSE_MARGIN` times faster). Nothing of the real training is touched: the
-    models are copied and the global RNG state is restored."""
-    k = len(models)
-    cfg0 = cfgs[0]
-    device = datas[0].x_train.device
-    saved = torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-    try:
-        b = min(cfg0.batch_size, len(datas[0].x_train))
-        xs = torch.stack([d.x_train[:b] for d in datas])
-        ys = torch.stack([d.y_train[:b] for d in datas])
-        single = copy.deepcopy(models[0]).train()
-        opt1 = make_optimizer(single.parameters(), cfgs[0])
-
-        def step_single():
-            loss = F.cross_entropy(single(xs[0]), ys[0])
-            opt1.zero_grad(set_to_none=True)
-            loss.backward()
-            opt1.step()
-
-        net = FusedNet([copy.deepcopy(m) for m in models], MemberRNG([c.seed for c in cfgs], device)).to(device)
-        net.train()
-        optk = FusedOptimizer(list(net.parameters()), cfgs)
-        lrs = [c.lr for c in cfgs]
-
-        def step_fused():
-            logits = net(xs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ys.reshape(-1),
-                                   reduction="none").view(k, -1).mean(1).sum()
-            optk.zero_grad()
-            loss.backward()
-            optk.step(lrs)
-
-        t_single, t_fused = _time_steps([step_single, step_fused], steps, device)
-    finally:
-        torch.set_rng_state(saved[0])
-        if saved[1] is not None:
-            torch.cuda.set_rng_state(saved[1], device)
-    ratio = k * t_single / t_fused
-    fuse = ratio >= FUSE_MARGIN
-    return {"fuse": fuse, "k": k, "steps": steps, "single_step_s": t_single, "fused_step_s": t_fused,
-            "speedup": ratio, "margin": FUSE_MARGIN,
-            "reason": (f"one fused step of {k} models took {1e3 * t_fused:.2f} ms, {k} separate steps "
-                       f"{k} x {1e3 * t_single:.2f} ms = {1e3 * k * t_single:.2f} ms (medians of {steps}, interleaved): fused is "
-                       f"{ratio:.2f}x as fast, {'at least' if fuse else 'less than'} the margin {FUSE_MARGIN}")}
-
-
-def fused_is_bitwise(models: list[nn.Module], datas: list[Tensors]) -> bool:
-    """Whether fused training gives bitwise the separately trained models here: MLPs
-    (no convolution) on the CPU with one intra-op thread (see the module docstring)."""
-    on_cpu = all(d.x_train.device.type == "cpu" for d in datas)
-    no_conv = not any(isinstance(m, nn.Conv2d) for model in models for m in model.modules())
-    return on_cpu and no_conv and torch.get_num_threads() == 1
-
-
-# Fused ConvNets on a CPU (grouped convolutions) save a fixed overhead per step but run
-# each FLOP slower than the separate convolutions; what decides is the training work of
-# one member's step (forward + backward FLOPs). Measured on the 2-core development
-# machine at one thread (paper ConvNet with batch norm, widths 1/16 to 1/2, batches 8 to
-# 512, K = 4 or 6; fused against K separate steps): 0.26 GFLOP 1.32x; about 1 GFLOP
-# 1.19-1.27x; 2 GFLOP 1.15x; about 4 GFLOP 0.90-1.00x; 62 GFLOP 0.67x, whatever the
-# width or batch that made the FLOPs. Fusing at most this much keeps a measured 1.15x.
-CONV_CPU_FUSE_MAX_STEP_FLOPS = 2e9
-
-
-def member_step_flops(model: nn.Module, data: Tensors, batch_size: int) -> float:
-    """FLOPs of one training step of one member: three times (forward, and a backward
-    of twice the forward's products) its forward FLOPs on ``batch_size`` examples, counted
-    by ``torch.utils.flop_counter`` on one example of ``data`` (a copy in eval mode; the
-    count depends on shapes only)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    probe = copy.deepcopy(model).eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        probe(data.x_train[:1])
-    return 3.0 * counter.get_total_flops() * batch_size
-
-
-def fusion_cost_model(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig]) -> dict:
-    """The choice for a group whose fused weights differ from the one-by-one weights at
-    rounding (:func:`fused_is_bitwise` is False), from shapes and the device alone: no
-    timing, so the same config trains the same weights whatever the machine's load.
-
-    - CUDA: fused (one small network leaves a GPU idle; K of them in one product keep it busy);
-    - ConvNets on a CPU: fused only when one member's training step is at most
-      :data:`CONV_CPU_FUSE_MAX_STEP_FLOPS` (grouped convolutions run each FLOP slower
-      than dense ones, so large steps lose more than fusion's per-step savings);
-    - MLPs on a CPU with several threads: fused (each member's batched product is a
-      product of the separate shape, the threads share the K members, and the per-step
-      operations are K times fewer).
-    """
-    k = len(models)
-    device = datas[0].x_train.device
-    has_conv = any(isinstance(m, nn.Conv2d) for m in models[0].modules())
-    base = {"k": k, "rule": "cost model", "threads": torch.get_num_threads(), "device": device.type}
-    if device.type == "cuda":
-        return {**base, "fuse": True,
-                "reason": "cost model (no timing: fused and separate weights differ at rounding here): "
-                          "on CUDA a fused group keeps the GPU busy where one small network leaves it idle"}
-    if has_conv:
-        flops = member_step_flops(models[0], datas[0], min(cfgs[0].batch_size, len(datas[0].x_train)))
-        fuse = flops <= CONV_CPU_FUSE_MAX_STEP_FLOPS
-        return {**base, "fuse": fuse, "member_step_flops": flops, "max_step_flops": CONV_CPU_FUSE_MAX_STEP_FLOPS,
-                "reason": (f"cost model (no timing: grouped convolutions differ from separate ones at rounding): "
-                           f"one member's training step is {flops / 1e9:.3g} GFLOP, "
-                           f"{'at most' if fuse else 'more than'} the {CONV_CPU_FUSE_MAX_STEP_FLOPS / 1e9:g} GFLOP "
-                           f"up to which fused ConvNets train faster on a CPU")}
-    return {**base, "fuse": True,
-            "reason": f"cost model (no timing: with {base['threads']} threads fused and separate MLPs differ at "
-                      f"rounding): batched products of the members' own shapes, K = {k} times fewer operations per step"}
-
-
-def train_group(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig],
-                work_dir: str | os.PathLike, fuse: str | bool = "auto", log=print
-                ) -> tuple[list[tuple[pd.DataFrame, dict[int, dict]]], dict]:
-    """Train a group fused or one model at a time, whichever is faster here; returns
-    (per member (history, snapshots), the decision).
-
-    ``fuse="auto"`` runs :func:`fusion_trial` at the start when both methods give bitwise
-    the same models (:func:`fused_is_bitwise`: MLPs, CPU, one thread), so the timed choice
-    changes time only; otherwise (ConvNets, CUDA, several threads) :func:`fusion_cost_model`
-    decides from shapes and the device, without a timing, so the weights never depend on
-    the machine's load. The decision (with ``rule``: trial, cost model or forced) goes to
-    ``work_dir/fusion_decision.json``; a resumed job reads it back and keeps its choice
-    (a half-trained group never switches method). ``True``/``False`` force one.
-    """
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path = work_dir / "fusion_decision.json"
-    if path.exists():
-        decision = json.loads(path.read_text())
-        decision["resumed"] = True
-    elif fuse == "auto" and not fused_is_bitwise(models, datas):
-        # Fused and separate training differ here by float rounding, which training
-        # amplifies: a timed choice would make the weights depend on the machine's load.
-        check_fusable(cfgs, datas)
-        decision = fusion_cost_model(models, datas, cfgs)
-    elif fuse == "auto":
-        check_fusable(cfgs, datas)
-        decision = {**fusion_trial(models, datas, cfgs), "rule": "trial"}
-    else:
-        decision = {"fuse": bool(fuse), "k": len(models), "rule": "forced", "reason": f"forced: fuse={fuse}"}
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(decision, indent=1))
-        os.replace(tmp, path)
-    log(f"fusion decision for {len(models)} models: {'fused' if decision['fuse'] else 'one at a time'} "
-        f"({decision['reason']})")
-    if decision["fuse"]:
-        return train_fused(models, datas, cfgs, work_dir / "fused", log=log), decision
-    out = []
-    for m, (model, data, cfg) in enumerate(zip(models, datas, cfgs)):
-        log(f"member {m + 1}/{len(models)} (seed {cfg.seed})")
-        out.append(train(model, data, cfg, work_dir / f"member{m}", log=log))
-    return out, decision

@@ -2,7 +2,7 @@
 
 Training options of the MLP and the ConvNet (``train.regularizer`` with strength
 ``train.reg_strength``, grid variable ``strength``); :func:`regularized_loss` replaces the
-plain cross-entropy in :func:`singledir.training.single.train`. The *units* are those the analyses
+plain cross-entropy in :func:`singledir.training.loop.fit`. The *units* are those the analyses
 ablate: the outputs of the model's unit layers (``reg_layers``: ``all``, ``-k`` or names,
 as ``analysis.ablation_layers``), a whole feature map being one unit of a ConvNet.
 

@@ -1,4 +1,4 @@
-"""The demo's offline ImageNet stand-in: a small ImageFolder of PNGs (singledir.data.imagenet)."""
+"""The demo's offline stand-in of an image family (ImageNet): a small ImageFolder of PNGs (singledir.data.imagenet)."""
 from singledir.data.imagenet import GENERATED
 from singledir.pipeline.logs import log_to
 

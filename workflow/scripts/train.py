@@ -1,0 +1,41 @@
+"""Train the models of one job (rule train_model: one model; train_group_*: a fused group)
+through the one training entry, singledir.training.api.train, and write each model's
+model.pt and history.csv. Run options (speed, placement) come from the config, not params."""
+import shutil
+
+import torch
+
+from singledir.io import save_csv
+from singledir.models.api import save_trained
+from singledir.pipeline.logs import log_to
+from singledir.pipeline.params import training_run_options
+from singledir.pipeline.runtime import benchmark_to, load_data, load_labels, pick_device, setup_torch
+from singledir.training.api import ImageFolderData, TensorData, train
+from singledir.training.options import RunOptions
+
+sm = snakemake
+specs = sm.params.specs
+outputs = [[p] if isinstance(p, str) else list(p) for p in (sm.output.model, sm.output.history)]
+run = RunOptions.from_mapping(training_run_options(sm.config, specs[0]["family"], specs[0]["experiment"]))
+images = "index" in sm.input.keys()
+with log_to(sm.log[0]), benchmark_to(sm.params.get("benchmark")):
+    # Image decoding and DDP are not bitwise deterministic on a GPU; the in-memory loops are.
+    setup_torch(sm.threads, deterministic=not images, gpus=sm.resources.get("gpu", 0))
+    if images:
+        from singledir.data.imagenet import read_index  # pandas/PIL only for image families
+
+        n_classes = int(read_index(sm.input.index)["target"].max()) + 1
+        data = ImageFolderData(sm.input.index, sm.params.labels[0], sm.params.dataset["root"], sm.params.dataset,
+                               n_classes)
+    else:
+        device = pick_device(run.device)
+        base = load_data(sm.input.dataset, None, device)  # images once, shared by every member
+        data = TensorData(base, [torch.as_tensor(load_labels(p), dtype=torch.long, device=device)
+                                 for p in sm.params.labels])
+    trained = train(specs, data, sm.params.work_dir, run, log_path=sm.log[0] if images else None)
+    for t, out_model, out_history in zip(trained, *outputs):
+        save_trained(out_model, t.spec, t.in_shape, t.n_classes, t.state_dict, t.snapshots)
+        save_csv(t.history, out_history)
+        print(f"wrote {out_model} ({len(t.snapshots)} snapshots) and {out_history} ({len(t.history)} rows)")
+    # The resume state is no longer needed once the outputs exist.
+    shutil.rmtree(sm.params.work_dir, ignore_errors=True)
