@@ -94,3 +94,34 @@ def test_make_readme_status_writes_the_docs_pages():
     commands = [shlex.split(line)[1:] for line in proc.stdout.splitlines() if " -m singledir." in line]
     assert commands == [["-m", "singledir.figures.readme_status", "results/claims.md", "docs/status.md", "README.md"],
                         ["-m", "singledir.stats.beyond_claims", "results/claims.csv", "docs/beyond.md"]]
+
+
+def test_generated_docs_match_the_committed_claims():
+    """Where results/claims.md and claims.csv are committed, `make readme-status` changes nothing."""
+    proc = subprocess.run(["git", "ls-files", "results/claims.md", "results/claims.csv"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0 or len(proc.stdout.split()) < 2:
+        pytest.skip("results/claims.md and results/claims.csv are not committed: nothing to regenerate from")
+    import pandas as pd
+
+    claims_md = (REPO / "results" / "claims.md").read_text()
+    assert RS.main([str(REPO / "results" / "claims.md"), str(REPO / "docs" / "status.md"),
+                    str(REPO / "README.md"), "--check"]) == 0
+    scale = re.search(r"Scale: \*\*([^*]+)\*\*", claims_md).group(1)
+    beyond = (REPO / "docs" / "beyond.md").read_text()
+    section = B.readme_section(pd.read_csv(REPO / "results" / "claims.csv"), scale)
+    assert B.update_readme(beyond, section) == beyond
+
+
+def test_committed_status_pages_are_what_make_readme_status_writes(tmp_path):
+    """The claims.md behind docs/status.md, run through the generator, leaves docs/status.md and the
+    README's summary exactly as committed (the link from README.md to docs/status.md included)."""
+    status = (REPO / "docs" / "status.md").read_text()
+    body = status[status.index(RS.BEGIN) + len(RS.BEGIN):status.index(RS.END)].strip("\n")
+    claims = tmp_path / "claims.md"
+    claims.write_text(f"# Claims of Morcos et al. (2018), one by one\n\n{body}\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "status.md").write_text(status)
+    (tmp_path / "README.md").write_text((REPO / "README.md").read_text())
+    args = [str(claims), str(tmp_path / "docs" / "status.md"), str(tmp_path / "README.md")]
+    assert RS.main([*args, "--check"]) == 0
