@@ -39,10 +39,12 @@ report: install
 	$(BIN)/snakemake all_figures report_pages --profile profiles/local --configfile $(REPORT_CONFIG) \
 		--report results/report.html
 
-# The README's "Reproduction status" section, regenerated from results/claims.md.
+# The reproduction status, regenerated from the run in results/: the whole claims table in
+# docs/status.md and its summary in README.md (from claims.md), the results in docs/beyond.md
+# (from claims.csv).
 readme-status: install
-	$(BIN)/python -m singledir.figures.readme_status results/claims.md README.md
-	$(BIN)/python -m singledir.stats.beyond_claims results/claims.csv README.md
+	$(BIN)/python -m singledir.figures.readme_status results/claims.md docs/status.md README.md
+	$(BIN)/python -m singledir.stats.beyond_claims results/claims.csv docs/beyond.md
 
 # Two pytest-xdist workers: the suite is mostly single-threaded Snakemake and Python
 # start-up (tests/conftest.py keeps each test file on one worker). TEST_WORKERS=0: one process.

@@ -1,5 +1,5 @@
-"""The report: README status section, report pages, figure captions, and (slow) the
-Snakemake report of a tiny run."""
+"""The report: the reproduction status (docs/status.md, the README summary), report pages,
+figure captions, and (slow) the Snakemake report of a tiny run."""
 import re
 import types
 
@@ -28,7 +28,21 @@ Scale: **demo**. **1 of 1** claims tested are reproduced.
 """
 
 
-# ---------------------------------------------------------------- README status
+# ---------------------------------------------------------------- reproduction status
+
+CLAIMS_TABLE_MD = """# Claims of Morcos et al. (2018), one by one
+
+Scale: **demo** (MNIST: digits). Of **4** claims tested: **2** reproduced, **2** inconclusive; 1 was not run.
+
+| # | Fig. | Data | Claim | Paper | Tolerance | Ours [95 % CI] | n | p (min p) | Verdict |
+|---|---|---|---|---|---|---|---|---|---|
+| 1 | 1a | MNIST (8x8 digits (MNIST stand-in)) | AUC falls | < 0 |  | -1 [-1, -1] | 6 networks | 0.0028 | **reproduced** |
+| 2 | 7d | ImageNet (stand-in) | no relation | ~ 0 | \\|r\\| < 0.3 | -0.2 | 488 units | 1e-07 | inconclusive |
+| 3 | 1b | CIFAR-10 (16x16 colour digits) | AUC falls | < 0 |  | -1 [-1, -1] | 6 networks | 0.0028 | **reproduced** |
+| 4 | X1 | MNIST (8x8 digits (MNIST stand-in)) | probe ranks nets | new | CI > 0 | 0.4 | 10 networks | 0.2 | inconclusive |
+| 5 | X1 | CIFAR-10 (16x16 colour digits) | probe ranks nets | new | CI > 0 |  |  |  | not run |
+"""
+
 
 def test_status_section_is_claims_md_between_markers():
     block = RS.status_section(CLAIMS_MD)
@@ -37,35 +51,57 @@ def test_status_section_is_claims_md_between_markers():
     assert lines[1:-1] == CLAIMS_MD.strip().splitlines()[2:]  # title and blank line dropped, the rest verbatim
 
 
-def test_readme_section_is_replaced_between_markers_and_idempotent():
-    readme = f"# singledir\n\nIntro.\n\n## Reproduction status\n\n{RS.BEGIN}\nstale\n{RS.END}\n\n## Usage\nrun it\n"
-    new = RS.update_readme(readme, CLAIMS_MD)
-    assert new == readme.replace(f"{RS.BEGIN}\nstale\n{RS.END}", RS.status_section(CLAIMS_MD))
-    assert RS.update_readme(new, CLAIMS_MD) == new
-    assert new.endswith("## Usage\nrun it\n") and "stale" not in new
+def test_status_page_block_is_replaced_between_markers_and_idempotent():
+    page = f"# Reproduction status\n\nIntro.\n\n{RS.BEGIN}\nstale\n{RS.END}\n\n## Notes\nkept\n"
+    new = RS.update_status_page(page, CLAIMS_MD)
+    assert new == page.replace(f"{RS.BEGIN}\nstale\n{RS.END}", RS.status_section(CLAIMS_MD))
+    assert RS.update_status_page(new, CLAIMS_MD) == new
+    assert new.endswith("## Notes\nkept\n") and "stale" not in new
 
 
-def test_readme_without_markers_gets_the_section():
-    typed = "# singledir\n\n## Reproduction status\n\nhand-typed, stale\n\n## Usage\nx\n"
-    new = RS.update_readme(typed, CLAIMS_MD)
-    assert "hand-typed" not in new and new.count("## Reproduction status") == 1
-    assert new.index(RS.BEGIN) < new.index("## Usage")
-    appended = RS.update_readme("# singledir\n\nIntro.\n", CLAIMS_MD)
-    assert appended.startswith("# singledir\n\nIntro.\n\n## Reproduction status\n\n" + RS.BEGIN)
-    assert RS.update_readme(appended, CLAIMS_MD) == appended
+def test_status_page_without_markers_gets_the_block():
+    typed = "# Reproduction status\n\nhand-typed, stale\n\n# Other\nx\n"
+    new = RS.update_status_page(typed, CLAIMS_MD)
+    assert "hand-typed" not in new and new.count("# Reproduction status") == 1
+    assert new.index(RS.BEGIN) < new.index("# Other")
+    created = RS.update_status_page("", CLAIMS_MD)
+    assert created == f"# Reproduction status\n\n{RS.status_section(CLAIMS_MD)}\n"
+    assert RS.update_status_page(created, CLAIMS_MD) == created
     with pytest.raises(ValueError, match="markers"):
-        RS.update_readme(f"# x\n{RS.BEGIN}\nno end\n", CLAIMS_MD)
+        RS.update_status_page(f"# x\n{RS.BEGIN}\nno end\n", CLAIMS_MD)
 
 
-def test_readme_status_cli_writes_and_checks(tmp_path, capsys):
-    claims, readme = tmp_path / "claims.md", tmp_path / "README.md"
-    claims.write_text(CLAIMS_MD)
-    readme.write_text("# singledir\n")
-    assert RS.main([str(claims), str(readme), "--check"]) == 1
-    assert RS.main([str(claims), str(readme)]) == 0
-    assert RS.status_section(CLAIMS_MD) in readme.read_text()
-    assert RS.main([str(claims), str(readme), "--check"]) == 0
-    assert RS.main([str(tmp_path / "absent.md"), str(readme)]) == 2
+def test_summary_counts_verdicts_per_family_and_our_own_claims_last():
+    counts = RS.verdict_counts(CLAIMS_TABLE_MD)
+    assert list(counts) == ["MNIST", "ImageNet", "CIFAR-10", RS.OWN_CLAIMS_ROW]
+    assert counts["MNIST"] == {"reproduced": 1} and counts["ImageNet"] == {"inconclusive": 1}
+    assert counts[RS.OWN_CLAIMS_ROW] == {"inconclusive": 1, "not run": 1}
+    lines = RS.summary_section(CLAIMS_TABLE_MD, "docs/status.md").splitlines()
+    assert lines[0] == RS.SUMMARY_BEGIN and lines[-1] == RS.SUMMARY_END
+    assert lines[1].startswith("Scale: **demo** (MNIST: digits). Of **4** claims tested")
+    assert "| claims of | reproduced | inconclusive | not run |" in lines
+    assert "| MNIST | 1 | 0 | 0 |" in lines and f"| {RS.OWN_CLAIMS_ROW} | 0 | 1 | 1 |" in lines
+    assert lines[-2].endswith("[docs/status.md](docs/status.md).")
+    # a claims.md without the claims table: the scale line and the link only
+    assert RS.summary_section(CLAIMS_MD).splitlines()[1:] == [
+        "Scale: **demo**. **1 of 1** claims tested are reproduced.", "",
+        "Every claim with its value, confidence interval, verdict and reason: [docs/status.md](docs/status.md).",
+        RS.SUMMARY_END]
+
+
+def test_readme_status_cli_writes_both_files_and_checks(tmp_path, capsys):
+    claims, status, readme = tmp_path / "claims.md", tmp_path / "docs" / "status.md", tmp_path / "README.md"
+    claims.write_text(CLAIMS_TABLE_MD)
+    status.parent.mkdir()
+    status.write_text("# Reproduction status\n")
+    readme.write_text("# singledir\n\n## Reproduction status\n\ntyped\n\n## Documentation\n")
+    assert RS.main([str(claims), str(status), str(readme), "--check"]) == 1
+    assert RS.main([str(claims), str(status), str(readme)]) == 0
+    assert RS.status_section(CLAIMS_TABLE_MD) in status.read_text()
+    assert RS.summary_section(CLAIMS_TABLE_MD, "docs/status.md") in readme.read_text()
+    assert readme.read_text().endswith("## Documentation\n") and "typed" not in readme.read_text()
+    assert RS.main([str(claims), str(status), str(readme), "--check"]) == 0
+    assert RS.main([str(tmp_path / "absent.md"), str(status), str(readme)]) == 2
     assert "make demo" in capsys.readouterr().err
 
 
