@@ -3,6 +3,14 @@
 import singledir.figures.registry as figure_registry
 
 
+def figure_docstring(figure):
+    """What `snakemake --list-rules` says of a figure rule: its panels by family, and the
+    registry's title, e.g. "Fig. 2a mnist, 2b cifar10: Memorizing networks are ..."."""
+    panels = ", ".join(f"{panel.panel} {fam}" for fam, panel in figure.panels.items())
+    beyond = " (beyond the paper)" if figure.beyond else ""
+    return f"Fig. {panels}{beyond}: {figure.title}."
+
+
 def figure_families(figure):
     """The `family` wildcard of a figure rule: the families that have the figure."""
     return "|".join(figure_registry.families_of(figure))

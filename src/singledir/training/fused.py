@@ -46,8 +46,8 @@ the same as :func:`singledir.training.single.train`'s. Resumable with the shared
 SIGTERM/SIGUSR1 (then :class:`~singledir.training.checkpoint.TrainingInterrupted`), and a
 resumed run ends with exactly the weights of an uninterrupted fused run (CPU).
 
-:func:`fusion_groups` decides which models of a config train together (experiment key
-``fuse: K``; see ``workflow/rules/train.smk``).
+Which models of a config train together (experiment key ``fuse: K``) is decided by
+:func:`singledir.pipeline.groups.fusion_groups` (see ``workflow/rules/train.smk``).
 """
 
 from __future__ import annotations
@@ -71,61 +71,6 @@ from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_st
                                            save_checkpoint as write_checkpoint)
 from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig, augment_batch, epoch_row, lr_at, make_optimizer
 from singledir.training.single import train
-
-FUSABLE_ARCHS = ("mlp", "convnet")
-# Spec entries in which members of one fused group may differ.
-_MEMBER_FIELDS = {("train", "seed"), ("train", "lr"), ("train", "weight_decay"), ("model", "dropout")}
-
-
-# ---------------------------------------------------------------------------- grouping
-
-def fusion_key(spec: dict) -> str:
-    """Everything that must be equal for two model specs to train fused."""
-    s = copy.deepcopy(spec)
-    for section, key in _MEMBER_FIELDS:
-        s.get(section, {}).pop(key, None)
-    for key in ("id", "labels"):
-        s.pop(key, None)
-    return json.dumps(s, sort_keys=True, default=str)
-
-
-def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
-    """Group id -> member model ids, for the experiments of ``family`` with ``fuse: K`` > 1.
-
-    Models of an experiment are grouped by :func:`fusion_key` (grid variables that
-    change the shape or the training schedule, such as width or batch size, split
-    groups), in grid order, into groups of at most K. A group of one trains alone.
-    Group ids are ``<experiment>_g<i>``.
-    """
-    from singledir.pipeline.plan import ConfigError, enabled_experiments, experiment_specs
-
-    groups: "OrderedDict[str, list[str]]" = OrderedDict()
-    fam = config["families"][family]
-    for exp in enabled_experiments(config, family):
-        k = int(fam["experiments"][exp].get("fuse", 1) or 1)
-        if k <= 1:
-            continue
-        specs = experiment_specs(config, family, exp)
-        by_key: "OrderedDict[str, list[str]]" = OrderedDict()
-        for mid, spec in specs.items():
-            arch = spec["model"].get("arch")
-            if arch not in FUSABLE_ARCHS:
-                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training supports the "
-                                  f"architectures {FUSABLE_ARCHS}, not {arch!r}; remove `fuse`")
-            if (spec["train"].get("regularizer") or "none") != "none":
-                # the fused step computes plain cross-entropy only; never train something else silently
-                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training has no "
-                                  f"train.regularizer ({spec['train']['regularizer']!r} here; "
-                                  "singledir.training.regularizers); remove `fuse` to train these models one by one")
-            by_key.setdefault(fusion_key(spec), []).append(mid)
-        i = 0
-        for ids in by_key.values():
-            for start in range(0, len(ids), k):
-                chunk = ids[start:start + k]
-                if len(chunk) > 1:
-                    groups[f"{exp}_g{i}"] = chunk
-                    i += 1
-    return groups
 
 
 # ---------------------------------------------------------------------------- modules
