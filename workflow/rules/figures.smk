@@ -3,38 +3,8 @@
 # results/stats/<family>/figN.csv) for every family that has the figure. What each reads,
 # for which experiments, and its settings come from the registry through the helpers in
 # figures_common.smk; the plotting code is the figure's own script (Figure.script under
-# workflow/scripts/, the rule's `script:`), so editing it reruns that figure only.
-#
-# The rules are made by calling figure_rule once per figure, not in a bare loop: Snakemake
-# evaluates a `script:` path twice, when the rule is defined (what it tracks) and again
-# when the job runs, inside the rule's run function. In a module-level loop the second
-# evaluation reads the loop variable's last value (every figure would run the last
-# figure's script); inside a function the run function is a closure over that call's
-# `figure`, so each rule runs its own script (tests/test_figure_registry.py runs them).
-
-
-def figure_rule(figure):
-    rule:
-        f"""{figure_docstring(figure)}"""
-        name:
-            figure.name
-        input:
-            unpack(figure_inputs(figure.name)),
-        output:
-            **figure_outputs(figure.name),
-        params:
-            **figure_params(figure.name),
-        wildcard_constraints:
-            family=figure_families(figure.name),
-        log:
-            f"{RESULTS}/logs/figures/{figure.name}_{{family}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/figures/{figure.name}_{{family}}.tsv"
-        localrule: True
-        conda:
-            ENV_CPU
-        script:
-            f"../scripts/{figure.script}"
+# workflow/scripts/, the rule's `script:`), so editing it reruns that figure only. The
+# rule itself is figure_rule in figures_common.smk (why a function: its comment).
 
 
 for _figure in figure_registry.FIGURE_LIST:
