@@ -2,10 +2,6 @@
 # kept apart from the rules (snakemake --lint: no functions beside rules).
 
 
-def beyond_cfg(family):
-    return family_cfg(family).get("beyond", {})
-
-
 def probe_params(family):
     """Params of a probe job of `family`: the family (whose speed settings the script reads
     from the config, singledir.pipeline.params.speed_settings) and only the config values

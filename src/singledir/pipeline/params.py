@@ -1,5 +1,6 @@
-"""What a per-model analysis rule (and the Beyond-the-paper probes) gets as Snakemake ``params`` (what defines its numbers)
-and what reaches its script without being a param (what only sets speed or memory).
+"""What a per-model analysis rule (and the Beyond-the-paper probes) gets as Snakemake
+``params`` (what defines its numbers) and what reaches its script without being a param
+(what only sets speed or memory).
 
 Snakemake reruns a job when its params change (``--rerun-triggers params``), so a rule's
 params are exactly the config keys its numbers depend on; a speed knob changed between
