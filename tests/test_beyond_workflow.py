@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
+from workflow_runs import planned_jobs
 
 BEYOND = ["probe_stopping", "reg_plain", "reg_dropout", "reg_noise", "reg_reliance", "reg_selectivity"]
 
@@ -81,3 +82,39 @@ def test_beyond_end_to_end_tiny(tmp_path):
     # 1 + 1 networks: no between-network test can decide
     row = new.set_index("claim_id").loc["X4_ablation_noise_raises_auc_mnist"]
     assert row["verdict"] == "inconclusive" and "too few networks" in row["reason"]
+
+
+def _record_complete_run(workdir, target, configfile):
+    """Mark every job `target` needs as run with this config, without running any: the
+    jobs' outputs as empty files, then `--touch` (which records each job's params)."""
+    dry = run_snakemake(workdir, "-n", target, configfile=configfile).stdout
+    for line in dry.splitlines():
+        if line.strip().startswith("output:"):
+            for path in line.split(":", 1)[1].split(","):
+                (workdir / path.strip()).parent.mkdir(parents=True, exist_ok=True)
+                (workdir / path.strip()).touch()
+    run_snakemake(workdir, "--touch", "--forceall", target, configfile=configfile)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("probe_group", [1, 24])
+def test_speed_knobs_rerun_no_probe_job(tmp_path, probe_group):
+    """chunk_size, max_rows, method and loader_workers only set speed (singledir.pipeline.params):
+    after a run, changing them reruns no probe job (rule beyond_probes, or a probe group)
+    and no figure, while a key the probes compute from (orderings) reruns them."""
+    cfgfile = _config(tmp_path)
+    cfg = load_yaml(cfgfile)
+    cfg["families"]["mnist"]["beyond"]["probe_group"] = probe_group
+    write_yaml(cfg, cfgfile)
+    _record_complete_run(tmp_path, "results/figX1_mnist.pdf", cfgfile)
+
+    def planned(edit):
+        changed = load_yaml(cfgfile)
+        edit(changed["families"]["mnist"]["analysis"])
+        changed_file = write_yaml(changed, tmp_path / "changed.yaml")
+        return planned_jobs(run_snakemake(tmp_path, "-n", "results/figX1_mnist.pdf", configfile=changed_file))
+
+    assert planned(lambda a: a.update(chunk_size=7, max_rows=99, method="generic", loader_workers=2)) == {}
+    probes = "beyond_probes" if probe_group == 1 else "beyond_probes_group_mnist_figX1_figX3_figX4_p0"
+    assert planned(lambda a: a.update(orderings=a["orderings"] + 1)) == {
+        probes: 5 if probe_group == 1 else 1, "figX1": 1}

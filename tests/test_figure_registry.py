@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_yaml
 from singledir.figures import registry
 from singledir.pipeline import logs, plan
-
-FIGURES_SMK = (REPO / "workflow" / "rules" / "figures.smk").read_text()
+from workflow_runs import clone, planned_jobs, snakemake, tiny_config, workflow_rules
 
 
 def test_plan_figures_are_the_registry_selections():
@@ -21,19 +20,65 @@ def test_plan_figures_are_the_registry_selections():
         assert figs == {f: registry.panel(f, fam).selections for f in registry.figures_of(fam)}
 
 
+@pytest.fixture(scope="module")
+def parsed_rules(tmp_path_factory):
+    return {r["name"]: r for r in workflow_rules(tmp_path_factory.mktemp("figure_rules"))}
+
+
 @pytest.mark.parametrize("figure", list(registry.FIGURES))
-def test_each_figure_has_one_rule_named_after_it_with_the_registry_script_and_caption(figure):
+def test_each_figure_has_one_rule_named_after_it_with_the_registry_script_and_caption(figure, parsed_rules):
     fig = registry.figure(figure)
-    rule = re.search(rf"^rule {figure}:\n(?:    .*\n|\n)*?    script:\n        \"\.\./scripts/([^\"]+)\"", FIGURES_SMK,
-                     re.M)
-    assert rule and rule.group(1) == fig.script
+    rule = parsed_rules[figure]
+    assert rule["script"] == f"../scripts/{fig.script}" and rule["local"] and rule["conda"]
+    def plain(paths):  # without the `family` wildcard's constraint Snakemake writes into them
+        return [re.sub(r"\{family,[^}]*\}", "{family}", p) for p in paths]
+
+    assert plain(rule["output"]) == [
+        f"results/{figure}_{{family}}.pdf", f"results/{figure}_{{family}}.csv",
+        f"results/stats/{{family}}/{figure}.csv"]
+    assert plain(rule["log"]) == [f"results/logs/figures/{figure}_{{family}}.log"]
     # a script is named after its figure, unless figures share it (Figs. 7 and A4 differ only in the statistic)
     sharing = [f.name for f in registry.FIGURES.values() if f.script == fig.script]
     assert fig.script.startswith(f"{figure}_") or len(sharing) > 1
     assert (REPO / "workflow" / "scripts" / fig.script).is_file()
     assert (REPO / "workflow" / "report" / fig.caption).is_file()
-    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    assert len(re.findall(rf"^rule \w*{figure}\w*:", rules, re.M)) == 1  # no per-family twin rule
+    assert [n for n in parsed_rules if re.fullmatch(rf"{figure}(_\w+)?", n)] == [figure]  # no per-family twin rule
+
+
+@pytest.mark.slow
+def test_each_figure_rule_runs_its_own_script_and_editing_it_reruns_only_that_figure(tmp_path):
+    """The figure rules are made in a loop over the registry, and Snakemake evaluates a
+    `script:` path again when the job runs: each rule must still run its own figure's script.
+    In a clone, every figure script the tiny MNIST config draws is replaced by a stub that
+    writes its own name into the rule's outputs; the figures' inputs are empty files."""
+    work = clone(tmp_path / "clone")
+    cfg = tiny_config()  # MNIST: Figs. 1, 2, 7 and A4 (7 and A4 share a script)
+    cfgfile = write_yaml(cfg, tmp_path / "tiny.yaml")
+    figures = ["fig1", "fig2", "fig7"]
+    for name in figures:
+        for files in registry.input_files(name, "mnist", lambda sel: plan.experiment_models(cfg, "mnist", sel),
+                                          "results").values():
+            for f in files:
+                (work / f).parent.mkdir(parents=True, exist_ok=True)
+                (work / f).touch()
+        script = work / "workflow" / "scripts" / registry.figure(name).script
+        script.write_text("from pathlib import Path\n"
+                          "for out in [*snakemake.output, *snakemake.log]:\n"
+                          f"    Path(out).write_text({script.name!r} + ' ' + snakemake.rule)\n")
+    targets = [f"results/{name}_mnist.pdf" for name in figures]
+    snakemake(work, *targets, "--allowed-rules", *figures, configfile=cfgfile)
+    for name in figures:
+        ran = (work / "results" / f"{name}_mnist.pdf").read_text()
+        assert ran == f"{registry.figure(name).script} {name}"
+
+    def planned():
+        return planned_jobs(snakemake(work, "-n", *targets, "--allowed-rules", *figures, configfile=cfgfile))
+
+    assert planned() == {}
+    script = work / "workflow" / "scripts" / registry.figure("fig2").script
+    script.write_text(script.read_text() + "# a change to the plotting code\n")
+    # Snakemake's code trigger: a rule's script newer than its outputs (the other figures' scripts are not)
+    assert planned() == {"fig2": 1}
 
 
 def test_input_files_follow_the_panel_inputs_in_order():

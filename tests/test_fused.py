@@ -1,7 +1,6 @@
 """Fused training equals separate training: bitwise for MLPs with one thread, within float
 rounding for MLPs with several threads and for ConvNets (grouped convolutions); resume
-after SIGTERM; grouping from the config; the
-Snakemake rules."""
+after SIGTERM; the Snakemake rules. (Which models train together: tests/test_groups.py.)"""
 
 import contextlib
 import os
@@ -16,18 +15,17 @@ import functools
 
 from singledir.training import fusion_choice as fused_mod
 from singledir.training.api import train_members as train_group
-from singledir.training.fused import FusedNet, MemberRNG, fusion_groups, fusion_key
+from singledir.training.fused import FusedNet, MemberRNG
 from singledir.training.fusion_choice import fusion_trial
 from singledir.training.loop import fit
 
 train_fused = functools.partial(fit, fused=True)
 from singledir.models.nets import MLP, ConvNet
-from singledir.pipeline.plan import ConfigError, experiment_specs
 from singledir.training.checkpoint import TrainingInterrupted
 from singledir.training.core import TrainConfig
 from singledir.training.loop import train_one as train
 
-from conftest import REPO, load_yaml, run_snakemake, tiny_mnist_config, write_yaml
+from conftest import run_snakemake, tiny_mnist_config, write_yaml
 
 QUIET = lambda *a, **k: None  # noqa: E731
 
@@ -192,36 +190,6 @@ def test_fused_rejects_unfusable_groups(digits, tmp_path):
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="same architecture"):
         FusedNet([MLP(64, [32, 32], 10), MLP(64, [16, 32], 10)], MemberRNG([0, 1], torch.device("cpu")))
-
-
-def test_fusion_groups_from_config():
-    cfg = load_yaml(REPO / "config" / "demo.yaml")
-    for name, fam in cfg["families"].items():
-        fam["enabled"] = name == "mnist"
-    cfg["families"]["mnist"]["experiments"] = {
-        "corruption": {"model": {"hidden": [16]}, "grid": {"fraction": [0.0, 0.5], "seed": [0]}},
-        "dropout": {"model": {"hidden": [16]}, "fuse": 4, "grid": {"dropout": [0.1, 0.2, 0.3], "fraction": [0.0, 1.0]}},
-        "selectivity": {"model": {"hidden": [16]}, "fuse": 8, "grid": {"seed": [0, 1, 2]}},
-    }
-    ids = lambda exp: list(experiment_specs(cfg, "mnist", exp))  # noqa: E731
-    groups = fusion_groups(cfg, "mnist")
-    # 6 dropout models of one shape -> 4 + 2 in grid order; corruption is not fused.
-    assert groups == {"dropout_g0": ids("dropout")[:4], "dropout_g1": ids("dropout")[4:],
-                      "selectivity_g0": ids("selectivity")}
-    # A grid variable that changes the shape or the schedule splits groups.
-    cfg["families"]["mnist"]["experiments"]["selectivity"]["grid"] = {"seed": [0, 1], "batch_size": [32, 64]}
-    groups = fusion_groups(cfg, "mnist")
-    assert [len(v) for k, v in groups.items() if k.startswith("selectivity")] == [2, 2]
-    spec = {"model": {"arch": "mlp", "hidden": [8], "dropout": 0.1}, "train": {"seed": 1, "lr": 0.1, "epochs": 2},
-            "labels": {"fraction": 0.2, "seed": 1}, "id": "a"}
-    other = {"model": {"arch": "mlp", "hidden": [8], "dropout": 0.3}, "train": {"seed": 2, "lr": 0.5, "epochs": 2},
-             "labels": {"fraction": 0.0, "seed": 2}, "id": "b"}
-    assert fusion_key(spec) == fusion_key(other)
-    other["train"]["epochs"] = 3
-    assert fusion_key(spec) != fusion_key(other)
-    cfg["families"]["mnist"]["model"]["arch"] = "torchvision"
-    with pytest.raises(ConfigError, match="fuse"):
-        fusion_groups(cfg, "mnist")
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 another way (singledir.pipeline.params)."""
 import pytest
 
-from singledir.pipeline.params import RESULT_KEYS, SPEED_KEYS, engine_options, result_params, speed_settings
+from singledir.pipeline.params import (RESULT_KEYS, SPEED_KEYS, beyond_result_params, engine_options, result_params,
+                                       speed_settings)
 
 
 def config(**analysis):
@@ -31,6 +32,20 @@ def test_each_rule_gets_only_the_keys_it_uses():
     for rule in ("ablation_curve", "unit_analysis", "training_auc"):
         assert "noise_scales" not in result_params(cfg, "mnist", rule)
     assert "fig3_ablation_layers" in result_params(config(fig3_ablation_layers="all"), "mnist", "ablation_curve")
+
+
+def test_probes_get_the_curve_keys_and_their_fractions_only():
+    cfg = config()
+    cfg["families"]["mnist"]["beyond"] = {"probe_fractions": [0.5], "sparse_fractions": [0.0, 1.0], "probe_group": 24,
+                                          "headline_fraction": 0.5, "patience": 3, "subsets": 2000}
+    assert result_params(cfg, "mnist", "beyond_probes") == {
+        "ablation_layers": -3, "orderings": 10, "curve_points": 21, "eval_examples": 0, "topk": 5,
+        "precision": "fp32", "seed": 7}
+    # how many networks a job probes, and the figures' statistics, are not the probes' numbers
+    assert beyond_result_params(cfg, "mnist", "beyond_probes") == {"probe_fractions": [0.5],
+                                                                   "sparse_fractions": [0.0, 1.0]}
+    with pytest.raises(KeyError, match="beyond_result_params: unknown rule 'ablation_curve'"):
+        beyond_result_params(cfg, "mnist", "ablation_curve")
 
 
 def test_speed_settings_and_defaults():

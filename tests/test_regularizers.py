@@ -220,7 +220,7 @@ def test_bad_settings_are_one_clear_error():
 
 
 def test_fused_training_refuses_a_regularizer():
-    from singledir.training.fused import fusion_groups
+    from singledir.pipeline.groups import fusion_groups
 
     cfg = {"families": {"mnist": {"model": {"arch": "mlp", "hidden": [8]}, "train": {"epochs": 1},
                                   "experiments": {"reg": {"fuse": 2, "train": {"regularizer": "reliance"},

@@ -18,12 +18,11 @@ rule beyond_probes:
         probes=f"{RESULTS}/analysis/{{family}}/{{model}}/probes.csv",
         curve=f"{RESULTS}/analysis/{{family}}/{{model}}/probe_curve.csv",
     params:
-        analysis=lambda w: analysis_cfg(w.family),
-        beyond=lambda w: beyond_cfg(w.family),
-        seed=config["seed"],
-        device=config["device"],
+        family=lambda w: w.family,
+        analysis=lambda w: probe_params(w.family)["analysis"],
+        beyond=lambda w: probe_params(w.family)["beyond"],
     wildcard_constraints:
-        model=ungrouped_probe_regex(),
+        model=model_groups.ungrouped_member_regex(BEYOND_PROBE_GROUPS),
     threads: 1
     log:
         f"{RESULTS}/logs/beyond_probes/{{family}}/{{model}}.log",
@@ -35,33 +34,29 @@ rule beyond_probes:
         "../scripts/beyond_probes.py"
 
 
-for _family, _groups in BEYOND_PROBE_GROUPS.items():
-    for _gid, _members in _groups.items():
-        _specs = [plan.model_specs(config, _family)[m] for m in _members]
+for _name, _family, _gid, _members in model_groups.group_rules("beyond_probes_group", BEYOND_PROBE_GROUPS):
+    _specs = [plan.model_specs(config, _family)[m] for m in _members]
 
-        rule:
-            name:
-                re.sub(r"\W", "_", f"beyond_probes_group_{_family}_{_gid}")
-            input:
-                dataset=f"{RESULTS}/data/{_family}/dataset.npz",
-                model=[f"{RESULTS}/models/{_family}/{m}/model.pt" for m in _members],
-                labels=[f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs],
-            output:
-                probes=[f"{RESULTS}/analysis/{_family}/{m}/probes.csv" for m in _members],
-                curve=[f"{RESULTS}/analysis/{_family}/{m}/probe_curve.csv" for m in _members],
-            params:
-                analysis=analysis_cfg(_family),
-                beyond=beyond_cfg(_family),
-                seed=config["seed"],
-                device=config["device"],
-            resources:
-                **profile_resources("beyond_probes"),
-            threads: 1
-            log:
-                f"{RESULTS}/logs/beyond_probes_group/{_family}/{_gid}.log",
-            benchmark:
-                f"{RESULTS}/benchmarks/beyond_probes_group/{_family}/{_gid}.tsv"
-            conda:
-                ENV_TORCH
-            script:
-                "../scripts/beyond_probes.py"
+    rule:
+        name:
+            _name
+        input:
+            dataset=f"{RESULTS}/data/{_family}/dataset.npz",
+            model=[f"{RESULTS}/models/{_family}/{m}/model.pt" for m in _members],
+            labels=[f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs],
+        output:
+            probes=[f"{RESULTS}/analysis/{_family}/{m}/probes.csv" for m in _members],
+            curve=[f"{RESULTS}/analysis/{_family}/{m}/probe_curve.csv" for m in _members],
+        params:
+            **probe_params(_family),
+        resources:
+            **profile_resources("beyond_probes"),
+        threads: 1
+        log:
+            f"{RESULTS}/logs/beyond_probes_group/{_family}/{_gid}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/beyond_probes_group/{_family}/{_gid}.tsv"
+        conda:
+            ENV_TORCH
+        script:
+            "../scripts/beyond_probes.py"

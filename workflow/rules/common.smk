@@ -6,7 +6,7 @@ from snakemake.logging import logger
 
 import singledir.data.access as data_access
 import singledir.data.imagenet as image_folders
-import singledir.training.fused as fused
+import singledir.pipeline.groups as model_groups
 import singledir.pipeline.params as run_params
 import singledir.pipeline.plan as plan
 
@@ -40,7 +40,7 @@ ANALYSED_FAMILIES = "|".join(["mnist", "cifar10", "imagenet"])
 
 wildcard_constraints:
     family=FAMILIES,
-    model=r"[A-Za-z0-9_.\-]+",
+    model=model_groups.MODEL_ID_REGEX,
     mode="zero|mean",
 
 
@@ -176,26 +176,19 @@ def training_resources(family, spec):
 
 # Fused training (singledir.training.fused). An experiment with `fuse: K` (K > 1) trains its
 # models in groups of up to K same-shaped models, one job per group
-# (fused.fusion_groups: grid order; grid variables that change the shape or the schedule
-# split groups). Each group is its own rule, defined at the end of train.smk from the
-# config, whose outputs are its members' usual model.pt and history.csv in the usual
-# formats, so every downstream rule is unchanged. train_model's `model` wildcard excludes
-# each family's fused models, so no file has two producing rules. Changing `fuse`
+# (singledir.pipeline.groups.fusion_groups: grid order; grid variables that change the shape
+# or the schedule split groups). Each group is its own rule, defined at the end of train.smk
+# from the config, whose outputs are its members' usual model.pt and history.csv in the
+# usual formats, so every downstream rule is unchanged. train_model's `model` wildcard
+# excludes each family's fused models, so no file has two producing rules. Changing `fuse`
 # changes which job produces a model, so Snakemake retrains the regrouped models.
 FUSED_GROUPS = {
-    fam: fused.fusion_groups(config, fam)
+    fam: model_groups.fusion_groups(config, fam)
     for fam in plan.enabled_families(config)
     if fam in FAMILIES.split("|")
 }
 
 
 def unfused_model_regex():
-    """The `model` wildcard of train_model: any id except a fused one of the same family
-    (a lookahead on '<id>/' with a lookbehind on '<family>/')."""
-    alts = [
-        f"(?<={re.escape(fam)}/)(?:{'|'.join(re.escape(m) for ms in groups.values() for m in ms)})"
-        for fam, groups in FUSED_GROUPS.items()
-        if groups
-    ]
-    base = r"[A-Za-z0-9_.\-]+"
-    return f"(?!(?:{'|'.join(alts)})/){base}" if alts else base
+    """The `model` wildcard of train_model: any id except a fused one of the same family."""
+    return model_groups.ungrouped_member_regex(FUSED_GROUPS)

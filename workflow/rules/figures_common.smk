@@ -1,6 +1,16 @@
-# Inputs, params, outputs and target lists of the figure rules (workflow/rules/figures.smk),
-# all derived from the figure registry (singledir.figures.registry); no rules here.
+# The figure rule (figure_rule, made once per registered figure by figures.smk) and its
+# inputs, params, outputs and target lists, all derived from the figure registry
+# (singledir.figures.registry). The other rules are in figures.smk (snakemake --lint: no
+# functions beside named rules).
 import singledir.figures.registry as figure_registry
+
+
+def figure_docstring(figure):
+    """What `snakemake --list-rules` says of a figure rule: its panels by family, and the
+    registry's title, e.g. "Fig. 2a mnist, 2b cifar10: Memorizing networks are ..."."""
+    panels = ", ".join(f"{panel.panel} {fam}" for fam, panel in figure.panels.items())
+    beyond = " (beyond the paper)" if figure.beyond else ""
+    return f"Fig. {panels}{beyond}: {figure.title}."
 
 
 def figure_families(figure):
@@ -53,6 +63,37 @@ def figure_outputs(figure):
         csv=f"{RESULTS}/{figure}_{{family}}.csv",
         stats=f"{RESULTS}/stats/{{family}}/{figure}.csv",
     )
+
+
+# The rule of one figure of the registry (figures.smk makes one per figure). Why a function
+# and not a bare loop over the figures: Snakemake evaluates a `script:` path twice, when the
+# rule is defined (the script it tracks) and again when the job runs, inside the rule's
+# run function. In a module-level loop the second evaluation reads the loop variable's
+# last value (every figure would run the last figure's script); here the run function is
+# a closure over this call's `figure`, so each rule runs its own script
+# (tests/test_figure_registry.py runs them).
+def figure_rule(figure):
+    rule:
+        f"""{figure_docstring(figure)}"""
+        name:
+            figure.name
+        input:
+            unpack(figure_inputs(figure.name)),
+        output:
+            **figure_outputs(figure.name),
+        params:
+            **figure_params(figure.name),
+        wildcard_constraints:
+            family=figure_families(figure.name),
+        log:
+            f"{RESULTS}/logs/figures/{figure.name}_{{family}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/figures/{figure.name}_{{family}}.tsv"
+        localrule: True
+        conda:
+            ENV_CPU
+        script:
+            f"../scripts/{figure.script}"
 
 
 def all_figure_targets():

@@ -15,18 +15,22 @@ import pandas as pd
 import torch
 
 from singledir.analysis import probes
-from singledir.engine.options import EngineOptions
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
 from singledir.engine.activations import collect_activations
 from singledir.training.regularizers import mean_selectivity
 from singledir.models.api import load_trained
 from singledir.pipeline.logs import log_to
+from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import eval_subset, load_data, pick_device, setup_torch
 from singledir.training.single import evaluate
 
+# Params are what defines the numbers (singledir.pipeline.params: RESULT_KEYS and
+# BEYOND_RESULT_KEYS of beyond_probes); the speed knobs and the device come from the config,
+# so changing them reruns no probe job.
 a, b = snakemake.params.analysis, snakemake.params.beyond
-seed = snakemake.params.seed
+seed = a["seed"]
+speed = speed_settings(snakemake.config, snakemake.params.family)
 
 
 def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
@@ -47,7 +51,7 @@ def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
         layers = resolve_layers(model, a["ablation_layers"])
         tab, full = probes.measure_probes(model, x, y, layers, b["probe_fractions"], b["sparse_fractions"],
                                           a["orderings"], a["curve_points"], seed,
-                                          options=EngineOptions.from_config(a))
+                                          options=engine_options(a, speed))
         ev = {}
         for name, (xs, ys) in {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test),
                                "val": (data.x_test[val], data.y_test[val]),
@@ -81,7 +85,7 @@ def probe_one(device, dataset, labels, model_path, out_probes, out_curve):
 
 with log_to(snakemake.log[0]):
     setup_torch(snakemake.threads, gpus=snakemake.resources.get("gpu", 0))
-    device = pick_device(snakemake.params.device)
+    device = pick_device(speed["device"])
     # one network (rule beyond_probes) or a group of them (beyond_probes_group_*, beyond.probe_group)
     models, labels = snakemake.input.model, snakemake.input.labels
     out_p, out_c = snakemake.output.probes, snakemake.output.curve

@@ -4,14 +4,15 @@ One :class:`Figure` per figure rule (``fig1`` ... ``figA4``, and ``figX1`` ... `
 the paper), one :class:`Panel` per family that has it. A panel says which paper panel it
 reproduces, which per-model files it reads (by kind, for which experiments), and its
 fixed drawing settings. Everything else is derived from here: the experiments each figure
-needs (:data:`singledir.pipeline.plan.FIGURES`), the Snakemake rules' inputs, params and
-outputs (``workflow/rules/figures_common.smk``), the report captions' paper panels and the
-gallery (:mod:`singledir.figures.report_pages`), and the figures the unknown-figure rule knows.
+needs (:data:`singledir.pipeline.plan.FIGURES`), the Snakemake rules themselves with their
+inputs, params and outputs (``workflow/rules/figures.smk``, ``figures_common.smk``), the
+report captions' paper panels and the gallery (:mod:`singledir.figures.report_pages`), and
+the figures the unknown-figure rule knows.
 
 Adding a figure touches this registry, its script (``workflow/scripts/<script>``) and its
-caption (``workflow/report/<figure>.rst``), plus the written-out rule in
-``workflow/rules/figures.smk``. No Snakemake import, and nothing from :mod:`singledir.pipeline`
-(plan imports this module).
+caption (``workflow/report/<figure>.rst``): ``workflow/rules/figures.smk`` makes one rule per
+:data:`FIGURE_LIST` entry, named after it, whose ``script:`` is the entry's. No Snakemake
+import, and nothing from :mod:`singledir.pipeline` (plan imports this module).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What a per-model analysis rule gets as Snakemake ``params`` (what defines its numbers)
-and what reaches its script without being a param (what only sets speed or memory).
+"""What a per-model analysis rule (and the Beyond-the-paper probes) gets as Snakemake
+``params`` (what defines its numbers) and what reaches its script without being a param
+(what only sets speed or memory).
 
 Snakemake reruns a job when its params change (``--rerun-triggers params``), so a rule's
 params are exactly the config keys its numbers depend on; a speed knob changed between
@@ -43,14 +44,22 @@ RESULT_KEYS = {
     "unit_analysis": ("unit_layers", "mi_bins", "impact_per_class", "topk", "precision"),
     "training_auc": ("ablation_layers", "orderings", "curve_points", "eval_examples", "topk", "precision"),
     "analysis_subset": ("train_per_class", "test_per_class", "subset_seed"),
+    # the probes are points of the cumulative ablation curve on (a subset of) the training data
+    "beyond_probes": ("ablation_layers", "orderings", "curve_points", "eval_examples", "topk", "precision"),
 }
-# Rules whose numbers depend on the run's top-level ``seed`` (orderings, subsets, noise).
-SEEDED = {"ablation_curve", "noise_curve", "training_auc"}
+# Per rule, the keys of a family's ``beyond`` section that define its results (the rest of
+# the section sets the figures' statistics, or probe_group, how many networks one job probes).
+BEYOND_RESULT_KEYS = {
+    "beyond_probes": ("probe_fractions", "sparse_fractions"),
+}
+# Rules whose numbers depend on the run's top-level ``seed`` (orderings, subsets, noise,
+# the probes' test-set split).
+SEEDED = {"ablation_curve", "noise_curve", "training_auc", "beyond_probes"}
 
 
-def _analysis(config: Mapping, family: str) -> Mapping:
+def _section(config: Mapping, family: str, section: str) -> Mapping:
     try:
-        return config["families"][family].get("analysis", {}) or {}
+        return config["families"][family].get(section, {}) or {}
     except KeyError:
         raise KeyError(f"families.{family}: no such family in the config; families: "
                        f"{sorted(config.get('families', {}))}") from None
@@ -58,20 +67,30 @@ def _analysis(config: Mapping, family: str) -> Mapping:
 
 def result_params(config: Mapping, family: str, rule: str) -> dict:
     """The config values rule ``rule`` of ``family`` computes from: its :data:`RESULT_KEYS`
-    present in the family's ``analysis`` section, and ``seed`` for the seeded rules."""
+    present in the family's ``analysis`` section, and ``seed`` for the seeded rules. (A
+    rule in :data:`BEYOND_RESULT_KEYS` also gets :func:`beyond_result_params`.)"""
     if rule not in RESULT_KEYS:
         raise KeyError(f"result_params: unknown rule {rule!r}; known: {sorted(RESULT_KEYS)}")
-    analysis = _analysis(config, family)
+    analysis = _section(config, family, "analysis")
     params = {k: analysis[k] for k in RESULT_KEYS[rule] if k in analysis}
     if rule in SEEDED:
         params["seed"] = config["seed"]
     return params
 
 
+def beyond_result_params(config: Mapping, family: str, rule: str) -> dict:
+    """The values of the family's ``beyond`` section rule ``rule`` computes from
+    (:data:`BEYOND_RESULT_KEYS`, those present)."""
+    if rule not in BEYOND_RESULT_KEYS:
+        raise KeyError(f"beyond_result_params: unknown rule {rule!r}; known: {sorted(BEYOND_RESULT_KEYS)}")
+    beyond = _section(config, family, "beyond")
+    return {k: beyond[k] for k in BEYOND_RESULT_KEYS[rule] if k in beyond}
+
+
 def speed_settings(config: Mapping, family: str) -> dict:
     """The speed and memory knobs of ``family`` (:data:`SPEED_KEYS`, schema defaults where
     unset) and the run's ``device``: for the scripts, never a param."""
-    analysis = _analysis(config, family)
+    analysis = _section(config, family, "analysis")
     settings = {k: analysis.get(k, SPEED_DEFAULTS[k]) for k in SPEED_KEYS}
     settings["device"] = config.get("device", "auto")
     return settings

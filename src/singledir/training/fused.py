@@ -43,15 +43,14 @@ They are trained by the one epoch loop (:func:`singledir.training.loop.fit`, its
 mode), with the same data order, schedule, checkpoints and history as a single model; whether
 a group trains fused or one model at a time is :mod:`singledir.training.fusion_choice`'s.
 
-:func:`fusion_groups` decides which models of a config train together (experiment key
-``fuse: K``; see ``workflow/rules/train.smk``).
+Which models of a config train together (experiment key ``fuse: K``) is decided by
+:func:`singledir.pipeline.groups.fusion_groups` (see ``workflow/rules/train.smk``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from collections import OrderedDict
 
 import torch
@@ -59,61 +58,6 @@ from torch import nn
 import torch.nn.functional as F
 
 from singledir.training.core import ADAM_BETAS, ADAM_EPS, TrainConfig
-
-FUSABLE_ARCHS = ("mlp", "convnet")
-# Spec entries in which members of one fused group may differ.
-_MEMBER_FIELDS = {("train", "seed"), ("train", "lr"), ("train", "weight_decay"), ("model", "dropout")}
-
-
-# ---------------------------------------------------------------------------- grouping
-
-def fusion_key(spec: dict) -> str:
-    """Everything that must be equal for two model specs to train fused."""
-    s = copy.deepcopy(spec)
-    for section, key in _MEMBER_FIELDS:
-        s.get(section, {}).pop(key, None)
-    for key in ("id", "labels"):
-        s.pop(key, None)
-    return json.dumps(s, sort_keys=True, default=str)
-
-
-def fusion_groups(config: dict, family: str) -> "OrderedDict[str, list[str]]":
-    """Group id -> member model ids, for the experiments of ``family`` with ``fuse: K`` > 1.
-
-    Models of an experiment are grouped by :func:`fusion_key` (grid variables that
-    change the shape or the training schedule, such as width or batch size, split
-    groups), in grid order, into groups of at most K. A group of one trains alone.
-    Group ids are ``<experiment>_g<i>``.
-    """
-    from singledir.pipeline.plan import ConfigError, enabled_experiments, experiment_specs
-
-    groups: "OrderedDict[str, list[str]]" = OrderedDict()
-    fam = config["families"][family]
-    for exp in enabled_experiments(config, family):
-        k = int(fam["experiments"][exp].get("fuse", 1) or 1)
-        if k <= 1:
-            continue
-        specs = experiment_specs(config, family, exp)
-        by_key: "OrderedDict[str, list[str]]" = OrderedDict()
-        for mid, spec in specs.items():
-            arch = spec["model"].get("arch")
-            if arch not in FUSABLE_ARCHS:
-                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training supports the "
-                                  f"architectures {FUSABLE_ARCHS}, not {arch!r}; remove `fuse`")
-            if (spec["train"].get("regularizer") or "none") != "none":
-                # the fused step computes plain cross-entropy only; never train something else silently
-                raise ConfigError(f"families.{family}.experiments.{exp}.fuse: fused training has no "
-                                  f"train.regularizer ({spec['train']['regularizer']!r} here; "
-                                  "singledir.training.regularizers); remove `fuse` to train these models one by one")
-            by_key.setdefault(fusion_key(spec), []).append(mid)
-        i = 0
-        for ids in by_key.values():
-            for start in range(0, len(ids), k):
-                chunk = ids[start:start + k]
-                if len(chunk) > 1:
-                    groups[f"{exp}_g{i}"] = chunk
-                    i += 1
-    return groups
 
 
 # ---------------------------------------------------------------------------- modules
