@@ -47,31 +47,30 @@ rule train_model:
         "../scripts/train.py"
 
 
-for _family, _groups in FUSED_GROUPS.items():
-    for _gid, _members in _groups.items():
-        _specs = [plan.model_specs(config, _family)[m] for m in _members]
+for _name, _family, _gid, _members in model_groups.group_rules("train_group", FUSED_GROUPS):
+    _specs = [plan.model_specs(config, _family)[m] for m in _members]
 
-        rule:
-            name:
-                re.sub(r"\W", "_", f"train_group_{_family}_{_gid}")
-            input:
-                dataset=f"{RESULTS}/data/{_family}/dataset.npz",
-                labels=sorted({f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs}),
-            output:
-                model=[f"{RESULTS}/models/{_family}/{m}/model.pt" for m in _members],
-                history=[f"{RESULTS}/models/{_family}/{m}/history.csv" for m in _members],
-            params:
-                specs=_specs,
-                labels=[f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs],
-                work_dir=f"{RESULTS}/.work/train_group/{_family}/{_gid}/{plan.spec_hash(_specs)}",
-            resources:
-                **{**profile_resources("train_model"), **training_resources(_family, _specs[0])},
-            threads: 1
-            log:
-                f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",
-            benchmark:
-                f"{RESULTS}/benchmarks/train_group/{_family}/{_gid}.tsv"
-            conda:
-                ENV_TORCH
-            script:
-                "../scripts/train.py"
+    rule:
+        name:
+            _name
+        input:
+            dataset=f"{RESULTS}/data/{_family}/dataset.npz",
+            labels=sorted({f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs}),
+        output:
+            model=[f"{RESULTS}/models/{_family}/{m}/model.pt" for m in _members],
+            history=[f"{RESULTS}/models/{_family}/{m}/history.csv" for m in _members],
+        params:
+            specs=_specs,
+            labels=[f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs],
+            work_dir=f"{RESULTS}/.work/train_group/{_family}/{_gid}/{plan.spec_hash(_specs)}",
+        resources:
+            **{**profile_resources("train_model"), **training_resources(_family, _specs[0])},
+        threads: 1
+        log:
+            f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_group/{_family}/{_gid}.tsv"
+        conda:
+            ENV_TORCH
+        script:
+            "../scripts/train.py"

@@ -23,7 +23,7 @@ from singledir.models.api import load_trained
 from singledir.pipeline.logs import log_to
 from singledir.pipeline.params import engine_options, speed_settings
 from singledir.pipeline.runtime import eval_subset, load_data, pick_device, setup_torch
-from singledir.training.single import evaluate
+from singledir.training.loop import evaluate
 
 # Params are what defines the numbers (singledir.pipeline.params: RESULT_KEYS and
 # BEYOND_RESULT_KEYS of beyond_probes); the speed knobs and the device come from the config,
