@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+
 import numpy as np
 import torch
 from torch import nn
@@ -147,7 +148,8 @@ class ClampPlan:
                 return f"perturbed layers {names[a]!r} and {names[b]!r} have no mixing stage between them"
         return plan
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ stage operations
+    # (the public ones are the per-mask steps' interface, singledir.engine.clamp_chains)
 
     def mix(self, j: int, x: torch.Tensor, w: torch.Tensor, cdtype, ws: Workspace) -> tuple[torch.Tensor, float]:
         """Stage j's mixing (no bias) of ``x`` with the weight slice ``w``, and the FLOPs
