@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from singledir.bench import fused_benchmark, mlp_training_flops
+from singledir.bench import cli, gpu_check
+from singledir.bench.engine_vs_naive import forward_flops
+from singledir.bench.fused_training import fused_benchmark, mlp_training_flops
 from singledir.models.nets import MLP
 
 
@@ -76,15 +78,12 @@ def test_bench_quick_reports_json_summary_and_csv(tmp_path):
 
 
 def test_bench_refuses_fewer_than_one_round(capsys):
-    from singledir import bench
     with pytest.raises(SystemExit):
-        bench.main(["/dev/null", "--quick", "--repeats", "0"])
+        cli.main(["/dev/null", "--quick", "--repeats", "0"])
     assert "--repeats must be at least 1; got 0" in capsys.readouterr().err
 
 
 def test_forward_flops_counts_two_per_multiply_add():
-    from singledir.bench import forward_flops
-    from singledir.models.nets import MLP
     net = MLP(12, [5, 4], 3)
     assert forward_flops(net, torch.zeros(7, 12)) == 7 * 2 * (12 * 5 + 5 * 4 + 4 * 3)
 
@@ -128,15 +127,14 @@ def test_gpu_check_runs_its_code_on_cpu_tensors_when_the_device_query_is_stubbed
     """`--device cuda`: the device query is the only stub (it answers the CPU), so every
     measurement and the projection run their real code; tf32 is refused off CUDA and
     reported as not run."""
-    from singledir import bench
     from singledir.pipeline.plan import experiment_models
     from conftest import REPO, load_yaml
 
-    monkeypatch.setattr(bench, "_cuda_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(gpu_check, "cuda_device", lambda: torch.device("cpu"))
     config = REPO / "config" / "config.yaml"
     csv = tmp_path / "gpu.csv"
     with torch.random.fork_rng():
-        summary = bench.main([str(csv), "--device", "cuda", "--quick", "--budget-s", "120", "--config", str(config),
+        summary = cli.main([str(csv), "--device", "cuda", "--quick", "--budget-s", "120", "--config", str(config),
                               "--threads", "1"])
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1]) == json.loads(json.dumps(summary))
@@ -159,8 +157,7 @@ def test_gpu_check_runs_its_code_on_cpu_tensors_when_the_device_query_is_stubbed
 
 
 def test_gpu_check_without_a_gpu_says_so():
-    from singledir import bench
-    if bench._cuda_device() is not None:
+    if gpu_check.cuda_device() is not None:
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit, match="no CUDA device is visible"):
-        bench.main(["/dev/null", "--device", "cuda", "--quick"])
+        cli.main(["/dev/null", "--device", "cuda", "--quick"])

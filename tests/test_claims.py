@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from singledir.stats import claims as C
+from singledir.stats.claims_markdown import to_markdown
 from singledir.stats.beyond_claims import ALL_CLAIMS
 COLS = ["figure", "statistic", "value", "ci_low", "ci_high", "n", "unit", "p", "p_min"]
 
@@ -279,7 +280,7 @@ def test_markdown_counts_each_verdict_and_prints_tolerances(tmp_path):
     write_stats(res, "mnist", [("figA4", "spearman_mutual_information_vs_impact", 0.05, -0.1, 0.2, 64, "units"),
                                ("fig7", "spearman_selectivity_vs_impact", 0.0, -0.4, 0.4, 64, "units")])
     table = C.evaluate_claims(C.Sources.from_results(res), ALL_CLAIMS)
-    md = C.to_markdown(table, "demo", {"mnist": "8x8 digits (MNIST stand-in)"})
+    md = to_markdown(table, "demo", {"mnist": "8x8 digits (MNIST stand-in)"})
     body = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| #")]
     assert len(body) == len(ALL_CLAIMS)
     n_run = len(ALL_CLAIMS) - 2

@@ -314,14 +314,14 @@ def test_class_major_scores_equal_cross_entropy_and_topk(topk):
 def test_select_channels_equals_index_select(layout, into):
     """The engine's channel gather (a column gather for channels-last maps) gives exactly
     ``index_select(1, idx)``, in the layout the engine's buffers use, into a buffer or not."""
-    from singledir.engine.clamp_plan import _select_channels
+    from singledir.engine.clamp_stages import select_channels
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.randn(7, 12, 4, 4).contiguous(memory_format=fmt)
     idx = torch.tensor([11, 0, 5, 5, 3])
     out = (torch.full((7, 5, 4, 4), float("nan")).contiguous(memory_format=fmt) if into else None)
-    got = _select_channels(x, idx, out=out)
+    got = select_channels(x, idx, out=out)
     assert torch.equal(got, x.index_select(1, idx))
     if into:
         assert got.data_ptr() == out.data_ptr()
     one = torch.randn(3, 6, 1, 1).contiguous(memory_format=torch.channels_last)  # both layouts at once
-    assert torch.equal(_select_channels(one, idx[1:3]), one.index_select(1, idx[1:3]))
+    assert torch.equal(select_channels(one, idx[1:3]), one.index_select(1, idx[1:3]))

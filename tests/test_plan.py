@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, run_snakemake, shared_file, write_yaml
 from singledir.pipeline import config_check, cost, plan
-from singledir.bench import mlp_training_flops
+from singledir.bench.fused_training import mlp_training_flops
 from singledir.data.sources import load_dataset
 
 

@@ -1,6 +1,7 @@
 """results/claims.csv and results/claims.md: the paper's claims next to ours (singledir.stats.claims)."""
 from singledir.stats.beyond_claims import ALL_CLAIMS
-from singledir.stats.claims import Sources, evaluate_claims, to_markdown
+from singledir.stats.claims import Sources, evaluate_claims
+from singledir.stats.claims_markdown import to_markdown
 from singledir.io import atomic_path, save_csv
 from singledir.pipeline.logs import log_to
 

@@ -20,7 +20,8 @@ import pandas as pd
 import yaml
 
 from singledir.figures import registry
-from singledir.stats.claims import FAMILY_NAMES, NOT_RUN, RULES, verdict_summary
+from singledir.stats.claims import FAMILY_NAMES, NOT_RUN, RULES
+from singledir.stats.claims_markdown import verdict_summary
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px; margin: 1.2em; color: #1e293b; }

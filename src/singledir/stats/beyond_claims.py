@@ -1,7 +1,7 @@
 """Claims of our own: the paper's section-5 future work (docs/beyond.md).
 
 Rows of the same claims table (:mod:`singledir.stats.claims`; :data:`ALL_CLAIMS` is the table's
-list: the paper's :data:`singledir.stats.claims.CLAIMS`, then these), judged by the same verdict rules;
+list: the paper's :data:`singledir.stats.paper_claims.CLAIMS`, then these), judged by the same verdict rules;
 the paper never measured them, so the "paper value" column says ``new`` and the
 tolerance column states the threshold we fixed in advance. Statistics come from the
 figure scripts of Figs. X1-X4 (``results/stats/<family>.csv``). Claims about a
@@ -25,8 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from singledir.stats.claims import (ALPHA, CLAIMS, FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction,
-                                    Estimate, NotRun, _f, _num, between_networks, from_stat)
+from singledir.io import atomic_path
+from singledir.stats.claims import (ALPHA, FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction, Estimate,
+                                    NotRun, _f, between_networks, from_stat)
+from singledir.stats.claims_markdown import format_number
+from singledir.stats.paper_claims import CLAIMS
 
 COST_LIMIT = 0.10  # "at <= 10 % of its cost"
 KEEP_RATIO = 0.90  # "keeps >= 90 % of the full AUC's rank correlation"
@@ -258,10 +261,11 @@ def readme_section(table: pd.DataFrame, scale: str) -> str:
         lines += ["| Data | Claim | Quantity | Threshold | Ours [95 % CI] | n | p | Verdict |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in rows.itertuples(index=False):
-            ours = _num(r.our_value) + (f" [{_num(r.ci_low)}, {_num(r.ci_high)}]" if _num(r.ci_low) else "")
+            ours = format_number(r.our_value) + (f" [{format_number(r.ci_low)}, {format_number(r.ci_high)}]"
+                                                 if format_number(r.ci_low) else "")
             n = f"{int(r.n)} {r.n_unit}" if r.verdict != NOT_RUN and r.n else ""
             lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in (
-                FAMILY_NAMES.get(r.family, r.family), r.statement, r.quantity, r.tolerance, ours, n, _num(r.p),
+                FAMILY_NAMES.get(r.family, r.family), r.statement, r.quantity, r.tolerance, ours, n, format_number(r.p),
                 r.verdict)) + " |")
         why = [f"- {r.claim_id}: {r.verdict}: {'; '.join(t for t in (r.reason, r.note) if isinstance(t, str) and t)}"
                for r in rows.itertuples(index=False) if isinstance(r.reason, str) and r.reason or
@@ -305,8 +309,6 @@ def main(argv=None) -> int:
     old = readme.read_text() if readme.is_file() else ""
     new = update_readme(old, readme_section(pd.read_csv(claims), scale or "unknown"))
     if new != old:
-        from singledir.io import atomic_path
-
         with atomic_path(readme) as tmp:
             tmp.write_text(new)
     print(f"{readme}: 'Beyond the paper' results {'updated' if new != old else 'already up to date'} from {claims}")
