@@ -15,12 +15,12 @@ from singledir.bench.timing import spread
 from singledir.data.sources import Tensors
 from singledir.models.nets import MLP
 from singledir.training.core import TrainConfig
-from singledir.training.fused import train_fused, train_group
-from singledir.training.single import train
+from singledir.training.api import train_members
+from singledir.training.loop import fit, train_one
 
 
 def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
-    """FLOPs of training one MLP as :func:`singledir.training.single.train` does: per epoch a
+    """FLOPs of training one MLP as the epoch loop (:func:`singledir.training.loop.fit`) does: per epoch a
     forward and a backward pass over the training set (weight gradients everywhere, input
     gradients below the first layer), and a forward pass over the training and test sets
     for each history row (epochs + 1 rows)."""
@@ -32,7 +32,7 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
 def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None,
                     repeats: int = 1) -> dict:
     """K sequential trainings vs one job of K as ``fuse: K`` runs it
-    (:func:`singledir.training.fused.train_group`: with one thread a short measured trial, then
+    (:func:`singledir.training.api.train_members`: with one thread a short measured trial, then
     fused or one at a time, whichever the trial found faster, the trial's time included; with
     several threads the cost model's choice), and vs forced fusion (same seeds, same work).
 
@@ -61,21 +61,21 @@ def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, p
         tiny = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd", lr=0.01, seed=0)
         few = [Tensors(d.x_train[:batch_size], d.y_train[:batch_size], d.x_test[:10], d.y_test[:10], 10)
                for d in datas[:2]]
-        train(build(0), few[0], tiny, os.path.join(tmp, "warm_seq"), log=quiet)
-        train_fused([build(0), build(1)], few, [tiny, tiny], os.path.join(tmp, "warm_fused"), log=quiet)
+        train_one(build(0), few[0], tiny, os.path.join(tmp, "warm_seq"), log=quiet)
+        fit([build(0), build(1)], few, [tiny, tiny], os.path.join(tmp, "warm_fused"), fused=True, log=quiet)
         seq_s, fused_s, group_s, chosen = [], [], [], []
         for r in range(max(1, repeats)):  # fresh output folders: a finished run would just load itself
             t = time.perf_counter()
             for i in range(k):
-                train(build(cfgs[i].seed), datas[i], cfgs[i], os.path.join(tmp, f"seq{r}_{i}"), log=quiet)
+                train_one(build(cfgs[i].seed), datas[i], cfgs[i], os.path.join(tmp, f"seq{r}_{i}"), log=quiet)
             seq_s.append(time.perf_counter() - t)
             models = [build(c.seed) for c in cfgs]
             t = time.perf_counter()
-            train_fused(models, datas, cfgs, os.path.join(tmp, f"fused{r}"), log=quiet)
+            fit(models, datas, cfgs, os.path.join(tmp, f"fused{r}"), fused=True, log=quiet)
             fused_s.append(time.perf_counter() - t)
             models = [build(c.seed) for c in cfgs]
             t = time.perf_counter()
-            _, decision = train_group(models, datas, cfgs, os.path.join(tmp, f"group{r}"), log=quiet)
+            _, decision = train_members(models, datas, cfgs, os.path.join(tmp, f"group{r}"), log=quiet)
             group_s.append(time.perf_counter() - t)
             chosen.append(decision["fuse"])
         t_seq, t_fused, t_group = (float(np.median(v)) for v in (seq_s, fused_s, group_s))
