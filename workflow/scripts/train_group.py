@@ -6,12 +6,12 @@ import shutil
 
 import torch
 
-from singledir.data.sources import Tensors
+from singledir.data.sources import Tensors, load_data, load_labels
 from singledir.training.fused import train_group
 from singledir.io import save_csv
 from singledir.models.api import build_model, save_trained
 from singledir.pipeline.logs import log_to
-from singledir.pipeline.runtime import load_data, load_labels, pick_device, setup_torch
+from singledir.pipeline.runtime import pick_device, setup_torch
 from singledir.training.core import TrainConfig
 
 specs = snakemake.params.specs

@@ -2,10 +2,11 @@ import shutil
 
 import torch
 
+from singledir.data.sources import load_data
 from singledir.io import save_csv
 from singledir.models.api import build_model, save_trained
 from singledir.pipeline.logs import log_to
-from singledir.pipeline.runtime import benchmark_to, load_data, pick_device, setup_torch
+from singledir.pipeline.runtime import benchmark_to, pick_device, setup_torch
 from singledir.training.core import TrainConfig
 from singledir.training.single import train
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from singledir.engine.options import EngineOptions
+
 SPEED_KEYS = ("chunk_size", "max_rows", "method", "loader_workers")
 # Defaults of the speed knobs a family's config may leave out (the schema's).
 SPEED_DEFAULTS = {"chunk_size": 1024, "max_rows": 65536, "method": "auto", "loader_workers": 0}
@@ -73,7 +75,5 @@ def engine_options(results: Mapping, speed: Mapping):
     """The perturbation engine's options (:class:`singledir.engine.options.EngineOptions`)
     from a rule's result params (``topk``, ``precision``) and the speed knobs
     (``chunk_size``, ``max_rows``, ``method``)."""
-    from singledir.engine.options import EngineOptions
-
     return EngineOptions.from_config({**{k: speed[k] for k in ("chunk_size", "max_rows", "method")},
                                       **{k: results[k] for k in ("topk", "precision") if k in results}})

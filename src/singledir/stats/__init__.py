@@ -2,7 +2,8 @@
 
 - :mod:`~singledir.stats.inference`        bootstrap CIs, Spearman, permutation tests (the one module);
 - :mod:`~singledir.stats.net_tables`       per-network tables for figures that compare networks;
-- :mod:`~singledir.stats.model_selection`  ablation AUC as a hyperparameter-selection signal (Fig. 4c);
+- :mod:`~singledir.stats.model_selection`  ablation AUC (Fig. 4c) and the reliance probes (Fig. X1) as
+  model-selection signals;
 - :mod:`~singledir.stats.claims`           the paper's claims next to ours, with verdicts;
 - :mod:`~singledir.stats.beyond_claims`    claims of our own (beyond the paper).
 """

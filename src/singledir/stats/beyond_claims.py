@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from singledir.io import atomic_path
 from singledir.stats.claims import (ALPHA, CLAIMS, FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction,
                                     Estimate, NotRun, _f, _num, between_networks, from_stat)
 
@@ -305,8 +306,6 @@ def main(argv=None) -> int:
     old = readme.read_text() if readme.is_file() else ""
     new = update_readme(old, readme_section(pd.read_csv(claims), scale or "unknown"))
     if new != old:
-        from singledir.io import atomic_path
-
         with atomic_path(readme) as tmp:
             tmp.write_text(new)
     print(f"{readme}: 'Beyond the paper' {'updated' if new != old else 'already up to date'} from {claims}")
