@@ -3,25 +3,28 @@ source with ``ast``.
 
 Layers, lowest first (a module may import its own layer or a lower one, never a higher one):
 
-====  =======================================  =============================================
-  0   ``singledir``, ``singledir.io``            base helpers
-  1   ``singledir.data``, ``singledir.models``   datasets; the networks and their unit layers
-  2   ``singledir.training``, ``singledir.engine``  training loops; the perturbation engine
-  3   ``singledir.analysis``                     per-model measures
-  4   ``singledir.stats``                        statistics over networks, the claims
-  5   ``singledir.figures``                      figure registry, plotting, report pages
-  6   ``singledir.pipeline``                     what a config asks for, how a job runs
-  7   ``singledir.bench``                        the benchmark, a tool on top of everything
-====  =======================================  =============================================
+=====  ============================================  ==============================================
+layer  packages and modules                          what
+=====  ============================================  ==============================================
+  0    ``singledir``, ``singledir.io``               base helpers
+  1    ``singledir.data``, ``singledir.models``      datasets; the networks and their unit layers
+  2    ``singledir.training``, ``singledir.engine``  training loops; the perturbation engine
+  3    ``singledir.analysis``                        per-model measures
+  4    ``singledir.stats``                           statistics over networks, the claims
+  5    ``singledir.figures``                         figure registry, plotting, report pages
+  6    ``singledir.pipeline``                        what a config asks for, how a job runs
+  7    ``singledir.bench``                           the benchmark, a tool on top of everything
+=====  ============================================  ==============================================
 
 Three properties are checked:
 
 1. no import goes to a higher layer (module-level or inside a function: a function-local
    import runs whenever its function does, so it is as much a dependency as any other);
 2. no import cycle among modules;
-3. every function-local singledir import carries a comment, on its line or the line right
-   above, saying why it is local (for example what it keeps out of a light process), since
-   the reader of the module's header otherwise misses a dependency.
+3. every function-local singledir import carries a comment saying why it is local (for
+   example what it keeps out of a light process), since the reader of the module's header
+   otherwise misses a dependency: on the import's own line, in the comment lines right
+   above it, or above the block of adjacent import lines it belongs to.
 
 The checks are plain functions over a source tree, so ``test_the_checker_*`` runs them on a
 small synthetic package that breaks each rule and asserts that each break is reported.
@@ -55,7 +58,7 @@ LAYERS = {
 # entry when merging the branch that removes the import (a stale entry fails
 # test_the_temporary_allowlists_name_only_live_offenders, as a reminder).
 KNOWN_UPWARD = {
-    # fusion_groups moves out of training/fused.py into pipeline/groups.py (the lead's branch)
+    # fusion_groups moves out of training/fused.py into pipeline/groups.py (another branch)
     ("singledir.training.fused", "singledir.pipeline.plan"),
     # the distributed loop's worker calls pipeline.runtime.setup_torch; training/* is the lead's
     ("singledir.training.distributed", "singledir.pipeline.runtime"),
@@ -89,7 +92,7 @@ class Import:
     path: Path        # the importer's file
     line: int
     local: bool       # inside a function (runs when the function is called)
-    comment: str      # the comment on the statement's lines or on the line right above ('' if none)
+    comment: str      # the comment that explains it ('' if none; see _comment_of)
 
     def where(self, root: Path) -> str:
         return f"{_relative(self.path, root)}:{self.line}"
@@ -123,15 +126,16 @@ def _comments(text: str) -> dict[int, str]:
 
 
 def _comment_of(node: ast.stmt, comments: dict[int, str], lines: list[str], group_comment: str) -> str:
-    """The comment on one of the statement's lines, else the comment on the line right
-    above it (a line of comment only), else ``group_comment``: that of the import right
-    before it, when the two are adjacent lines (one comment above a block of imports
-    explains the block)."""
+    """The comment on one of the statement's lines, else the comment lines right above it,
+    else ``group_comment``: that of the import right before it, when the two are adjacent
+    lines (one comment above a block of imports explains the block)."""
     own = " ".join(comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments)
     above = node.lineno - 1
-    if not own and above in comments and lines[above - 1].lstrip().startswith("#"):
-        own = comments[above]
-    return own or group_comment
+    block = []
+    while not own and above in comments and lines[above - 1].lstrip().startswith("#"):
+        block.insert(0, comments[above])
+        above -= 1
+    return own or " ".join(block) or group_comment
 
 
 def _resolve(name: str, modules: dict[str, Path]) -> str | None:
@@ -303,8 +307,8 @@ def test_no_import_cycle(library_imports):
 
 def test_every_function_local_import_says_why(library_imports):
     found = local_imports_without_reason(library_imports, REPO, LOCAL_IMPORTS_WITHOUT_REASON_ELSEWHERE)
-    assert not found, ("function-local singledir imports: move each to the top of its module, or say on its "
-                       "line or the line above why it is local:\n" + "\n".join(found))
+    assert not found, ("function-local singledir imports: move each to the top of its module, or say in a "
+                       "comment on its line or right above why it is local:\n" + "\n".join(found))
 
 
 def test_the_temporary_allowlists_name_only_live_offenders(library_imports):
