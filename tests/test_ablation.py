@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.engine.ablation import (cumulative_ablation_curve, curve_aucs, curve_points, layer_sizes, normalized_auc,
-                                random_orderings, reference_ablation_eval, single_unit_impact)
+from singledir.analysis.auc import curve_aucs, normalized_auc
+from singledir.engine.ablation import (cumulative_ablation_curve, curve_points, layer_sizes, random_orderings,
+                                reference_ablation_eval, single_unit_impact)
 from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 
 
 @pytest.fixture

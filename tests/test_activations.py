@@ -1,9 +1,9 @@
-"""singledir.engine.activations: the one activation collector, against plain forward passes."""
+"""singledir.models.activations: the one activation collector, against plain forward passes."""
 import pytest
 import torch
 from torch import nn
 
-from singledir.engine.activations import activation_moments, collect_activations, iter_activations
+from singledir.models.activations import activation_moments, collect_activations, iter_activations
 from singledir.models.nets import MLP
 
 

@@ -12,7 +12,7 @@ from singledir.engine.ablation import (cumulative_ablation_curve, evaluate_ablat
 from singledir.models.nets import CONVNET_CHANNELS, CONVNET_STRIDES, ConvNet, build_net, resolve_layers
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
-from singledir.engine.activations import activation_moments, collect_activations
+from singledir.models.activations import activation_moments, collect_activations
 from singledir.engine.perturb import evaluate_perturbations
 from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from conftest import shared_file
-from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
+from singledir.analysis.auc import curve_aucs
+from singledir.engine.ablation import cumulative_ablation_curve
 from singledir.data.corruption import corrupt_labels
 from singledir.data.sources import load_dataset, to_tensors
 from singledir.models.nets import build_net, resolve_layers

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from singledir.data.access import ARRAYS, data_form, open_analysis_data, training_targets
+from singledir.data.access import ARRAYS, data_form, eval_subset, open_analysis_data, training_targets
 from singledir.data.sources import load_dataset, save_prepared
-from singledir.engine.activations import collect_activations
+from singledir.models.activations import collect_activations
 from singledir.models.api import build_model
-from singledir.pipeline.runtime import eval_subset
 
 
 @pytest.fixture(scope="module")

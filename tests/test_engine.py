@@ -15,7 +15,7 @@ from singledir.models.nets import MLP, ConvNet
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
 from singledir.engine.noise_source import NoiseSource
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 from singledir.engine.perturb import PrecisionError, evaluate_perturbations
 from singledir.engine.reference import reference_ablation_eval, reference_curve, split_units
 

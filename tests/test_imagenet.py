@@ -12,7 +12,7 @@ from singledir.pipeline import plan
 from singledir.data.sources import DataError
 from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
                                 dataset_transform, scan)
-from singledir.engine.activations import collect_activations
+from singledir.models.activations import collect_activations
 from singledir.models.resnet import build_torchvision
 from singledir.analysis.selectivity import spatial_average
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 from singledir.engine.batch import PerturbationBatch, apply_perturbation
 from singledir.engine.noise import noise_curve
 from singledir.engine.noise_source import BLOCK_EXAMPLES, NoiseSource

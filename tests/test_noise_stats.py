@@ -6,7 +6,7 @@ from singledir.models.nets import MLP
 from singledir.engine.noise import noise_curve
 from singledir.engine.batch import PerturbationBatch, apply_perturbation
 from singledir.engine.noise_source import NoiseSource
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 from singledir.stats.inference import bootstrap_ci, mean_ci, spearman
 
 

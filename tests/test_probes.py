@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from singledir.analysis import probes
-from singledir.engine.ablation import cumulative_ablation_curve, normalized_auc
+from singledir.analysis.auc import normalized_auc
+from singledir.engine.ablation import cumulative_ablation_curve
 from singledir.models.nets import MLP
+from singledir.stats.model_selection import probe_selection_table
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +76,15 @@ def test_stop_epochs_reads_the_report_half_at_each_chosen_epoch():
     assert s.loc["val_loss", "test_accuracy"] == pytest.approx(0.65)
 
 
-def test_selection_table_perfect_and_reversed_probe():
+def test_probe_selection_table_perfect_and_reversed_probe():
     n = 8
     acc = np.linspace(0.5, 0.9, n)
     rows = []
     for i in range(n):
         for p, v, cost in (("point@0.5", acc[i], 11), ("full_auc", acc[i] ** 2, 201), ("bad", -acc[i], 11)):
             rows.append({"model": f"m{i}", "probe": p, "value": v, "cost_passes": cost, "test_accuracy": acc[i]})
-    table, stats = probes.selection_table(pd.DataFrame(rows), ["point@0.5", "bad", "full_auc"], n_boot=200, seed=0,
-                                          subset_size=4, n_subsets=200, top=[1], n_perm=100)
+    table, stats = probe_selection_table(pd.DataFrame(rows), ["point@0.5", "bad", "full_auc"], n_boot=200, seed=0,
+                                         subset_size=4, n_subsets=200, top=[1], n_perm=100)
     t = table.set_index("probe")
     assert t.loc["point@0.5", "spearman_r"] == pytest.approx(1.0)
     assert t.loc["point@0.5", "top1_percent"] == 100.0 and t.loc["point@0.5", "top1_chance_percent"] == 25.0

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from singledir.engine.ablation import layer_sizes
 from singledir.engine.options import EngineOptions
-from singledir.engine.activations import collect_activations
+from singledir.models.activations import collect_activations
 from singledir.models.api import unit_layers
 from singledir.models.resnet import build_torchvision
 from singledir.analysis.unit_shards import UNIT_COLUMNS, merge_unit_tables, shard_layers, unit_table

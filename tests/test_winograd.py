@@ -209,7 +209,7 @@ def test_engine_with_winograd_convolutions_equals_reference(side, form, monkeypa
     definition."""
     from singledir.engine.ablation import (ablation_fill, cumulative_ablation_curve, curve_points, layer_sizes,
                                            random_orderings)
-    from singledir.engine.activations import activation_moments
+    from singledir.models.activations import activation_moments
     from singledir.engine.options import EngineOptions
     from singledir.engine.reference import reference_curve
     from test_engine import _check_rows, _family
@@ -245,7 +245,7 @@ def test_engine_with_winograd_convolutions_on_arbitrary_masks(side, form, monkey
     """Non-nested masks too (chains that start from the empty base update by the kept
     maps, with both signs), against the plain definition."""
     from singledir.engine.ablation import ablation_fill, layer_sizes
-    from singledir.engine.activations import activation_moments
+    from singledir.models.activations import activation_moments
     from singledir.engine.reference import reference_ablation_eval, split_units
     from test_engine import TOL, _family, _stats_for
 

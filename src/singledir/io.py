@@ -10,6 +10,9 @@ reuses the name and moves it into place, so no stale temporary file outlives the
 Two live writers of one destination would clash on that name; an exclusive lock on the
 temporary file (released by the kernel when its holder dies, even by SIGKILL) makes the
 second one fail with a clear error instead.
+
+:func:`brief` shortens the error of a file that does not load to one line, for the
+messages of the modules that read such files (models, checkpoints).
 """
 
 from __future__ import annotations
@@ -94,3 +97,11 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "pdf", bbox_inches="tight")
+
+
+def brief(err: BaseException) -> str:
+    """An exception as one short line, for messages about a file that does not load
+    (torch's load errors run to several sentences)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    first = text.split(". ")[0]
+    return f"{type(err).__name__}: {first[:200]}"

@@ -1,7 +1,7 @@
 """Cumulative ablation curves (zero or mean clamping) of one trained model on its training
 data, with the labels it was trained on; every family (singledir.data.access)."""
 from singledir.engine.ablation import cumulative_ablation_curve
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 from singledir.io import save_csv
 from singledir.models.api import unit_layers
 from singledir.pipeline.params import speed_settings

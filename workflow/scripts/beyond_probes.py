@@ -15,14 +15,16 @@ import pandas as pd
 import torch
 
 from singledir.analysis import probes
+from singledir.data.access import eval_subset
+from singledir.data.sources import load_data
 from singledir.io import save_csv
 from singledir.models.nets import resolve_layers
-from singledir.engine.activations import collect_activations
+from singledir.models.activations import collect_activations
 from singledir.training.regularizers import mean_selectivity
 from singledir.models.api import load_trained
 from singledir.pipeline.logs import log_to
 from singledir.pipeline.params import engine_options, speed_settings
-from singledir.pipeline.runtime import eval_subset, load_data, pick_device, setup_torch
+from singledir.pipeline.runtime import pick_device, setup_torch
 from singledir.training.loop import evaluate
 
 # Params are what defines the numbers (singledir.pipeline.params: RESULT_KEYS and

@@ -3,7 +3,7 @@ signal. One point per probe: its cost (forward passes over the training set, log
 against its Spearman r with test accuracy over networks (95 % bootstrap CI over networks;
 permutation p). Networks: the final weights of the figure's experiments (singledir.pipeline.plan.FIGURES).
 
-Statistics (singledir.analysis.probes.selection_table): spearman_<probe>_vs_test_accuracy,
+Statistics (singledir.stats.model_selection.probe_selection_table): spearman_<probe>_vs_test_accuracy,
 r_ratio_<probe>_to_full (CI: networks resampled, both r on the same resample),
 cost_fraction_<probe>_of_full, selection_top<k>_percent_<probe> (the probe's pick of random
 subsets is in the subset's top k by test accuracy; chance and a permutation null with the
@@ -20,6 +20,7 @@ from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.net_tables import failed_stat_rows, training_failed
 from singledir.stats.inference import result, stat_row
+from singledir.stats.model_selection import probe_selection_table
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
@@ -33,8 +34,8 @@ with log_to(sm.log[0]):
     failed = training_failed(per_net)
     last = last[~last["model"].isin(per_net.index[failed])]
     names = probes.probe_names(b["probe_fractions"])
-    table, stats = probes.selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
-                                          b["subsets"], b["top"])
+    table, stats = probe_selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
+                                         b["subsets"], b["top"])
     stats += failed_stat_rows(per_net.assign(failed=failed))
     stats.append(stat_row("headline_fraction", result(b["headline_fraction"], n=len(last["model"].unique()),
                                                       unit="networks")))

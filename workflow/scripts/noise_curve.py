@@ -1,7 +1,7 @@
 """Accuracy of one trained model under Gaussian noise on its units, scaled by each unit's
 variance over the training data (section 2.2, Fig. 2); every family (singledir.data.access)."""
 from singledir.engine.noise import noise_curve
-from singledir.engine.activations import activation_moments
+from singledir.models.activations import activation_moments
 from singledir.io import save_csv
 from singledir.models.api import unit_layers
 from singledir.pipeline.params import speed_settings

@@ -2,7 +2,8 @@
 history on ``epoch``; every family with epoch snapshots (singledir.data.access)."""
 import pandas as pd
 
-from singledir.engine.ablation import cumulative_ablation_curve, curve_aucs
+from singledir.analysis.auc import curve_aucs
+from singledir.engine.ablation import cumulative_ablation_curve
 from singledir.io import save_csv
 from singledir.models.api import load_trained, unit_layers
 from singledir.pipeline.params import speed_settings

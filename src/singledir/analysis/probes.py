@@ -21,9 +21,9 @@ nonzero number of ablated units, plus one for the unablated net (shared by all o
 since every ordering ablates nothing there). The cost of a training run itself is not
 included: every probe needs the trained net.
 
-Selection (:func:`selection_table`) and stopping (:func:`stop_epochs`) are plain
-functions over the per-model tables the workflow writes, so they are tested without
-training anything.
+Stopping (:func:`stop_epochs`) is a plain function over the per-model tables the
+workflow writes, so it is tested without training anything; so is selection, a statistic
+over networks (:func:`singledir.stats.model_selection.probe_selection_table`).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def ablation_points(model, x, y, layers, n_ablated: Sequence[int], n_orderings: 
     units, with the orderings of :func:`singledir.engine.ablation.cumulative_ablation_curve`
     (same seed: the same units ablated at the same point). The unablated point is
     evaluated once and copied to every ordering."""
+    # engine.ablation loads torch; the figure jobs (Figs. X1-X4) import this module for its tables only
     from singledir.engine.ablation import evaluate_ablations, layer_sizes, random_orderings
 
     sizes = layer_sizes(model, layers, x)
@@ -99,7 +100,7 @@ def measure_probes(model, x, y, layers, fractions: Sequence[float], sparse: Sequ
     """(probes, full curve). ``probes``: one row per probe with columns probe, value,
     cost_passes, cost_examples (passes x evaluation examples), n_orderings. Each probe is
     computed by its own engine call at only the points it needs, so its cost is real."""
-    from singledir.engine.ablation import curve_points, layer_sizes
+    from singledir.engine.ablation import curve_points, layer_sizes  # torch: as in ablation_points
 
     rows = []
     total = sum(layer_sizes(model, layers, x).values())
@@ -117,60 +118,6 @@ def measure_probes(model, x, y, layers, fractions: Sequence[float], sparse: Sequ
     out["cost_examples"] = out["cost_passes"] * len(x)
     out["n_orderings"] = n_orderings
     return out, full
-
-
-# ---------------------------------------------------------------------------- model selection
-
-def _ratio(a, b, c) -> float:
-    from singledir.stats.inference import spearman_r
-
-    rb = spearman_r(b, c)
-    return spearman_r(a, c) / rb if np.isfinite(rb) and rb != 0 else np.nan
-
-
-def selection_table(nets: pd.DataFrame, probes: Sequence[str], n_boot: int, seed: int, subset_size: int,
-                    n_subsets: int, top: Sequence[int], n_perm: int = 500) -> tuple[pd.DataFrame, list[dict]]:
-    """Per probe: Spearman r(probe, test accuracy) over networks (bootstrap CI, permutation
-    p), its cost, and top-k selection rates of the probe's pick in random subsets against
-    chance and a permutation null (probe shuffled across networks).
-
-    ``nets``: one row per network and probe (columns model, probe, value, cost_passes,
-    test_accuracy). Returns (tidy table, stats rows for results/stats)."""
-    from singledir.stats.model_selection import selection_null
-    from singledir.stats.inference import bootstrap_ci, spearman, spearman_r, stat_row
-
-    wide = nets.pivot_table(index="model", columns="probe", values="value")
-    acc = nets.groupby("model")["test_accuracy"].first().reindex(wide.index).to_numpy(float)
-    cost = nets.groupby("probe")["cost_passes"].median()
-    n = len(wide)
-    size = subset_size or max(2, n // 2)
-    rows, stats = [], []
-    full = wide[FULL].to_numpy(float)
-    for p in probes:
-        v = wide[p].to_numpy(float)
-        r = spearman(v, acc, n_boot=n_boot, seed=seed, unit="networks", permutation=True)
-        sel = selection_null(v, acc, size, n_subsets, top=top, n_perm=n_perm, seed=seed,
-                             null_subsets=min(n_subsets, 200))
-        # ratio of rank correlations, CI by resampling networks (paired: both probes on the same nets)
-        r_full = spearman_r(full, acc)
-        ratio = spearman_r(v, acc) / r_full if np.isfinite(r_full) and r_full != 0 else np.nan
-        lo, hi = bootstrap_ci(_ratio, v, full, acc, n_boot=n_boot, seed=seed)
-        row = {"probe": p, "cost_passes": float(cost[p]), "cost_fraction_of_full": float(cost[p] / cost[FULL]),
-               "spearman_r": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
-               "p_min": r["p_min"], "n": n, "r_ratio_to_full": ratio, "r_ratio_ci_low": lo,
-               "r_ratio_ci_high": hi, "subset_size": size}
-        for k in top:
-            s = sel[f"top{k}_percent"]
-            row[f"top{k}_percent"], row[f"top{k}_chance_percent"], row[f"top{k}_null_p"] = \
-                s["value"], s["chance"], s["p"]
-            stats.append(stat_row(f"selection_top{k}_percent_{p}", {**s, "unit": "networks"}))
-        rows.append(row)
-        stats.append(stat_row(f"spearman_{p}_vs_test_accuracy", r))
-        stats.append(stat_row(f"r_ratio_{p}_to_full", {"value": ratio, "ci_low": lo, "ci_high": hi, "n": n,
-                                                        "unit": "networks"}))
-        stats.append(stat_row(f"cost_fraction_{p}_of_full", {"value": row["cost_fraction_of_full"], "n": n,
-                                                              "unit": "forward passes"}))
-    return pd.DataFrame(rows), stats
 
 
 # ---------------------------------------------------------------------------- early stopping

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from singledir.analysis.selectivity import class_selectivity_index, mutual_information
 from singledir.engine.options import EngineOptions
 
 UNIT_COLUMNS = ["layer", "depth", "unit", "selectivity", "mutual_information", "mean_activity", "l1_norm",
@@ -49,7 +50,7 @@ def unit_table(model, test_activations: dict, y_test: np.ndarray, x_impact, y_im
     ``y_test``), the single-unit ablation impact on the loss of ``x_impact`` (engine
     ``options``), and the L1 norm of
     its filter (:func:`singledir.models.api.unit_weights`). ``depth`` counts ``layers``."""
-    from singledir.analysis.selectivity import class_selectivity_index, mutual_information
+    # both load torch: the table half of this module (shard_layers, merge_unit_tables) needs none
     from singledir.engine.ablation import single_unit_impact
     from singledir.models.api import unit_weights
 

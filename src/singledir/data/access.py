@@ -40,7 +40,7 @@ ARRAYS, IMAGES = "arrays", "images"
 
 def data_form(dataset_cfg: Mapping) -> str:
     """``images`` when the family's dataset stays on disk as an image index, else ``arrays``."""
-    from singledir.data.imagenet import LAYOUT
+    from singledir.data.imagenet import LAYOUT  # data.imagenet loads torch; the Snakefile parse calls this
 
     return IMAGES if dataset_cfg.get("source") in LAYOUT else ARRAYS
 
@@ -51,9 +51,16 @@ def training_targets(path: str | os.PathLike) -> np.ndarray:
     if str(path).endswith(".npz"):  # read the one array (no torch import: the label-corruption jobs stay light)
         with np.load(path) as f:
             return f["y_train"]
-    from singledir.data.imagenet import read_index, train_labels
+    from singledir.data.imagenet import read_index, train_labels  # loads torch: only for an image index
 
     return train_labels(read_index(path), None)
+
+
+def eval_subset(n: int, limit: int, seed: int) -> np.ndarray | None:
+    """Seeded subset of ``limit`` example indices (None = all ``n``)."""
+    if not limit or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 class AnalysisData:
@@ -75,8 +82,6 @@ class AnalysisData:
     def training_examples(self, eval_examples: int = 0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The training examples the curves are measured on (arrays: a seeded subset of
         ``eval_examples`` when set; images: the recorded subset, which already is one)."""
-        from singledir.pipeline.runtime import eval_subset
-
         x, y = self.all_training_examples()
         sub = eval_subset(len(x), eval_examples, seed) if self.form == ARRAYS else None
         return (x, y) if sub is None else (x[sub], y[sub])
@@ -114,8 +119,10 @@ def open_analysis_data(inputs: Mapping[str, str], device, *, dataset_cfg: Mappin
 
 
 def _arrays(dataset_path, labels_path, device) -> AnalysisData:
-    from singledir.engine.activations import collect_activations
-    from singledir.pipeline.runtime import load_data
+    # both load torch, which the light importers of this module (label corruption, the
+    # Snakefile parse) never need
+    from singledir.data.sources import load_data
+    from singledir.models.activations import collect_activations
 
     data = load_data(dataset_path, labels_path, device)
 
@@ -131,8 +138,9 @@ def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_pe
             loader_workers) -> AnalysisData:
     from torch.utils.data import DataLoader
 
+    # torch again, as in _arrays: only an analysis job opens the images
     from singledir.data.imagenet import IndexedImages, dataset_transform, load_images, read_index, train_labels
-    from singledir.engine.activations import collect_activations
+    from singledir.models.activations import collect_activations
 
     root = dataset_cfg["root"]
     tf = dataset_transform(dataset_cfg, augment=False)

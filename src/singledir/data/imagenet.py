@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.data.sources import DataError
+from singledir.data.sources import DataError, load_sklearn_digits
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -294,8 +294,6 @@ def write_digits_imagefolder(root: str | os.PathLike, spec: dict) -> dict[str, i
     PNG decoding are exercised. Returns the number of images per split.
     """
     from PIL import Image
-
-    from singledir.data.sources import load_sklearn_digits
 
     data = load_sklearn_digits({"test_fraction": spec.get("test_fraction", 0.25),
                                 "split_seed": spec.get("split_seed", 0),

@@ -419,3 +419,16 @@ def to_tensors(data: ImageData, y_train: np.ndarray | None = None, device: str |
     return Tensors(((xtr - mean) / std).to(device), torch.as_tensor(ytr, dtype=torch.long).to(device),
                    ((xte - mean) / std).to(device), torch.as_tensor(data.y_test, dtype=torch.long).to(device),
                    data.n_classes)
+
+
+def load_labels(path: str | os.PathLike) -> np.ndarray:
+    """The training labels a net is trained on (``labels_*.npz`` of rule ``corrupt_labels``)."""
+    with np.load(path) as f:
+        return f["labels"]
+
+
+def load_data(dataset_path, labels_path=None, device="cpu") -> Tensors:
+    """Prepared dataset as normalized tensors, with the (possibly corrupted) training labels."""
+    data = load_prepared(dataset_path)
+    labels = load_labels(labels_path) if labels_path else None
+    return to_tensors(data, labels, device)

@@ -9,6 +9,8 @@
 - :mod:`~singledir.engine.linear`      a Linear layer's product on the CPU's fastest fp32 matrix multiply (oneDNN);
 - :mod:`~singledir.engine.reference`   the plain definitions the fast paths are tested against;
 - :mod:`~singledir.engine.ablation`    cumulative ablation curves and single-unit ablation impact;
-- :mod:`~singledir.engine.noise`       noise robustness curves;
-- :mod:`~singledir.engine.activations` unperturbed layer activations (the one collector) and their moments.
+- :mod:`~singledir.engine.noise`       noise robustness curves.
+
+The unperturbed activations the engine starts from (means for mean-ablation, variances
+for noise) come from :mod:`singledir.models.activations`.
 """

@@ -1,4 +1,4 @@
-"""Cumulative ablation curves, their normalized AUC, and single-unit ablation impact.
+"""Cumulative ablation curves and single-unit ablation impact.
 
 Definitions (paper sections 2.2 and 3.1, appendix A.1):
 
@@ -16,9 +16,8 @@ n units of the order are ablated together and accuracy and loss are measured on 
 evaluation set (the training set, with the labels the network was trained on).
 Repeated for ``n_orderings`` seeded random orders.
 
-*Normalized AUC.* The area under accuracy as a function of the fraction of units
-ablated (x from 0 to 1, trapezoid rule) divided by the accuracy with nothing ablated.
-A curve that never drops has AUC 1.0; faster drops give smaller values.
+A curve's normalized AUC, its one-number summary, is computed from the tidy table
+without torch by :mod:`singledir.analysis.auc`.
 
 :func:`singledir.engine.reference.reference_ablation_eval` (re-exported here) is the plain
 definition (a forward hook that zeroes the units and one full forward pass per point);
@@ -34,7 +33,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from singledir.analysis.auc import curve_aucs, normalized_auc  # noqa: F401  (torch-free, for figure jobs)
 from singledir.engine.options import EngineOptions
 from singledir.engine.batch import PerturbationBatch
 from singledir.engine.perturb import evaluate_perturbations
@@ -154,6 +152,6 @@ def single_unit_impact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer
     return df
 
 
-__all__ = ["cumulative_ablation_curve", "normalized_auc", "curve_aucs",
+__all__ = ["cumulative_ablation_curve",
            "single_unit_impact", "reference_ablation_eval", "random_orderings", "curve_points",
            "layer_sizes", "evaluate_ablations"]

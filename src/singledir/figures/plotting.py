@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from singledir.io import save_figure  # noqa: E402
+from singledir.stats.inference import spearman_r  # noqa: E402
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "legend.frameon": False, "figure.dpi": 100})
@@ -96,8 +97,6 @@ def unit_scatter(units: pd.DataFrame, predictor: str, xlabel: str, title: str, s
     if len(layers) <= 12 and not per_layer:
         ax.legend(fontsize=7, markerscale=2, loc="upper left")
     if per_layer:
-        from singledir.stats.inference import spearman_r
-
         ax2 = axes[0, 1]
         for l in layers:
             u = units[units["layer"] == l]

@@ -5,5 +5,7 @@
 - :mod:`~singledir.models.nets`    the MLP and ConvNet of appendix A.2 (MNIST, CIFAR-10);
 - :mod:`~singledir.models.resnet`  torchvision classification models (ResNet-50 for ImageNet) with
   analysable unit layers;
-- :mod:`~singledir.models.probe`   one eval-mode forward of one example with hooks (sizes, call counts).
+- :mod:`~singledir.models.probe`   one eval-mode forward of one example with hooks (sizes, call counts);
+- :mod:`~singledir.models.activations` unperturbed layer activations over many examples (the one
+  collector) and their moments.
 """

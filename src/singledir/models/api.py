@@ -38,10 +38,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from singledir.io import save_torch
+from singledir.io import brief, save_torch
 from singledir.models.layer_check import ModelError, check_unit_layers
 from singledir.models.nets import build_net, resolve_layers
-from singledir.training.checkpoint import brief
 
 MODEL_KEYS = ("spec", "in_shape", "n_classes", "state_dict", "snapshots")
 NET_ARCHS = ("mlp", "convnet")
@@ -69,7 +68,7 @@ def build_model(model_cfg: dict, in_shape: Sequence[int], n_classes: int) -> nn.
     if arch in NET_ARCHS:
         return build_net(model_cfg, in_shape, n_classes)
     if arch == TORCHVISION_ARCH:
-        from singledir.models.resnet import build_torchvision
+        from singledir.models.resnet import build_torchvision  # torchvision (2-3 s): only for its models
 
         return build_torchvision(model_cfg, n_classes, example=torch.zeros(1, *[int(d) for d in in_shape]))
     raise ValueError(f"model.arch: unknown architecture {arch!r}; choose one of {[*NET_ARCHS, TORCHVISION_ARCH]}")

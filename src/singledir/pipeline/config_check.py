@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from singledir.pipeline.plan import ConfigError
+from singledir.pipeline.plan import ConfigError, check_config
 
 DEFAULT_CONFIG = "config/config.yaml"
 
@@ -229,8 +229,6 @@ class LoadedConfig:
 def load_config(files, overrides: dict | None = None, schema: dict | None = None) -> LoadedConfig:
     """Read the config files (merged in order, as Snakemake does), apply ``--config``
     overrides, validate against the schema with defaults, run the semantic checks."""
-    from singledir.pipeline.plan import check_config
-
     files = [str(f) for f in files]
     positions: dict = {}
     config: dict = {}

@@ -140,11 +140,11 @@ def model_flops(model_spec: dict, shape, n_classes: int) -> tuple[float, float]:
     spec = dict(model_spec)
     with torch.device("meta"):
         if spec.get("arch") == "torchvision":
-            from singledir.models.resnet import build_torchvision
+            from singledir.models.resnet import build_torchvision  # torchvision: only for its models
             spec["weights"] = None  # the architecture, not the weights, sets the cost
             model = build_torchvision(spec, n_classes)
         else:
-            from singledir.models.nets import build_net
+            from singledir.models.nets import build_net  # torch, as above: importing the cost model needs none
             model = build_net(spec, shape, n_classes)
         x = torch.zeros((batch, *shape))
         y = torch.zeros(batch, dtype=torch.long)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from singledir.engine.options import EngineOptions
 from singledir.training.options import RUN_OPTION_KEYS
 
 SPEED_KEYS = ("chunk_size", "max_rows", "method", "loader_workers")
@@ -122,7 +123,5 @@ def engine_options(results: Mapping, speed: Mapping):
     """The perturbation engine's options (:class:`singledir.engine.options.EngineOptions`)
     from a rule's result params (``topk``, ``precision``) and the speed knobs
     (``chunk_size``, ``max_rows``, ``method``)."""
-    from singledir.engine.options import EngineOptions
-
     return EngineOptions.from_config({**{k: speed[k] for k in ("chunk_size", "max_rows", "method")},
                                       **{k: results[k] for k in ("topk", "precision") if k in results}})

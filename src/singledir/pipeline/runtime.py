@@ -1,5 +1,6 @@
-"""Small helpers shared by the workflow scripts: logging, device choice, the prepared
-data of the in-memory families (trained models: :mod:`singledir.models.api`). No Snakemake import: scripts pass plain values."""
+"""Small helpers shared by the workflow scripts: benchmark files, device choice, torch
+setup (the prepared data: :func:`singledir.data.sources.load_data`; trained models:
+:mod:`singledir.models.api`). No Snakemake import: scripts pass plain values."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ import resource
 import sys
 import time
 
-import numpy as np
 import torch
 
-from singledir.data.sources import Tensors, load_prepared, to_tensors
 from singledir.pipeline.gpu import claim_gpus
 from singledir.io import atomic_path
 
@@ -66,23 +65,3 @@ def deterministic_algorithms(on: bool) -> None:
         torch.use_deterministic_algorithms(on, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(on, warn_only=True)
-
-
-def load_labels(path: str | os.PathLike) -> np.ndarray:
-    with np.load(path) as f:
-        return f["labels"]
-
-
-def load_data(dataset_path, labels_path=None, device="cpu") -> Tensors:
-    """Prepared dataset as normalized tensors, with the (possibly corrupted) training labels."""
-    data = load_prepared(dataset_path)
-    labels = load_labels(labels_path) if labels_path else None
-    return to_tensors(data, labels, device)
-
-
-def eval_subset(n: int, limit: int, seed: int) -> np.ndarray | None:
-    """Seeded subset of ``limit`` example indices (None = all ``n``)."""
-    if not limit or limit >= n:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-

@@ -2,7 +2,8 @@
 
 - :mod:`~singledir.stats.inference`        bootstrap CIs, Spearman, permutation tests (the one module);
 - :mod:`~singledir.stats.net_tables`       per-network tables for figures that compare networks;
-- :mod:`~singledir.stats.model_selection`  ablation AUC as a hyperparameter-selection signal (Fig. 4c);
+- :mod:`~singledir.stats.model_selection`  ablation AUC (Fig. 4c) and the reliance probes (Fig. X1) as
+  model-selection signals;
 - :mod:`~singledir.stats.claims`           the claims table's machinery: inputs, estimates, verdicts;
 - :mod:`~singledir.stats.paper_claims`     the paper's claims, by figure;
 - :mod:`~singledir.stats.claims_markdown`  the claims table as markdown (claims.md);

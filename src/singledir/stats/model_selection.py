@@ -25,6 +25,9 @@ size) and with a permutation null (AUCs shuffled across settings); no percentile
 bootstrap, which is not valid for a maximum over a few settings. The rates are
 comparable with the paper's only for the paper's design (subsets of 48 of 96 settings:
 the top-k rates depend on the subset size); the claims say "not comparable" otherwise.
+
+The same test judges the cheap reliance probes of :mod:`singledir.analysis.probes` as
+selection signals over networks (:func:`probe_selection_table`, Fig. X1, beyond the paper).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from singledir.analysis.probes import FULL
+from singledir.stats.inference import bootstrap_ci, spearman, spearman_r, stat_row
 
 
 def setting_means(nets: pd.DataFrame, setting_cols: Sequence[str], value_cols: Sequence[str] = ("auc", "test_accuracy")
@@ -128,3 +134,50 @@ def selection_null(auc, test_accuracy, subset_size: int, n_subsets: int = 10000,
                   "null_mean": float(v.mean()) if n_perm else math.nan, "unit": "settings"}
     out["_meta"] = {"n_subsets": point["n_subsets"], "exhaustive": point["exhaustive"]}
     return out
+
+
+def _r_ratio(a, b, c) -> float:
+    """Spearman r(a, c) / r(b, c): a probe's rank correlation relative to the full AUC's."""
+    rb = spearman_r(b, c)
+    return spearman_r(a, c) / rb if np.isfinite(rb) and rb != 0 else np.nan
+
+
+def probe_selection_table(nets: pd.DataFrame, probes: Sequence[str], n_boot: int, seed: int, subset_size: int,
+                          n_subsets: int, top: Sequence[int], n_perm: int = 500) -> tuple[pd.DataFrame, list[dict]]:
+    """Per probe: Spearman r(probe, test accuracy) over networks (bootstrap CI, permutation
+    p), its cost, and top-k selection rates of the probe's pick in random subsets against
+    chance and a permutation null (probe shuffled across networks, :func:`selection_null`).
+
+    ``nets``: one row per network and probe (columns model, probe, value, cost_passes,
+    test_accuracy). Returns (tidy table, stats rows for results/stats)."""
+    wide = nets.pivot_table(index="model", columns="probe", values="value")
+    acc = nets.groupby("model")["test_accuracy"].first().reindex(wide.index).to_numpy(float)
+    cost = nets.groupby("probe")["cost_passes"].median()
+    n = len(wide)
+    size = subset_size or max(2, n // 2)
+    rows, stats = [], []
+    full = wide[FULL].to_numpy(float)
+    for p in probes:
+        v = wide[p].to_numpy(float)
+        r = spearman(v, acc, n_boot=n_boot, seed=seed, unit="networks", permutation=True)
+        sel = selection_null(v, acc, size, n_subsets, top=top, n_perm=n_perm, seed=seed,
+                             null_subsets=min(n_subsets, 200))
+        # ratio of rank correlations, CI by resampling networks (paired: both probes on the same nets)
+        ratio = _r_ratio(v, full, acc)
+        lo, hi = bootstrap_ci(_r_ratio, v, full, acc, n_boot=n_boot, seed=seed)
+        row = {"probe": p, "cost_passes": float(cost[p]), "cost_fraction_of_full": float(cost[p] / cost[FULL]),
+               "spearman_r": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
+               "p_min": r["p_min"], "n": n, "r_ratio_to_full": ratio, "r_ratio_ci_low": lo,
+               "r_ratio_ci_high": hi, "subset_size": size}
+        for k in top:
+            s = sel[f"top{k}_percent"]
+            row[f"top{k}_percent"], row[f"top{k}_chance_percent"], row[f"top{k}_null_p"] = \
+                s["value"], s["chance"], s["p"]
+            stats.append(stat_row(f"selection_top{k}_percent_{p}", {**s, "unit": "networks"}))
+        rows.append(row)
+        stats.append(stat_row(f"spearman_{p}_vs_test_accuracy", r))
+        stats.append(stat_row(f"r_ratio_{p}_to_full", {"value": ratio, "ci_low": lo, "ci_high": hi, "n": n,
+                                                        "unit": "networks"}))
+        stats.append(stat_row(f"cost_fraction_{p}_of_full", {"value": row["cost_fraction_of_full"], "n": n,
+                                                              "unit": "forward passes"}))
+    return pd.DataFrame(rows), stats

@@ -33,8 +33,12 @@ import itertools
 import json
 from collections import OrderedDict
 
+from singledir.data.imagenet import config_problems
 from singledir.data.sources import DataError, check_dataset_spec
 from singledir.figures import registry
+from singledir.models.nets import CONVNET_CHANNELS
+from singledir.pipeline import cost
+from singledir.training.regularizers import check as check_regularizer
 from singledir.training.options import RUN_OPTION_KEYS
 
 GRID_VARIABLES = OrderedDict([
@@ -266,14 +270,12 @@ def check_config(config: dict) -> None:
                     if spec["model"].get("arch") not in ("mlp", "convnet"):
                         raise ConfigError(f"{where}.train.regularizer: {reg!r} is a training option of the mlp and "
                                           f"convnet models only, not {spec['model'].get('arch')!r}; remove it")
-                    from singledir.training.regularizers import check as check_regularizer
                     try:
                         check_regularizer(reg, float(spec["train"].get("reg_strength", 0.0)),
                                           float(spec["train"].get("reg_q_max", 0.5)))
                     except ValueError as err:
                         raise ConfigError(f"{where}: {err}") from None
         if family == "imagenet":
-            from singledir.data.imagenet import config_problems
             specs = {exp: experiment_specs(config, family, exp) for exp in enabled_experiments(config, family)}
             for problem in config_problems(config, specs, family):
                 raise ConfigError(problem)
@@ -300,9 +302,9 @@ def unit_layer_names(model_spec: dict) -> list[str]:
     if arch == "mlp":
         return [f"relu{i}" for i in range(1, len(model_spec.get("hidden", [])) + 1)]
     if arch == "convnet":
-        from singledir.models.nets import CONVNET_CHANNELS
         return [f"relu{i}" for i in range(1, len(CONVNET_CHANNELS) + 1)]
     if arch == "torchvision":
+        # models.resnet loads torchvision (2-3 s): only configs with a torchvision model pay for it
         from singledir.models.resnet import ModelError, unit_layer_names as torchvision_unit_layers
         try:
             return torchvision_unit_layers(model_spec)
@@ -311,7 +313,8 @@ def unit_layer_names(model_spec: dict) -> list[str]:
     raise ConfigError(f"model.arch: unknown architecture {arch!r}; choose 'mlp', 'convnet' or 'torchvision'")
 
 
-# --- the plan summary (printed at workflow start; python -m singledir.pipeline.plan CONFIG) ------
+# --- the plan summary (printed at workflow start, and by ``python -m singledir.pipeline.plan
+# CONFIG``, whose program is this package's __main__.py) -------------------------------------
 
 def _fmt_hours(h: float) -> str:
     return f"{h:.2g}" if h < 10 else f"{h:,.0f}"
@@ -335,8 +338,6 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
     their training length, the dataset and its size, the figures they feed and their
     counted cost; the totals (networks, jobs, CPU- and GPU-hours from :mod:`singledir.pipeline.cost`);
     and every value that came from a schema default."""
-    from singledir.pipeline import cost
-
     lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
              f"device {config.get('device')}):"]
     rows = [("family", "experiment", "nets", "training", "dataset (train/test, shape)", "figures",
@@ -421,7 +422,7 @@ def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
     import sys
     from pathlib import Path
 
-    snakefile = Path(snakefile or Path(__file__).resolve().parents[3] / "Snakefile")
+    snakefile = Path(snakefile or Path(__file__).resolve().parents[4] / "Snakefile")
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe) if exe.exists() else "snakemake", target, "-s", str(snakefile), "-n", "--forceall",
            "--quiet", "rules", "--configfile", *map(str, configfiles)]
@@ -430,36 +431,3 @@ def count_jobs(configfiles, snakefile=None, target: str = "all_figures") -> int:
     if proc.returncode != 0 or not m:
         raise ConfigError(f"snakemake -n failed for {' '.join(map(str, configfiles))}:\n{(proc.stdout + proc.stderr)[-2000:]}")
     return int(m.group(1))
-
-
-def main(load_config, config_error: type, argv=None) -> int:
-    """``python -m singledir.pipeline.plan CONFIG...``: check a config and print its plan summary.
-
-    ``load_config`` and ``config_error`` are :func:`singledir.pipeline.config_check.load_config`
-    and its ``ConfigError``, passed in by the program block below: config_check imports this
-    module, so importing it here would close an import cycle."""
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m singledir.pipeline.plan",
-                                 description="Check a config and print what it runs and what it costs.")
-    ap.add_argument("configfile", nargs="+", help="config file(s), merged in order like --configfile")
-    ap.add_argument("--no-jobs", action="store_true", help="skip the job count (a Snakemake dry run)")
-    ap.add_argument("--bench-csv", default="results/bench.csv", help="benchmark table with the measured CPU rate")
-    args = ap.parse_args(argv)
-    try:
-        loaded = load_config(args.configfile)
-        jobs = None if args.no_jobs else count_jobs(args.configfile)
-    except config_error as err:  # (run as __main__, this module's ConfigError is another class)
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
-    return 0
-
-
-if __name__ == "__main__":
-    # Run as a program, this file is the module __main__, not singledir.pipeline.plan, so this
-    # import (config_check imports singledir.pipeline.plan) closes no cycle.
-    from singledir.pipeline import config_check
-
-    raise SystemExit(main(config_check.load_config, config_check.ConfigError))
