@@ -54,30 +54,10 @@ LAYERS = {
     "singledir.bench": 7,
 }
 
-# TEMPORARY (issue 28): upward imports that other branches remove; the lead deletes each
-# entry when merging the branch that removes the import (a stale entry fails
-# test_the_temporary_allowlists_name_only_live_offenders, as a reminder).
-KNOWN_UPWARD = {
-    # fusion_groups moves out of training/fused.py into pipeline/groups.py (another branch)
-    ("singledir.training.fused", "singledir.pipeline.plan"),
-    # the distributed loop's worker calls pipeline.runtime.setup_torch; training/* is the lead's
-    ("singledir.training.distributed", "singledir.pipeline.runtime"),
-}
-
-# TEMPORARY (issue 28): function-local singledir imports without a why-comment in files
-# another engineer is splitting or rewriting now (file -> imported modules); the lead
-# empties this after merging those branches.
-LOCAL_IMPORTS_WITHOUT_REASON_ELSEWHERE = {
-    "src/singledir/bench.py": {
-        "singledir.engine.linear", "singledir.data.sources", "singledir.training.fused",
-        "singledir.training.core", "singledir.training.single", "singledir.pipeline.plan",
-    },
-    "src/singledir/training/distributed.py": {
-        "singledir.data.imagenet", "singledir.models.api", "singledir.pipeline.runtime",
-    },
-    "src/singledir/training/fused.py": {"singledir.pipeline.plan"},
-    "src/singledir/training/regularizers.py": {"singledir.models.nets"},
-}
+# Known exceptions, kept empty: an entry must name a live offender
+# (test_the_temporary_allowlists_name_only_live_offenders), so a fixed one cannot linger.
+KNOWN_UPWARD: set = set()  # (importer, target) pairs allowed to import a higher layer
+LOCAL_IMPORTS_WITHOUT_REASON_ELSEWHERE: dict = {}  # file -> modules imported locally without a why-comment
 
 # A comment that only silences a linter explains nothing; and after the cycles are gone,
 # "avoids a cycle" is no reason either (test_no_import_cycle proves there is none to avoid).

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import sys
 import time
 
 import torch
 
 from singledir.pipeline.gpu import claim_gpus
+from singledir.training.core import configure_torch
 from singledir.io import atomic_path
 
 
@@ -48,20 +48,4 @@ def setup_torch(threads: int = 1, deterministic: bool = True, gpus: int = 0) -> 
     profiles) first claim that many free GPUs (singledir.pipeline.gpu), before CUDA initializes."""
     if gpus:
         claim_gpus(gpus)
-    torch.set_num_threads(max(1, int(threads)))
-    if deterministic:
-        deterministic_algorithms(True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def deterministic_algorithms(on: bool) -> None:
-    """``torch.use_deterministic_algorithms(on, warn_only=True)`` without its first step,
-    ``import torch._inductor.config``, which only sets Inductor's own flag (this project
-    never calls torch.compile) and costs 1.3-1.7 s per process on the 2-core machines
-    here (it pulls in torch._dynamo): a third of a short analysis job. ATen's switch, the
-    one every eager kernel reads, is set the same way. Where Inductor is already loaded, or
-    the entry point is missing in some torch version, the public call is used."""
-    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(on, warn_only=True)
-    else:
-        torch._C._set_deterministic_algorithms(on, warn_only=True)
+    configure_torch(threads, deterministic)

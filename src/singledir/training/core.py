@@ -24,6 +24,8 @@ The resume checkpoint and the stop signals (SIGTERM/SIGUSR1 -> checkpoint, then
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -201,3 +203,25 @@ def epoch_row(epoch: int, step: int, lr: float | None, train: tuple[float, float
     learning rate ``lr``; None before training), (loss, accuracy) on the training and test sets."""
     return {"epoch": epoch, "step": step, "lr": lr, "train_loss": train[0], "train_accuracy": train[1],
             "test_loss": test[0], "test_accuracy": test[1]}
+
+
+def configure_torch(threads: int = 1, deterministic: bool = True) -> None:
+    """Intra-op threads and, with ``deterministic``, deterministic kernels (and the cuBLAS
+    workspace they need): what every training and analysis process sets first."""
+    torch.set_num_threads(max(1, int(threads)))
+    if deterministic:
+        deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def deterministic_algorithms(on: bool) -> None:
+    """``torch.use_deterministic_algorithms(on, warn_only=True)`` without its first step,
+    ``import torch._inductor.config``, which only sets Inductor's own flag (this project
+    never calls torch.compile) and costs 1.3-1.7 s per process on the 2-core machines
+    here (it pulls in torch._dynamo): a third of a short analysis job. ATen's switch, the
+    one every eager kernel reads, is set the same way. Where Inductor is already loaded, or
+    the entry point is missing in some torch version, the public call is used."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(on, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(on, warn_only=True)

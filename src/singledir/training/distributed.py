@@ -57,7 +57,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from singledir.training.checkpoint import (TrainingInterrupted, catch_stop_signals, checkpoint_and_stop,
                                            load_checkpoint, save_checkpoint as save_checkpoint_file)
-from singledir.training.core import RunOptions, TrainConfig, history_frame, lr_at, make_optimizer, set_lr
+from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
+from singledir.models.api import build_model
+from singledir.training.core import (RunOptions, TrainConfig, configure_torch, history_frame, lr_at, make_optimizer,
+                                     set_lr)
 
 
 def global_batch(n: int, size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
@@ -318,13 +321,9 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     and labels files, the work directory and the run options (written by
     :func:`singledir.training.api.train`).
     """
-    from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
-    from singledir.models.api import build_model
-    from singledir.pipeline.runtime import setup_torch
-
     job = json.loads(Path(job_path).read_text())
     info = init_distributed(job.get("device", "auto"))
-    setup_torch(job.get("threads", 1), deterministic=info.device.type == "cpu")
+    configure_torch(job.get("threads", 1), deterministic=info.device.type == "cpu")
     if info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # the job's run options; a hand-written job may keep them in its train section

@@ -31,12 +31,12 @@ checkpoints), so a regularized run is deterministic and resumes exactly.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Sequence
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from singledir.models.nets import resolve_layers
 from singledir.training.core import TrainConfig
 
 REGULARIZERS = ("none", "ablation_noise", "reliance", "selectivity")
@@ -55,8 +55,6 @@ def check(name: str, strength: float, q_max: float = 0.5) -> None:
 
 
 def unit_modules(model: nn.Module, layers="all") -> dict[str, nn.Module]:
-    from singledir.models.nets import resolve_layers
-
     mods = dict(model.named_modules())
     return {n: mods[n] for n in resolve_layers(model, layers)}
 
