@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine (see README.md):
 #   make demo   install into .venv and draw every figure at demo scale (offline, CPU)
-#   make test   install into .venv and run the test suite
+#   make test   install into .venv and run the test suite (make test-fast: no Snakemake runs)
 #   make report results/report.html of the run (after make demo); make readme-status
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +15,7 @@ REPORT_CONFIG ?= config/demo.yaml
 # Extra snakemake options for demo/report, e.g. SNAKEMAKE_ARGS=-n for a dry run.
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install demo test report readme-status clean-demo
+.PHONY: install demo test test-fast report readme-status clean-demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ readme-status: install
 TEST_WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+
+# Everything that needs no Snakemake run (tests not marked slow; tests/conftest.py fails an
+# unmarked test that runs Snakemake): the library's tests, stage by stage, in minutes.
+test-fast: install
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 clean-demo:
 	rm -rf results/* .snakemake && touch results/.gitkeep

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a real single-node SLURM cluster on this machine (as root), for
-# tests/test_slurm.py and for trying profiles/slurm by hand. Stop it with
+# tests/workflow/test_workflow_slurm.py and for trying profiles/slurm by hand. Stop it with
 # .ci/slurm-down.sh, which kills exactly the daemons this script started (by PID).
 #
 #   sudo .ci/slurm-up.sh [DIR]      DIR: state, spool, logs, pid files (default /tmp/slurm-ci)

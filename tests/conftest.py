@@ -4,14 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SINGLEDIR_SHARED", REPO.parent / "shared"))  # test data beside the checkout
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # The workflow prints its plan summary (counting FLOPs: a few seconds) at every start;
-# the tests that run Snakemake skip it, except tests/test_plan.py, which checks it.
+# the tests that run Snakemake skip it, except tests/pipeline/test_plan.py, which checks it.
 os.environ.setdefault("SINGLEDIR_QUIET_PLAN", "1")
 
 
@@ -20,10 +22,31 @@ os.environ.setdefault("SINGLEDIR_QUIET_PLAN", "1")
 # test file runs whole on one worker (its module fixtures are built once); the files
 # that share the session's complete tiny run (workflow_runs.complete_tiny_run) share a
 # worker, and the longest files start first so that none is left alone at the end.
-SAME_WORKER = {"test_rerun": "complete_tiny_run", "test_slurm": "complete_tiny_run"}
-LONGEST_FIRST = ["test_slurm", "test_rerun", "test_real_mnist", "test_resume", "test_workflow_imagenet",
-                 "test_report", "test_bad_input_workflow", "test_config", "test_beyond_workflow", "test_fused",
-                 "test_cifar_real", "test_profiles", "test_plan", "test_checkpoint", "test_ddp"]
+SAME_WORKER = {"test_workflow_rerun": "complete_tiny_run", "test_workflow_slurm": "complete_tiny_run"}
+LONGEST_FIRST = ["test_workflow_slurm", "test_workflow_rerun", "test_workflow_real_mnist", "test_resume", "test_workflow_imagenet",
+                 "test_workflow_report", "test_workflow_bad_input", "test_config", "test_workflow_beyond", "test_fused",
+                 "test_training_cifar_real", "test_workflow_profiles", "test_plan", "test_checkpoint", "test_ddp"]
+
+
+# `make test-fast` runs the tests that need no Snakemake run (`-m "not slow"`): a test that
+# runs or parses the workflow must be marked slow. run_snakemake, workflow_runs.snakemake
+# and workflow_runs.workflow_rules call require_slow_marker(), so an unmarked one fails
+# at once, in both targets, with the fix named.
+_CURRENT = {"slow": True, "name": ""}
+
+
+@pytest.fixture(autouse=True)
+def _note_slow_marker(request):
+    _CURRENT.update(slow=request.node.get_closest_marker("slow") is not None, name=request.node.nodeid)
+    yield
+    _CURRENT.update(slow=True, name="")
+
+
+def require_slow_marker() -> None:
+    """Fail the running test unless it is marked slow (it is about to run Snakemake)."""
+    if not _CURRENT["slow"]:
+        pytest.fail(f"{_CURRENT['name']} runs Snakemake: mark it @pytest.mark.slow "
+                    "(make test-fast runs only the tests that need no Snakemake run)", pytrace=False)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,6 +76,19 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def write_image_folder(root, classes=("cat", "dog", "eel"), n_train=5, n_val=3, size=20, seed=0):
+    """A tiny ImageFolder: <root>/train|val/<class>/*.png with class-dependent colours."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 80, (size, size, 3)) + np.array([60 * c, 0, 120 - 60 * c])
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"{name}_{i}.png")
+    return {"source": "imagefolder", "root": str(root), "image_size": 16, "resize_size": 18}
+
+
 def shared_file(name: str) -> Path:
     """A file of ../shared (test data); skips the test when absent."""
     path = SHARED / "data" / name
@@ -74,6 +110,7 @@ def write_yaml(obj, path) -> Path:
 
 def run_snakemake(workdir, *args, configfile=None, check=True, timeout=900):
     """Run the project's Snakefile with its working directory in ``workdir``."""
+    require_slow_marker()
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
     cmd += list(args)
     if configfile:  # last: --configfile takes several values and would swallow targets

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, SNAKEMAKE, tiny_mnist_config, write_yaml
+from conftest import REPO, SNAKEMAKE, require_slow_marker, tiny_mnist_config, write_yaml
 
 PYTHON = sys.executable
 _SESSION: dict = {}  # results shared by the tests of one session
@@ -50,6 +50,7 @@ def tiny_config() -> dict:
 def snakemake(workdir, *args, configfile=None, snakefile=None, env=None, check=True, timeout=900,
               cores=2, **popen):
     """Run Snakemake on ``workdir`` (its own Snakefile if it is a clone, else the repo's)."""
+    require_slow_marker()
     workdir = Path(workdir)
     if snakefile is None:
         snakefile = workdir / "Snakefile" if (workdir / "Snakefile").exists() else REPO / "Snakefile"
@@ -114,6 +115,7 @@ print("JSON" + json.dumps(out))
 def workflow_rules(workdir, configfile=REPO / "config" / "demo.yaml", snakefile=REPO / "Snakefile") -> list[dict]:
     """The rules of the parsed workflow (name, output, log, benchmark, script, local, ...);
     parsed once per session and config."""
+    require_slow_marker()
     key = ("rules", str(snakefile), str(configfile))
     if key not in _SESSION:
         _SESSION[key] = _parse_rules(workdir, configfile, snakefile)

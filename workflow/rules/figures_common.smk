@@ -71,7 +71,7 @@ def figure_outputs(figure):
 # run function. In a module-level loop the second evaluation reads the loop variable's
 # last value (every figure would run the last figure's script); here the run function is
 # a closure over this call's `figure`, so each rule runs its own script
-# (tests/test_figure_registry.py runs them).
+# (tests/figures/test_figure_registry.py runs them).
 def figure_rule(figure):
     rule:
         f"""{figure_docstring(figure)}"""

@@ -350,7 +350,9 @@ def config_problems(config: dict, experiments: dict[str, dict[str, dict]], famil
                 if model.get("weights"):
                     problems.append(f"{where}: {mid} has corrupted labels but model.weights skips training; "
                                     "use weights only for clean-label experiments")
-            procs = int(train.get("nodes", 1)) * processes_per_node(train)
+            # nodes and gpus_per_node are run options: not in the spec, read from the config
+            run = {**(fam.get("train") or {}), **(fam["experiments"][exp].get("train") or {})}
+            procs = int(run.get("nodes", 1)) * processes_per_node(run)
             if int(train.get("workers", 1)) % procs:
                 problems.append(f"{where}.train.workers: {train.get('workers', 1)} logical workers cannot be "
                                 f"split over {procs} training processes (nodes x gpus_per_node); make it a multiple")

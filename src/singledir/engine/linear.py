@@ -12,7 +12,7 @@ CPUs, a build without oneDNN, or if the call ever fails) it is ``F.linear``. The
 environment variable ``SINGLEDIR_ONEDNN_LINEAR=0`` turns it off (``=1`` turns it on on any
 CPU), for a machine where MKL or another BLAS is the faster one: run
 ``python -m singledir.bench``, which prints both rates. Results differ from ``F.linear``
-by float rounding only (the same sums, added in another order); ``tests/test_linear.py``
+by float rounding only (the same sums, added in another order); ``tests/engine/test_linear.py``
 checks it, and the engine's tests check every curve against the plain definition to
 1e-5. For a given machine, thread count and shape the choice and the result are fixed:
 nothing is timed.

@@ -11,13 +11,13 @@ Which fields can change results:
   a reduced precision is accepted, never the numbers computed.
 - ``method``, ``chunk_size`` and ``max_rows`` cannot change results beyond float rounding
   (1e-5): every path is exact and agrees with the plain definition
-  (:mod:`singledir.engine.reference`) to 1e-5, which ``tests/test_engine.py`` checks at every
+  (:mod:`singledir.engine.reference`) to 1e-5, which ``tests/engine/test_engine.py`` checks at every
   point of every curve (``test_cumulative_curves_equal_reference``: small chunks and row bounds;
   ``test_both_paths_equal_reference_on_arbitrary_masks``: each method;
   ``test_linear_readout_path_equals_reference``: ``max_rows`` below one chunk).
   Noise draws are indexed by (seed, layer, perturbation, example), not by the chunk that
   evaluates them (:mod:`singledir.engine.noise_source`), so noise results do not depend on
-  these knobs either (``tests/test_noise_draws.py``).
+  these knobs either (``tests/engine/test_noise_draws.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Slow by design: a forward hook clamps the ablated units and the whole network runs on
 every example, once per point. :mod:`singledir.engine.perturb` must agree with these to float
-rounding; ``tests/test_engine.py`` checks it at every point of every curve and
+rounding; ``tests/engine/test_engine.py`` checks it at every point of every curve and
 ``python -m singledir.bench`` times them as the naive method.
 """
 

@@ -10,7 +10,7 @@ Speed and memory (:data:`SPEED_KEYS`, read by the scripts through :func:`speed_s
 
 - ``chunk_size``, ``max_rows``: how many examples / perturbed rows one forward pass takes;
 - ``method``: the engine path (every path is exact to 1e-5 against the plain definition,
-  ``tests/test_engine.py``);
+  ``tests/engine/test_engine.py``);
 - ``loader_workers``: image-decoding processes;
 - ``device`` (top level): where the job computes.
 

@@ -28,7 +28,7 @@ bitwise equal is a grouped convolution (ConvNets), MLPs with several intra-op th
 (MKL may split a separate model's small product across threads, another summation
 order) and, on CUDA, the batched products: they add the same numbers in another order,
 so the difference is float rounding, which training then amplifies as it amplifies any
-rounding-sized change. ``tests/test_fused.py`` shows the bitwise equality and bounds
+rounding-sized change. ``tests/training/test_fused.py`` shows the bitwise equality and bounds
 the other differences by separate training's own sensitivity to a rounding-sized
 change of its initial weights.
 
@@ -327,7 +327,7 @@ class FusedOptimizer:
     need one leaf per member, stacked again in every forward pass (a copy of every weight
     per step, and K optimizer calls); here one call updates the stacked tensor in place,
     member by member only where hyperparameters differ. The formulas are torch.optim's
-    (``tests/test_fused.py`` checks a fused MLP bitwise against the separately trained ones)."""
+    (``tests/training/test_fused.py`` checks a fused MLP bitwise against the separately trained ones)."""
 
     def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
         self.params = params

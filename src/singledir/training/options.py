@@ -2,7 +2,7 @@
 
 No torch import: the workflow's parse (:mod:`singledir.pipeline.plan`) strips
 :data:`RUN_OPTION_KEYS` from every model spec, so a spec holds only what defines a
-model's results, and editing a run option reruns nothing (``tests/test_rerun.py``).
+model's results, and editing a run option reruns nothing (``tests/workflow/test_workflow_rerun.py``).
 """
 
 from __future__ import annotations

@@ -32,5 +32,5 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # imported (tests/test_imports.py imports every module), it only defines main
+if __name__ == "__main__":  # imported (tests/pipeline/test_imports.py imports every module), it only defines main
     raise SystemExit(main())

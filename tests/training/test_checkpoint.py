@@ -162,7 +162,7 @@ def _ddp_job(tmp_path, name, steps):
     from singledir.training.distributed import write_job
     from singledir.data.imagenet import scan
     from singledir.io import save_csv
-    from test_imagenet import write_image_folder
+    from conftest import write_image_folder
 
     root = tmp_path / "imgs"
     if not root.exists():

@@ -1,6 +1,6 @@
 """Fused training equals separate training: bitwise for MLPs with one thread, within float
 rounding for MLPs with several threads and for ConvNets (grouped convolutions); resume
-after SIGTERM; the Snakemake rules. (Which models train together: tests/test_groups.py.)"""
+after SIGTERM; the Snakemake rules. (Which models train together: tests/pipeline/test_groups.py.)"""
 
 import contextlib
 import os

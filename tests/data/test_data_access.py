@@ -1,5 +1,5 @@
 """singledir.data.access on the in-memory form (dataset.npz); the image form is tested in
-tests/test_imagenet.py (test_analysis_data_of_an_image_index_is_the_recorded_subset)."""
+tests/data/test_image_folders.py (test_analysis_data_of_an_image_index_is_the_recorded_subset)."""
 import numpy as np
 import pytest
 import torch

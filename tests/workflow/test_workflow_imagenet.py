@@ -90,6 +90,7 @@ def test_paper_config_builds_its_dag(tmp_path):
     assert "does not exist" in text and "<root>/train/n01440764/" in text and "enabled: false" in text
 
 
+@pytest.mark.slow
 def test_unit_analysis_shards_in_the_dag(tmp_path):
     """analysis.unit_shards: N plans N unit_shard jobs per model and one cheap merge
     (unit_analysis) each; the shard files name N, so a changed N makes new shards. The

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, load_yaml
+from conftest import REPO, load_yaml, write_image_folder
 from singledir.pipeline import plan
 from singledir.data.sources import DataError
 from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_subset, check_layout, config_problems,
@@ -15,19 +15,6 @@ from singledir.data.imagenet import (IndexedImages, analysis_subset, balanced_su
 from singledir.models.activations import collect_activations
 from singledir.models.resnet import build_torchvision
 from singledir.analysis.selectivity import spatial_average
-
-
-def write_image_folder(root, classes=("cat", "dog", "eel"), n_train=5, n_val=3, size=20, seed=0):
-    """A tiny ImageFolder: <root>/train|val/<class>/*.png with class-dependent colours."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for c, name in enumerate(classes):
-            d = root / split / name
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 80, (size, size, 3)) + np.array([60 * c, 0, 120 - 60 * c])
-                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(d / f"{name}_{i}.png")
-    return {"source": "imagefolder", "root": str(root), "image_size": 16, "resize_size": 18}
 
 
 def test_scan_lists_every_image_of_both_splits(tmp_path):

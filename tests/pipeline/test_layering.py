@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
 LAYERS = {
@@ -266,7 +266,7 @@ def library_imports() -> list[Import]:
 
 def test_every_module_has_a_layer():
     missing = unlayered_modules(module_files(SRC))
-    assert not missing, f"give these modules a layer in tests/test_layering.py LAYERS: {missing}"
+    assert not missing, f"give these modules a layer in tests/pipeline/test_layering.py LAYERS: {missing}"
 
 
 def test_no_import_goes_to_a_higher_layer(library_imports):

@@ -15,7 +15,7 @@ from singledir.training.distributed import global_batch, launch, run_job, write_
 from singledir.data.imagenet import scan
 from singledir.io import save_csv
 from singledir.models.resnet import build_torchvision
-from test_imagenet import write_image_folder
+from conftest import write_image_folder
 
 
 def _job(tmp_path, name, **train):

@@ -132,6 +132,7 @@ def _resources_of(proc, rule):
     return [re.search(r"resources: (.*)", b).group(1) for b in blocks]
 
 
+@pytest.mark.slow
 def test_profiles_dry_run_gpu_resources(tmp_path):
     """Snakemake reads the profiles: gpu=1 on analysis jobs with local-gpu only; training
     jobs (fused groups included) ask for train.nodes x train.gpus_per_node GPUs whatever
@@ -239,9 +240,13 @@ def test_too_many_gpus_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_local_gpu_profile_gives_concurrent_jobs_their_own_device(tmp_path):
     """Two training jobs that run at the same time under profiles/local-gpu claim two
-    different devices (two pretend GPUs: SINGLEDIR_GPU_COUNT=2; the config keeps device cpu)."""
+    different devices (two pretend GPUs: SINGLEDIR_GPU_COUNT=2). The config asks for one GPU
+    per training job (device: auto, train.gpus_per_node: 1); torch sees no CUDA here, so the
+    jobs train on the CPU with their claimed device numbers."""
     cfg = tiny_config()
+    cfg["device"] = "auto"
     mn = cfg["families"]["mnist"]
+    mn["train"]["gpus_per_node"] = 1
     for name, exp in mn["experiments"].items():
         exp["enabled"] = name == "selectivity"
     # Two models on the same label file, so both jobs become ready at the same moment.

@@ -40,6 +40,7 @@ def _planned(proc) -> dict:
     return jobs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("probe_group", [1, 24])
 def test_figX1_plans_only_what_it_needs(tmp_path, probe_group):
     cfg = _config(tmp_path)
@@ -60,6 +61,7 @@ def test_figX1_plans_only_what_it_needs(tmp_path, probe_group):
     assert sum(l.count("probes.csv") for l in planned_outputs) == 5
 
 
+@pytest.mark.slow
 def test_beyond_end_to_end_tiny(tmp_path):
     cfg = _config(tmp_path)
     run_snakemake(tmp_path, "results/claims.csv", configfile=cfg, timeout=1500)
