@@ -1,12 +1,9 @@
-"""Every singledir module imports on its own, and the package has no import cycle.
+"""Every singledir module imports on its own, every name a workflow script imports exists,
+and light jobs load no torch. (Layering and cycles: tests/pipeline/test_layering.py.)
 
-(a) Each module is imported first, in a process where no singledir module is loaded yet
-(a fork of one interpreter that has imported only the third-party libraries, so the test
-is fast): a module that works only after another one happened to be imported fails here.
-(b) The import graph of singledir modules, built from the source (imports inside
-functions count too: a function-local import that dodges a cycle still is one), has no
-cycle. Code under ``if __name__ == "__main__":`` is left out: it runs only when the file
-is the program, and then the module is ``__main__``, not its package name.
+Each module is imported first, in a process where no singledir module is loaded yet (a
+fork of one interpreter that has imported only the third-party libraries, so the test is
+fast): a module that works only after another one happened to be imported fails here.
 """
 from __future__ import annotations
 
@@ -30,97 +27,36 @@ def module_files() -> dict[str, Path]:
     return out
 
 
-def _is_main_block(node: ast.AST) -> bool:
-    t = node.test if isinstance(node, ast.If) else None
-    return (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"
-            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in t.comparators))
-
-
-def _imported_names(tree: ast.AST, package: str):
-    """(dotted name, line) of every import in ``tree``, outside ``__main__`` blocks."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if _is_main_block(node):
-            continue
-        if isinstance(node, ast.Import):
+SCRIPT_IMPORTS = r"""
+import ast, importlib, pathlib, sys
+missing = []
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singledir"):
+            module = importlib.import_module(node.module)
             for alias in node.names:
-                yield alias.name, node.lineno
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            yield base, node.lineno
-            for alias in node.names:  # ``from pkg import module``
-                yield f"{base}.{alias.name}", node.lineno
-        stack.extend(ast.iter_child_nodes(node))
+                if not hasattr(module, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{path.name}:{node.lineno}: {node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("singledir"):
+                    importlib.import_module(alias.name)
+print("MISSING:", " ".join(missing))
+"""
 
 
-def import_graph() -> dict[str, dict[str, int]]:
-    """{module: {imported singledir module: line}}; importing a.b.c also imports a.b."""
-    files = module_files()
-    graph: dict[str, dict[str, int]] = {}
-    for mod, path in files.items():
-        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        edges: dict[str, int] = {}
-        for name, line in _imported_names(ast.parse(path.read_text(), str(path)), package):
-            if not name.startswith("singledir"):
-                continue
-            while name and name not in files:  # ``from module import function``
-                name = name.rpartition(".")[0]
-            while name:  # the module and the packages above it
-                if name != mod and not mod.startswith(name + "."):
-                    edges.setdefault(name, line)
-                name = name.rpartition(".")[0]
-        graph[mod] = edges
-    return graph
-
-
-def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
-    """One cycle as [a, b, ..., a], or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node):
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, {})):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
-def test_the_graph_sees_function_local_imports_and_finds_a_cycle():
-    g = {"a": {"b": 3}, "b": {"c": 7}, "c": {"a": 9}, "d": {"a": 1}}
-    assert find_cycle(g) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b": 1}, "b": {}}) is None
-    tree = ast.parse("def f():\n    from singledir.io import atomic_path\nif __name__ == '__main__':\n"
-                     "    import singledir.bench\n")
-    assert list(_imported_names(tree, "singledir.x")) == [("singledir.io", 2), ("singledir.io.atomic_path", 2)]
-    graph = import_graph()
-    assert "singledir.engine.batch" in graph["singledir.engine.perturb"]
-    assert "singledir.engine" in graph["singledir.bench.engine_vs_naive"]  # the package above, too
-
-
-def test_no_import_cycle():
-    graph = import_graph()
-    cycle = find_cycle(graph)
-    assert cycle is None, "import cycle: " + " -> ".join(
-        f"{a} (line {graph[a][b]})" for a, b in zip(cycle, cycle[1:])) + f" -> {cycle[-1]}"
+def test_every_name_a_workflow_script_imports_exists():
+    """A script's imports run only when Snakemake runs its job: a name moved in the library
+    would otherwise first fail inside a workflow run, before the job's log is open."""
+    scripts = REPO / "workflow" / "scripts"
+    assert len(list(scripts.glob("*.py"))) > 20
+    proc = subprocess.run([sys.executable, "-c", SCRIPT_IMPORTS, str(scripts)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "MISSING:", proc.stdout
 
 
 IMPORT_EACH = r"""

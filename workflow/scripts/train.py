@@ -9,7 +9,8 @@ from singledir.io import save_csv
 from singledir.models.api import save_trained
 from singledir.pipeline.logs import log_to
 from singledir.pipeline.params import training_run_options
-from singledir.pipeline.runtime import benchmark_to, load_data, load_labels, pick_device, setup_torch
+from singledir.data.sources import load_data, load_labels
+from singledir.pipeline.runtime import benchmark_to, pick_device, setup_torch
 from singledir.training.api import ImageFolderData, TensorData, train
 from singledir.training.options import RunOptions
 

@@ -171,6 +171,74 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
+def _accumulate_worker_shards(net, ddp, batches, per_rank: int, buffers: list[torch.Tensor], scaler,
+                              meter: torch.Tensor, cfg: TrainConfig, device: torch.device) -> None:
+    """The forward and backward passes of this process's ``per_rank`` worker shards of one
+    step, gradients accumulated (DDP syncs on the last only). Every shard starts from the
+    same batch-norm running statistics, and they end as the shards' mean, as if the shards
+    ran on separate workers. ``meter`` adds (loss sum, top-1 hits, top-5 hits, images)."""
+    before = [b.clone() for b in buffers] if per_rank > 1 else None
+    summed = [torch.zeros_like(b) for b in buffers] if per_rank > 1 else None
+    for k in range(per_rank):
+        x, y = next(batches)
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if before is not None and k > 0:
+            for b, v in zip(buffers, before):
+                b.copy_(v)
+        sync = ddp.no_sync() if ddp is not None and k < per_rank - 1 else contextlib.nullcontext()
+        with sync:
+            with _autocast(cfg, device):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
+            scaler.scale(loss / per_rank).backward()
+        if summed is not None:
+            for s, b in zip(summed, buffers):
+                s.add_(b)
+        with torch.no_grad():
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hit = top5 == y[:, None]
+            meter += torch.stack([loss.detach().double() * len(y), hit[:, 0].sum().double(),
+                                  hit.any(1).sum().double(), torch.tensor(float(len(y)), device=device,
+                                                                          dtype=torch.float64)])
+    if summed is not None:
+        for b, s in zip(buffers, summed):
+            b.copy_(s / per_rank if s.is_floating_point() else s // per_rank)
+
+
+def _load_on_every_process(ckpt_path: Path, info: DistInfo, log) -> dict | None:
+    """The resume checkpoint on every process of the group, or None: one process sets a bad
+    checkpoint aside (and logs the resume), the others then load what it chose."""
+    required = ("model", "optimizer", "scaler", "step", "history", "meter")
+    state = None
+    if info.main:
+        state, loaded = load_checkpoint(ckpt_path, map_location=info.device, required=required, log=log)
+        if state is not None:
+            log(f"resuming from {loaded} at step {int(state['step'])}")
+    if info.world > 1:
+        dist.barrier()
+    if not info.main:
+        state, _ = load_checkpoint(ckpt_path, map_location=info.device, required=required, log=log, move_bad=False)
+    return state
+
+
+def _worker_shard_batches(dataset: Dataset, cfg: TrainConfig, info: DistInfo, start: int):
+    """An iterator over this process's worker-shard batches from step ``start`` on, and how
+    many shards it runs per step (:class:`StepShards`)."""
+    sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=info.device.type == "cuda", persistent_workers=False)
+    return iter(loader), sampler.per_rank
+
+
+def _history_row(step: int, lr: float, meter: list[float], seconds: float) -> dict:
+    """One step-based history row from the logging window's meter (loss sum, top-1, top-5, images)."""
+    return {"step": step, "lr": lr, "train_loss": meter[0] / meter[3], "train_accuracy": meter[1] / meter[3],
+            "train_top5": meter[2] / meter[3], "images_per_s": meter[3] / max(seconds, 1e-9)}
+
+
 def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: str | os.PathLike,
                 info: DistInfo | None = None, log=print) -> pd.DataFrame:
     """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
@@ -194,34 +262,20 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and device.type == "cuda")
     start, history = 0, []
     meter = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images since the last log
-    # One process sets a bad checkpoint aside; the others then load what it chose.
-    required = ("model", "optimizer", "scaler", "step", "history", "meter")
-    state = None
-    if info.main:
-        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log)
-    if info.world > 1:
-        dist.barrier()
-    if not info.main:
-        state, loaded = load_checkpoint(ckpt_path, map_location=device, required=required, log=log, move_bad=False)
+    state = _load_on_every_process(ckpt_path, info, log)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, history = int(state["step"]), list(state["history"])
         meter.copy_(state["meter"].to(device) if info.main else torch.zeros_like(meter))
-        if info.main:
-            log(f"resuming from {loaded} at step {start}")
     ddp = None
     if info.world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                                   **_no_buffer_broadcast())
     net = ddp or model
-    sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    batches = iter(loader)
+    batches, per_rank = _worker_shard_batches(dataset, cfg, info, start)
     buffers = _bn_buffers(model)
-    per_rank = sampler.per_rank
 
     def meter_total():
         # The partial log window of every process, so a resumed run logs the same rows.
@@ -245,35 +299,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
         for step in range(start, cfg.steps):
             set_lr(optimizer, lr_at(cfg, step))
             optimizer.zero_grad(set_to_none=True)
-            before = [b.clone() for b in buffers] if per_rank > 1 else None
-            summed = [torch.zeros_like(b) for b in buffers] if per_rank > 1 else None
-            for k in range(per_rank):
-                x, y = next(batches)
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if before is not None and k > 0:
-                    for b, v in zip(buffers, before):
-                        b.copy_(v)
-                sync = ddp.no_sync() if ddp is not None and k < per_rank - 1 else contextlib.nullcontext()
-                with sync:
-                    with _autocast(cfg, device):
-                        logits = net(x)
-                    loss = F.cross_entropy(logits.float(), y)
-                    scaler.scale(loss / per_rank).backward()
-                if summed is not None:
-                    for s, b in zip(summed, buffers):
-                        s.add_(b)
-                with torch.no_grad():
-                    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                    hit = top5 == y[:, None]
-                    meter += torch.stack([loss.detach().double() * len(y), hit[:, 0].sum().double(),
-                                          hit.any(1).sum().double(), torch.tensor(float(len(y)), device=device,
-                                                                                  dtype=torch.float64)])
-            if summed is not None:
-                for b, s in zip(buffers, summed):
-                    b.copy_(s / per_rank if s.is_floating_point() else s // per_rank)
+            _accumulate_worker_shards(net, ddp, batches, per_rank, buffers, scaler, meter, cfg, device)
             if ddp is not None:
                 _all_reduce_mean_(buffers, info.world)
             scaler.step(optimizer)
@@ -286,11 +312,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
             if done % cfg.log_every == 0 or done == cfg.steps:
                 if ddp is not None:
                     dist.all_reduce(meter)
-                m = meter.cpu().tolist()
-                seconds = time.time() - t_window
-                row = {"step": done, "lr": lr_at(cfg, step), "train_loss": m[0] / m[3],
-                       "train_accuracy": m[1] / m[3], "train_top5": m[2] / m[3],
-                       "images_per_s": m[3] / max(seconds, 1e-9)}
+                row = _history_row(done, lr_at(cfg, step), meter.cpu().tolist(), time.time() - t_window)
                 history.append(row)
                 if info.main:
                     log(f"step {done}/{cfg.steps} loss={row['train_loss']:.4f} top1={row['train_accuracy']:.4f} "

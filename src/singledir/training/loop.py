@@ -246,39 +246,10 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
         raise ValueError("fit: several models train fused (fused=True) or one call each")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = work_dir / "resume.pt"
     device = datas[0].x_train.device
     mode = FusedMode(models, cfgs, device) if fused else SingleMode(models[0], cfg0, device)
-    gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
-    seeds = [c.seed for c in cfgs]
-    start_epoch, start_step, perms = 0, 0, None
-    histories: list[list[dict]] = [[] for _ in range(k)]
-    state, loaded = load_checkpoint(ckpt_path, map_location=device, log=log,
-                                    required=("mode", "members", "epoch", "step", "perms", "histories", "gen_states",
-                                              "seeds"))
-    if state is not None:
-        if state["seeds"] != seeds or state["mode"] != mode.name:
-            raise ValueError(f"{ckpt_path} belongs to {state['mode']} training with seeds {state['seeds']}, not "
-                             f"{mode.name} training with seeds {seeds}; remove it to start over")
-        mode.load_state_dict(state["members"])
-        for g, s in zip(gens, state["gen_states"]):
-            g.set_state(s.to("cpu") if device.type == "cpu" else s)
-        start_epoch, start_step, perms, histories = state["epoch"], state["step"], state["perms"], state["histories"]
-        log(f"resuming from {loaded} at epoch {start_epoch}, step {start_step}")
-
-    def checkpoint(epoch, step, perms):
-        save_checkpoint({"mode": mode.name, "members": mode.state_dict(), "epoch": epoch, "step": step,
-                         "perms": perms, "histories": histories, "gen_states": [g.get_state() for g in gens],
-                         "seeds": seeds}, ckpt_path)
-
-    def snapshot_path(m, e):
-        return work_dir / f"member{m}_snapshot_{e}.pt"
-
-    def take_snapshots(epoch):
-        for m in range(k):
-            if epoch in cfgs[m].snapshot_epochs and not snapshot_path(m, epoch).exists():
-                save_torch(mode.member_state_dict(m), snapshot_path(m, epoch))
-
+    run = _RunState(mode, cfgs, work_dir / "resume.pt", device)
+    run.resume(log)
     n = len(datas[0].x_train)
     steps_per_epoch = math.ceil(n / cfg0.batch_size)
 
@@ -287,42 +258,88 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
         train = mode.evaluate([d.x_train for d in datas], [d.y_train for d in datas])
         test = mode.evaluate([d.x_test for d in datas], [d.y_test for d in datas])
         for m in range(k):
-            histories[m].append(epoch_row(epoch, epoch * steps_per_epoch, lrs[m], train[m], test[m]))
+            run.histories[m].append(epoch_row(epoch, epoch * steps_per_epoch, lrs[m], train[m], test[m]))
 
     batches = _Batches(datas, cfg0.batch_size)
-    take_snapshots(0)
-    if not histories[0]:  # the state before any training, for curves over training
+    _take_snapshots(mode, cfgs, work_dir, 0)
+    if not run.histories[0]:  # the state before any training, for curves over training
         record(0)
     with catch_stop_signals() as stop:
-        for epoch in range(start_epoch, cfg0.epochs):
+        for epoch in range(run.epoch, cfg0.epochs):
             mode.begin_epoch(epoch)
-            if perms is None:
-                perms = [torch.randperm(n, generator=g, device=device) for g in gens]
-            perm_stack = torch.stack(perms)  # (K, n)
-            for step in range(start_step, steps_per_epoch):
+            if run.perms is None:
+                run.perms = [torch.randperm(n, generator=g, device=device) for g in run.gens]
+            perm_stack = torch.stack(run.perms)  # (K, n)
+            for step in range(run.step, steps_per_epoch):
                 xb, yb = batches.take(perm_stack, step)
                 if cfg0.augment:
-                    xb = torch.stack([augment_batch(xb[m], gens[m]) for m in range(k)])
-                mode.step(xb, yb, gens)
+                    xb = torch.stack([augment_batch(xb[m], run.gens[m]) for m in range(k)])
+                mode.step(xb, yb, run.gens)
                 if stop.requested:
-                    checkpoint_and_stop(lambda: checkpoint(epoch, step + 1, perms), ckpt_path,
-                                        f"epoch {epoch}, step {step + 1}", stop.signum)
-            start_step, perms = 0, None
+                    run.epoch, run.step = epoch, step + 1
+                    checkpoint_and_stop(run.save, run.path, f"epoch {epoch}, step {step + 1}", stop.signum)
+            run.epoch, run.step, run.perms = epoch + 1, 0, None
             record(epoch + 1)
-            take_snapshots(epoch + 1)
+            _take_snapshots(mode, cfgs, work_dir, epoch + 1)
             if cfg0.checkpoint_due(epoch + 1):
-                checkpoint(epoch + 1, 0, None)
-            h = histories[0][-1]
+                run.save()
+            h = run.histories[0][-1]
             who = f" ({k} models) member 0:" if k > 1 else ""
             log(f"epoch {epoch + 1}/{cfg0.epochs}{who} train_loss={h['train_loss']:.4f} "
                 f"train_acc={h['train_accuracy']:.4f} test_loss={h['test_loss']:.4f} test_acc={h['test_accuracy']:.4f}")
     mode.finish(models)
-    out = []
-    for m in range(k):
-        snaps = {e: load_snapshot(snapshot_path(m, e), work_dir)
-                 for e in sorted(cfgs[m].snapshot_epochs) if snapshot_path(m, e).exists()}
-        out.append((history_frame(histories[m]), snaps))
-    return out
+    return [(history_frame(run.histories[m]), _load_snapshots(cfgs[m], work_dir, m)) for m in range(k)]
+
+
+class _RunState:
+    """What the resume checkpoint holds besides the weights and optimizer (the mode's own
+    state): the position (epoch, step within it), the epoch's permutations, the histories
+    so far and every member's data-order generator."""
+
+    KEYS = ("mode", "members", "epoch", "step", "perms", "histories", "gen_states", "seeds")
+
+    def __init__(self, mode, cfgs: list[TrainConfig], path: Path, device: torch.device):
+        self.mode, self.path, self.device = mode, path, device
+        self.seeds = [c.seed for c in cfgs]
+        self.gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
+        self.epoch, self.step, self.perms = 0, 0, None
+        self.histories: list[list[dict]] = [[] for _ in cfgs]
+
+    def resume(self, log) -> None:
+        """Load the checkpoint, if one loads (:func:`load_checkpoint`), into the mode and here."""
+        state, loaded = load_checkpoint(self.path, map_location=self.device, log=log, required=self.KEYS)
+        if state is None:
+            return
+        if state["seeds"] != self.seeds or state["mode"] != self.mode.name:
+            raise ValueError(f"{self.path} belongs to {state['mode']} training with seeds {state['seeds']}, not "
+                             f"{self.mode.name} training with seeds {self.seeds}; remove it to start over")
+        self.mode.load_state_dict(state["members"])
+        for g, s in zip(self.gens, state["gen_states"]):
+            g.set_state(s.to("cpu") if self.device.type == "cpu" else s)
+        self.epoch, self.step, self.perms, self.histories = (state["epoch"], state["step"], state["perms"],
+                                                             state["histories"])
+        log(f"resuming from {loaded} at epoch {self.epoch}, step {self.step}")
+
+    def save(self) -> None:
+        save_checkpoint({"mode": self.mode.name, "members": self.mode.state_dict(), "epoch": self.epoch,
+                         "step": self.step, "perms": self.perms, "histories": self.histories,
+                         "gen_states": [g.get_state() for g in self.gens], "seeds": self.seeds}, self.path)
+
+
+def _snapshot_path(work_dir: Path, m: int, epoch: int) -> Path:
+    return work_dir / f"member{m}_snapshot_{epoch}.pt"
+
+
+def _take_snapshots(mode, cfgs: list[TrainConfig], work_dir: Path, epoch: int) -> None:
+    """Each member's weights at ``epoch`` if its config asks for them (kept across a resume)."""
+    for m, cfg in enumerate(cfgs):
+        if epoch in cfg.snapshot_epochs and not _snapshot_path(work_dir, m, epoch).exists():
+            save_torch(mode.member_state_dict(m), _snapshot_path(work_dir, m, epoch))
+
+
+def _load_snapshots(cfg: TrainConfig, work_dir: Path, m: int) -> dict[int, dict]:
+    return {e: load_snapshot(_snapshot_path(work_dir, m, e), work_dir)
+            for e in sorted(cfg.snapshot_epochs) if _snapshot_path(work_dir, m, e).exists()}
 
 
 def train_one(model: nn.Module, data: Tensors, cfg: TrainConfig, work_dir: str | os.PathLike,
