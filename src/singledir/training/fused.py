@@ -327,7 +327,15 @@ class FusedOptimizer:
     need one leaf per member, stacked again in every forward pass (a copy of every weight
     per step, and K optimizer calls); here one call updates the stacked tensor in place,
     member by member only where hyperparameters differ. The formulas are torch.optim's
-    (``tests/training/test_fused.py`` checks a fused MLP bitwise against the separately trained ones)."""
+    (``tests/training/test_fused.py`` checks a fused MLP bitwise against the separately trained ones).
+
+    Measured (2-core Xeon, one thread, a busy host: medians of 7 x 20 steps; the script is
+    in the issue-28 closing note): one SGD-momentum step of 16 MLPs 784-128-128-10, batch
+    128, with ``torch.optim.SGD`` on one leaf per member (param groups for the learning
+    rates, weights re-stacked in every forward pass) took 1.01-1.19x the time of this
+    optimizer with four different learning rates, and 1.06x with one. ``torch.optim``'s
+    update alone was faster with differing learning rates (0.43-0.75x) and slower with one
+    (1.89x), but the re-stacking costs more than it saves."""
 
     def __init__(self, params: list[torch.Tensor], cfgs: list[TrainConfig]):
         self.params = params
