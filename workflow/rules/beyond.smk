@@ -35,7 +35,7 @@ rule beyond_probes:
 
 
 for _name, _family, _gid, _members in model_groups.group_rules("beyond_probes_group", BEYOND_PROBE_GROUPS):
-    _specs = [plan.model_specs(config, _family)[m] for m in _members]
+    _specs = [family_specs(_family)[m] for m in _members]
 
     rule:
         name:

@@ -52,8 +52,20 @@ def analysis_cfg(family):
     return family_cfg(family).get("analysis", {})
 
 
+_FAMILY_SPECS = {}
+
+
+def family_specs(family):
+    """Every model spec of ``family`` (plan.model_specs), built once per workflow parse: the
+    config does not change during one, and input, params and resource functions ask for
+    a spec several times per job (at paper scale, 1,720 jobs)."""
+    if family not in _FAMILY_SPECS:
+        _FAMILY_SPECS[family] = plan.model_specs(config, family)
+    return _FAMILY_SPECS[family]
+
+
 def spec_of(wildcards):
-    specs = plan.model_specs(config, wildcards.family)
+    specs = family_specs(wildcards.family)
     if wildcards.model not in specs:
         raise ValueError(
             f"model {wildcards.model!r} is not defined by families.{wildcards.family}.experiments "

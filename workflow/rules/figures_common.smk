@@ -33,7 +33,7 @@ def figure_specs(figure):
 
     def specs(wildcards):
         fam = wildcards.family
-        all_specs = plan.model_specs(config, fam)
+        all_specs = family_specs(fam)
         return {m: all_specs[m] for sel in figure_registry.panel(figure, fam).selections
                 for m in plan.experiment_models(config, fam, sel)}
 

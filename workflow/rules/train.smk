@@ -48,7 +48,7 @@ rule train_model:
 
 
 for _name, _family, _gid, _members in model_groups.group_rules("train_group", FUSED_GROUPS):
-    _specs = [plan.model_specs(config, _family)[m] for m in _members]
+    _specs = [family_specs(_family)[m] for m in _members]
 
     rule:
         name:
