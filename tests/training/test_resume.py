@@ -1,4 +1,4 @@
-"""Nothing lost: training killed from outside (SIGKILL, SIGTERM) resumes from its last
+"""Nothing lost: training killed from outside (SIGKILL, SIGTERM, Ctrl-C) resumes from its last
 checkpoint and ends with the weights of an uninterrupted run; a workflow killed mid-DAG
 leaves nothing Snakemake would accept, and a rerun (or a retry) completes it."""
 import os
@@ -91,14 +91,16 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, uninterrupted)
     _assert_same_run(uninterrupted, torch.load(out, weights_only=False))
 
 
-def test_sigterm_checkpoints_exits_nonzero_and_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_checkpoints_exits_nonzero_and_resumes(tmp_path, uninterrupted, signum):
+    """SIGTERM is what SLURM sends at the time limit; SIGINT is Ctrl-C, which loses no epochs either."""
     work, out = tmp_path / "work", tmp_path / "out.pt"
     p = _start(work, out)
     _wait_for(work / "resume.pt", p)
-    p.send_signal(signal.SIGTERM)  # what SLURM sends at the time limit
+    p.send_signal(signum)
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode != 0
-    assert "TrainingInterrupted: signal 15 received" in stderr
+    assert f"TrainingInterrupted: signal {int(signum)} received" in stderr
     state = torch.load(work / "resume.pt", weights_only=False)
     assert 0 < state["epoch"] < EPOCHS and state["step"] > 0  # written at the signal, mid-epoch
     assert not out.exists()

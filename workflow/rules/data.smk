@@ -69,7 +69,8 @@ rule image_standin:
 
 
 rule image_index:
-    """Every image of the train and val splits, listed once (torchvision ImageNet/ImageFolder)."""
+    """Every image of the train and val splits, listed once (torchvision ImageNet/ImageFolder)
+    after decoding each one on the job's threads (singledir.data.check.check_images)."""
     input:
         unpack(image_folder_inputs),
     output:
@@ -77,6 +78,7 @@ rule image_index:
         classes=f"{RESULTS}/data/{{family}}/classes.csv",
     wildcard_constraints:
         family=IMAGE_FAMILIES,
+    threads: 8
     params:
         dataset=lambda w: image_dataset(w.family),
     log:

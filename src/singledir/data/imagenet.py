@@ -241,8 +241,13 @@ class IndexedImages(Dataset):
 
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        with Image.open(self.root / self.paths[i]) as img:
-            img = img.convert("RGB")
+        try:
+            with Image.open(self.root / self.paths[i]) as img:
+                img = img.convert("RGB")
+        except Exception as err:  # decoded once by the index job (singledir.data.check): changed since
+            raise DataError(f"image {self.root / self.paths[i]} does not decode ({type(err).__name__}: {err}); "
+                            "it changed after the image index was made: copy it again, or delete it and "
+                            "rerun the image_index job (--forcerun image_index)") from err
         if self.random_transform:
             if seed is None:
                 raise ValueError("an augmented image needs a seed: index the dataset with (index, seed)")

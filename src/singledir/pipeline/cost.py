@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from singledir.data.check import npz_headers
 
 # Sustained FLOP/s when no config value or benchmark is available (documented in the
 # schema under `cost`): about what sequential training of the paper's small MLPs reaches on
@@ -57,17 +56,9 @@ class DataSize:
 
 
 def _npz_shapes(path) -> dict:
-    """Array name -> shape of an .npz file, read from the headers only."""
-    shapes = {}
-    with zipfile.ZipFile(path) as zf:
-        for name in zf.namelist():
-            with zf.open(name) as fh:
-                version = np.lib.format.read_magic(fh)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0)
-                shape, _, _ = read(fh)
-            shapes[name[:-4] if name.endswith(".npy") else name] = shape
-    return shapes
+    """Array name -> shape of an .npz file, read from the headers only (by the data check,
+    :func:`singledir.data.check.npz_headers`, which the config check has run on it)."""
+    return {name: shape for name, (shape, _) in npz_headers(path).items()}
 
 
 def _image_shape(shape) -> tuple:

@@ -55,8 +55,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.training.checkpoint import (TrainingInterrupted, catch_stop_signals, checkpoint_and_stop,
-                                           load_checkpoint, save_checkpoint as save_checkpoint_file)
+from singledir.training.checkpoint import (STOP_SIGNALS, TrainingInterrupted, catch_stop_signals,
+                                           checkpoint_and_stop, load_checkpoint,
+                                           save_checkpoint as save_checkpoint_file)
 from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
 from singledir.training.core import (RunOptions, TrainConfig, configure_torch, history_frame, lr_at, make_optimizer,
@@ -399,7 +400,7 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
            log=print) -> None:
     """Run a training job: in this process for one process, else through torchrun.
 
-    SIGTERM/SIGUSR1 received here are passed on as SIGTERM (torchrun forwards that to
+    SIGTERM/SIGUSR1/SIGINT received here are passed on as SIGTERM (torchrun forwards that to
     every worker in all versions), so the workers checkpoint before exiting. A failed or
     interrupted run raises :class:`~singledir.training.checkpoint.TrainingInterrupted`; rerunning resumes.
     """
@@ -420,7 +421,7 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
             received.append(signum)
             proc.send_signal(signal.SIGTERM)
 
-        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
         try:
             rc = proc.wait()
         finally:

@@ -25,7 +25,7 @@ Nothing is lost when a job dies:
   Snakemake output, so Snakemake never deletes it), keeping the one before it; a
   checkpoint that does not load is reported and set aside, and training resumes from the
   previous one or from scratch (:mod:`singledir.training.checkpoint`);
-- on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) the loop
+- on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) or SIGINT (Ctrl-C) the loop
   finishes the current minibatch, writes a checkpoint and raises
   :class:`~singledir.training.checkpoint.TrainingInterrupted` (the job exits non-zero; a retry resumes);
 - a rerun resumes from the checkpoint and ends with exactly the weights of an

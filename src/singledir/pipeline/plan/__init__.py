@@ -34,7 +34,8 @@ import json
 from collections import OrderedDict
 
 from singledir.data.imagenet import config_problems
-from singledir.data.sources import DataError, check_dataset_spec
+from singledir.data.check import check_dataset
+from singledir.data.sources import DataError
 from singledir.figures import registry
 from singledir.models.nets import CONVNET_CHANNELS
 from singledir.pipeline import cost
@@ -247,8 +248,8 @@ def check_config(config: dict) -> None:
         if family not in FIGURES:
             raise ConfigError(f"families.{family}: unknown family; known families are {sorted(FIGURES)}")
         beyond_figures(config, family)  # an unknown beyond.figures name fails here, naming the key
-        try:
-            check_dataset_spec(fams[family]["dataset"])
+        try:  # before the cost model reads the data's size (plan summary): every data check is there
+            check_dataset(fams[family]["dataset"])
         except DataError as err:
             raise ConfigError(f"families.{family}.{err}") from None
         for exp in enabled_experiments(config, family):
