@@ -213,3 +213,41 @@ def test_sigterm_to_a_training_job_is_retried_and_resumes(tmp_path):
     assert int(m.group(2)) > 0  # mid-epoch: only a signal writes such a checkpoint
     assert "epoch 300/300" in log
     assert (run / MODEL).exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_a_corrupt_checkpoint_is_named_on_the_console(tmp_path):
+    """Ctrl-C (the terminal's SIGINT to Snakemake and its local jobs) writes a checkpoint
+    first, as SIGTERM does (before: none, so up to checkpoint_every epochs were lost). A rerun
+    that finds that checkpoint corrupt says so on the console, not only in the job's log,
+    and resumes from the one before it."""
+    cfg = _long_training_config(tmp_path)
+    run = tmp_path / "run"
+    sm = snakemake(run, MODEL, configfile=cfg, start_new_session=True, stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    while _work_checkpoint(run) is None or not _training_pids(run):
+        assert sm.poll() is None, "snakemake ended before the first training checkpoint"
+        assert time.monotonic() - t0 < 600
+        time.sleep(0.05)
+    first = torch.load(_work_checkpoint(run), weights_only=False)["epoch"]
+    os.killpg(sm.pid, signal.SIGINT)  # what Ctrl-C does: every process of the foreground group
+    out, _ = sm.communicate(timeout=600)
+    assert sm.returncode != 0
+    log = (run / LOG).read_text()
+    assert re.search(r"TrainingInterrupted: signal 2 received at epoch \d+, step \d+; checkpoint written", log), \
+        log[-3000:]
+    ckpt = _work_checkpoint(run)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["step"] > 0 and state["epoch"] >= first  # written at the signal, mid-epoch
+    assert not (run / MODEL).exists()
+
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # damaged since
+    rerun = snakemake(run, MODEL, "--rerun-incomplete", configfile=cfg)
+    console = rerun.stdout + rerun.stderr
+    relative = ckpt.relative_to(run)
+    assert f"WARNING: checkpoint {relative} does not load (" in console  # not only in the log
+    assert f"moved it to {relative.parent.with_name(relative.parent.name + '.corrupt') / 'resume.pt'}" in console
+    log = (run / LOG).read_text()
+    assert f"resuming from {relative.with_name('resume.prev.pt')} at epoch" in log
+    assert "epoch 300/300" in log and (run / MODEL).exists()

@@ -2,7 +2,9 @@
 prepare_dataset with one message naming the file and array; an npz replaced at the same
 path is noticed; a truncated model.pt names itself and the one command that retrains it,
 and that command recovers (with byte-identical weights: training is deterministic and
-torch files are written byte for byte the same)."""
+torch files are written byte for byte the same). Round two (issue 31): a broken npz, an
+input inside results/, a YAML error or a pipe as --configfile, an image that does not decode:
+each stops with one line naming the file."""
 import json
 import os
 import re

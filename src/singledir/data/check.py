@@ -163,7 +163,12 @@ def unreadable_images(root: str | os.PathLike, paths: Sequence[str], threads: in
                       log: Callable[[str], None] = print, every_s: float = 30.0) -> list[tuple[str, str]]:
     """(path, why) of every image under ``root`` (``paths`` relative to it) that does not
     decode, in ``paths`` order. Decoded on ``threads`` threads (PIL releases the GIL while
-    decoding); a progress line goes to ``log`` every ``every_s`` seconds and at the end."""
+    decoding); a progress line goes to ``log`` every ``every_s`` seconds and at the end.
+
+    Cost: about 300 images/s per thread for 500x375 JPEGs (ImageNet's typical size; measured
+    on one core of a 2-core AMD EPYC development machine), so ImageNet's 1.33 million images
+    take about 75 CPU-minutes, once per index. (PIL's reduced-size ``draft`` decoding is 1.6x
+    faster and finds truncated JPEGs too, but decodes less than training does.)"""
     root = Path(root)
     bad: list[tuple[str, str]] = []
     start = last = time.monotonic()
