@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from singledir.training.checkpoint import (CheckpointError, TrainingInterrupted, catch_stop_signals,
-                                           checkpoint_and_stop, load_checkpoint, load_snapshot, previous_of,
+                                           checkpoint_and_stop, ignore_ctrl_c, load_checkpoint, load_snapshot, previous_of,
                                            save_checkpoint)
 from singledir.data.sources import load_dataset, to_tensors
 import functools
@@ -55,6 +55,33 @@ def test_ctrl_c_twice_stops_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("ignore", [False, True], ids=["default", "ignore_ctrl_c"])
+def test_loader_workers_survive_ctrl_c_so_the_step_can_finish(ignore):
+    """Ctrl-C reaches the loader's worker processes too. Without ignore_ctrl_c (the
+    distributed loop's worker_init_fn) a worker dies of it and the next fetch fails, before
+    the training process could checkpoint."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(list(range(64)), batch_size=4, num_workers=1, timeout=60,
+                        worker_init_fn=ignore_ctrl_c if ignore else None)
+    batches = iter(loader)  # the workers start here, before the loop catches signals (as in train_steps)
+    next(batches)
+    worker = batches._workers[0]
+    with catch_stop_signals() as stop:
+        os.kill(worker.pid, signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the training process gets it too, and records it
+        worker.join(timeout=5)
+        if ignore:
+            assert worker.is_alive() and stop.signum == signal.SIGINT
+            assert next(batches).tolist() == [4, 5, 6, 7]
+        else:
+            assert not worker.is_alive()
+            with pytest.raises(RuntimeError, match="exited unexpectedly|worker"):
+                for _ in range(20):
+                    next(batches)
+        del batches
 
 
 # A training job's output goes to its log (singledir.pipeline.logs.log_to); a checkpoint set

@@ -84,6 +84,14 @@ def catch_stop_signals() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
+def ignore_ctrl_c(worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: loader workers ignore SIGINT. Ctrl-C reaches every
+    process of the terminal's group, and a worker that died of it would fail the training
+    process's next fetch before that process could checkpoint; the training process handles
+    it (:func:`catch_stop_signals`) and ends its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def checkpoint_and_stop(save: Callable[[], None], path: str | os.PathLike, where: str,
                         signum: int | None) -> NoReturn:
     """Write the checkpoint (``save()``), then raise :class:`TrainingInterrupted` saying the

@@ -56,7 +56,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from singledir.training.checkpoint import (STOP_SIGNALS, TrainingInterrupted, catch_stop_signals,
-                                           checkpoint_and_stop, load_checkpoint,
+                                           checkpoint_and_stop, ignore_ctrl_c, load_checkpoint,
                                            save_checkpoint as save_checkpoint_file)
 from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
@@ -230,7 +230,8 @@ def _worker_shard_batches(dataset: Dataset, cfg: TrainConfig, info: DistInfo, st
     many shards it runs per step (:class:`StepShards`)."""
     sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=info.device.type == "cuda", persistent_workers=False)
+                        pin_memory=info.device.type == "cuda", persistent_workers=False,
+                        worker_init_fn=ignore_ctrl_c if cfg.num_workers else None)
     return iter(loader), sampler.per_rank
 
 
