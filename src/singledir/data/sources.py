@@ -24,7 +24,8 @@ written): an npz archive's pixels must be finite numbers in 0..255 (floats scale
 0..1 are refused rather than rounded to black and white), every image array must have
 as many labels as images, labels must be whole numbers from 0. The number of classes
 (the model's outputs) is ``dataset.n_classes`` when set, and every label must be below
-it; when not set it is inferred as the largest label + 1, and then every class from 0 to
+it; when not set it is inferred as the largest label + 1 (at least 2: a one-class dataset
+is refused, :func:`check_class_count`), and then every class from 0 to
 that largest label must occur among the training labels: a gap (labels 0..9 and a stray
 12) means the labels are wrong or the class count is not what the labels say, so the
 error asks for ``n_classes`` instead of silently building a 13-class model.
@@ -131,6 +132,15 @@ def check_pair(x: np.ndarray, y: np.ndarray, path, x_name: str, y_name: str) -> 
                         "(or point dataset.arrays at the right pair).")
 
 
+def check_class_count(n_classes: int, where: str) -> None:
+    """A classifier needs at least 2 classes: with 1, every net is trivially "100 % accurate"
+    and chance is 1, so nothing downstream means anything. ``where`` names the path and key."""
+    if int(n_classes) < 2:
+        raise DataError(f"{where}: the data have {int(n_classes)} class; this pipeline trains classifiers and needs "
+                        "at least 2 classes (with 1, every net is trivially 100 % accurate). Point the dataset at data "
+                        "with all their classes, or fix the labels.")
+
+
 def class_count(y_train: np.ndarray, y_test: np.ndarray, spec: dict, path, names: tuple[str, str]) -> int:
     """The number of classes: ``dataset.n_classes`` (every label must be below it), or the
     largest label + 1 when every class below it occurs in the training labels (see the
@@ -145,6 +155,7 @@ def class_count(y_train: np.ndarray, y_test: np.ndarray, spec: dict, path, names
                                 "or set dataset.n_classes to the true number of classes.")
         return given
     inferred = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    check_class_count(inferred, _where(path, names[0]))
     missing = sorted(set(range(inferred)) - set(np.unique(y_train).tolist()))
     if missing:
         shown = missing[:10] + (["..."] if len(missing) > 10 else [])
@@ -365,6 +376,7 @@ def check_prepared(data: ImageData) -> None:
     """The invariants every consumer of ``dataset.npz`` relies on (whatever the source):
     uint8 NCHW images, one label per image, labels in 0..n_classes-1, images of one shape."""
     where = f"dataset {data.name!r}"
+    check_class_count(data.n_classes, f"{where} (n_classes)")
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         if x.dtype != np.uint8 or x.ndim != 4:
