@@ -103,13 +103,17 @@ def test_json_plan_of_the_paper_config():
     assert all(est["peak_mem_mb"][r] <= est["mem_mb"][r] for r in est["mem_mb"])
     assert all(isinstance(v, int) for v in est["mem_mb"].values())
     cifar = est["pflop"]["cifar10"]
-    assert set(cifar["batch_norm"]) == {"training", "analysis", "total"}
+    assert set(cifar["batch_norm"]) == {"training", "analysis", "total", "paper"}
     # the batch-norm nets' unit analyses (4 BN nets, ~5.7 PFLOP each) are counted
     assert cifar["batch_norm"]["analysis"] > 4 * 5
     paper = {"mnist": ["corruption", "selectivity", "early_stopping", "dropout"],
              "cifar10": ["corruption", "generalization", "early_stopping", "sweep", "batch_norm"]}
-    total = sum(est["pflop"][f][e]["total"] for f, exps in paper.items() for e in exps)
-    assert 3900 < total < 4700  # ~4,520: 0.73 x the former 6,160 (docs/speed.md, "Cost model")
+    assert {e for e, v in est["pflop"]["cifar10"].items() if v["paper"] > 0} == set(paper["cifar10"])
+    counted = est["pflop_paper"]["mnist"] + est["pflop_paper"]["cifar10"]
+    training = sum(est["pflop"][f][e]["training"] for f, exps in paper.items() for e in exps)
+    # ~4,380: 0.71 x the former 6,160, of which training (no per-epoch evaluation) ~4,010
+    # (docs/scales.md, "The cost model")
+    assert 4200 < counted < 4600 and 3950 < training < 4050
     rows = {(r["family"], r["experiment"]): r for r in est["experiments"]}
     assert rows[("cifar10", "sweep")]["gpu_hours"] > 0 and rows[("cifar10", "sweep")]["peak_mem_mb"] > 0
 
@@ -195,3 +199,40 @@ def test_plan_command_counts_jobs_and_workflow_prints_summary(tmp_path):
     loaded = config_check.load_config([REPO / "config" / "demo.yaml"])
     nets = sum(len(plan.model_specs(loaded.config, f)) for f in plan.enabled_families(loaded.config))
     assert f"total: {nets} networks, jobs: see Snakemake's job stats below" in run.stderr
+
+
+@pytest.mark.slow
+def test_every_rules_mem_mb_is_the_plans_estimate(tmp_path):
+    """The jobs of a dry run ask for the mem_mb of the plan's estimate of that job
+    (singledir.pipeline.memory through common.smk's estimated_mem_mb), and plan --json
+    reports the same per rule."""
+    import json
+    import re
+
+    from singledir.pipeline import memory
+    from workflow_runs import snakemake, tiny_config
+    config = tiny_config()
+    cfg = write_yaml(config, tmp_path / "tiny.yaml")
+    proc = snakemake(tmp_path, "-n", "--forceall", "results/fig1_mnist.pdf", "results/fig7_mnist.pdf", configfile=cfg)
+    asked, rule = {}, None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        head = re.match(r"(?:local)?rule (\w+):$", line)
+        rule = head.group(1) if head else rule
+        m = re.search(r"^\s+resources: .*\bmem_mb=(\d+)", line)
+        if m and rule:
+            asked.setdefault(rule, set()).add(int(m.group(1)))
+    loaded = config_check.load_config([cfg])
+    data = cost.dataset_size(loaded.config["families"]["mnist"]["dataset"])
+    analysis = loaded.config["families"]["mnist"]["analysis"]
+    specs = plan.model_specs(loaded.config, "mnist")
+    curve = {memory.mem_mb(memory.curve_peak_bytes(specs[m], data, analysis) / memory.MB)
+             for m in plan.experiment_models(loaded.config, "mnist", "corruption")}
+    units = {memory.mem_mb(memory.unit_analysis_peak_bytes(specs[m], data, analysis) / memory.MB)
+             for m in plan.experiment_models(loaded.config, "mnist", "selectivity")}
+    assert asked["ablation_curve"] == curve and asked["unit_analysis"] == units
+    assert asked["prepare_dataset"] == {memory.mem_mb(memory.prepare_dataset_peak_bytes(data) / memory.MB)}
+    out = subprocess.run([sys.executable, "-m", "singledir.pipeline.plan", str(cfg), "--json", "--no-jobs"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    est = json.loads(out.stdout)
+    for rule in ("ablation_curve", "unit_analysis", "train_model"):
+        assert max(asked[rule]) == est["mem_mb"][rule], rule

@@ -38,24 +38,35 @@ def _submissions(config: dict, jobs: int) -> int:
     return jobs
 
 
-def analysis_jobs(config: dict, family: str) -> "OrderedDict[tuple, str]":
-    """(rule, model id, kind) -> kind of every per-model analysis job the enabled figures of
-    ``family`` read (one job per model and kind; an ablation curve's two modes are two jobs,
-    the probes' two files one job)."""
-    out: "OrderedDict[tuple, str]" = OrderedDict()
+def analysis_jobs(config: dict, family: str) -> "OrderedDict[tuple, bool]":
+    """(rule, model id, kind) -> whether a paper figure reads it (else only beyond-the-paper
+    figures do), for every per-model analysis job the enabled figures of ``family`` read
+    (one job per model and kind; an ablation curve's two modes are two jobs, the probes'
+    two files one job)."""
+    out: "OrderedDict[tuple, bool]" = OrderedDict()
     suffix = f"_{family}.pdf"
     for target in plan.figure_targets(config, ""):
         if not target.endswith(suffix):
             continue
         fig = target[1:-len(suffix)]
+        paper = not registry.figure(fig).beyond
         for inp in registry.panel(fig, family).inputs.values():
             if inp.kind not in KIND_RULES:
                 continue
             kind = "probes" if inp.kind == "probe_curve" else inp.kind
             for sel in inp.selections:
                 for mid in plan.experiment_models(config, family, sel):
-                    out.setdefault((KIND_RULES[kind], mid, kind), kind)
+                    key = (KIND_RULES[kind], mid, kind)
+                    out[key] = out.get(key, False) or paper
     return out
+
+
+def _paper_experiments(config: dict, family: str) -> set:
+    """Experiments of ``family`` some enabled paper (not beyond-the-paper) figure reads."""
+    suffix = f"_{family}.pdf"
+    return {plan.parse_selection(sel)[0] for target in plan.figure_targets(config, "") if target.endswith(suffix)
+            for fig in [target[1:-len(suffix)]] if not registry.figure(fig).beyond
+            for sel in registry.panel(fig, family).selections}
 
 
 def _training_jobs(config: dict, family: str) -> list[list[str]]:
@@ -95,8 +106,10 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
         images = _images(config, family)
         specs = plan.model_specs(config, family)
         note("prepare_dataset", memory.prepare_dataset_peak_bytes(data) if not images else memory.small_peak_bytes())
-        per_exp = OrderedDict((exp, {"jobs": 0, "training": 0.0, "analysis": 0.0, "seconds": 0.0, "peak_mb": 0.0})
+        per_exp = OrderedDict((exp, {"jobs": 0, "training": 0.0, "analysis": 0.0, "analysis_paper": 0.0,
+                                     "seconds": 0.0, "peak_mb": 0.0})
                               for exp in plan.enabled_experiments(config, family))
+        paper_exps = _paper_experiments(config, family)
         for members in _training_jobs(config, family):
             member_specs = [specs[m] for m in members]
             exp = member_specs[0]["experiment"]
@@ -116,11 +129,12 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
                 row["seconds"] += (sum(cost.training_flops(s, data) for s in trained) / gpu_rate
                                    + cost.training_steps(trained[0], data) * overhead)
         shards = int(analysis.get("unit_shards", 1) or 1)
-        for (rule, mid, kind) in analysis_jobs(config, family):
+        for (rule, mid, kind), for_paper in analysis_jobs(config, family).items():
             spec = specs[mid]
             row = per_exp[spec["experiment"]]
             flops = cost.analysis_job_flops(kind, spec, data, analysis)
             row["analysis"] += flops
+            row["analysis_paper"] += flops if for_paper else 0.0
             row["seconds"] += flops / gpu_rate
             if rule == "unit_analysis":
                 mb = note("unit_shard" if shards > 1 else rule,
@@ -134,8 +148,12 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
         pflop[family] = OrderedDict()
         gpu_hours[family] = OrderedDict()
         for exp, row in per_exp.items():
+            paper = exp in paper_exps
             pflop[family][exp] = {"training": row["training"] / 1e15, "analysis": row["analysis"] / 1e15,
-                                  "total": (row["training"] + row["analysis"]) / 1e15}
+                                  "total": (row["training"] + row["analysis"]) / 1e15,
+                                  # what the paper's figures need of it (its training, if a paper
+                                  # figure reads it, and the analyses they read)
+                                  "paper": ((row["training"] if paper else 0.0) + row["analysis_paper"]) / 1e15}
             gpu_hours[family][exp] = row["seconds"] / 3600
             counted_jobs += row["jobs"]
             experiments.append({"family": family, "experiment": exp, "jobs": row["jobs"],
@@ -153,6 +171,7 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
         ("submissions", _submissions(config, jobs)),
         ("pflop", pflop),
         ("pflop_total", sum(v["total"] for f in pflop.values() for v in f.values())),
+        ("pflop_paper", {f: sum(v["paper"] for v in exps.values()) for f, exps in pflop.items()}),
         ("gpu_hours", gpu_hours),
         ("gpu_hours_total", sum(h for f in gpu_hours.values() for h in f.values())),
         ("gpu_flops_per_s", gpu_rate),
