@@ -168,7 +168,9 @@ def test_throughput_from_config_bench_or_default(tmp_path):
 
 def test_summary_of_the_demo():
     loaded = config_check.load_config([REPO / "config" / "demo.yaml"])
-    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=215)
+    from singledir.pipeline.estimate import estimate
+    text = plan.summary(loaded.config, loaded.files, loaded.defaults, jobs=215,
+                        estimated=estimate(loaded.config, 215))
     lines = text.splitlines()
     row = next(line.split() for line in lines if line.split()[:2] == ["mnist", "dropout"])
     n_dropout = len(plan.experiment_specs(loaded.config, "mnist", "dropout"))

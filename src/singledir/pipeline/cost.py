@@ -471,8 +471,8 @@ def throughputs(config: dict, bench_csv="results/bench.csv", gpu_csvs=GPU_CHECK_
     elif found:
         out["gpu"] = (found[1]["rate"], found[1]["source"])
     else:
-        out["gpu"] = (DEFAULT_GPU_FLOPS, "default (set cost.gpu_flops_per_s, or run the GPU check: "
-                                         "python -m singledir.bench --device cuda results/gpu_check.csv)")
+        out["gpu"] = (DEFAULT_GPU_FLOPS, "default (set cost.gpu_flops_per_s, or run the GPU check into "
+                                         "results/gpu_check.csv)")
     return out
 
 
@@ -485,4 +485,4 @@ def gpu_step_overhead(config: dict, gpu_csvs=GPU_CHECK_CSVS) -> tuple[float, str
     found = _gpu_check_found(gpu_csvs)
     if found:
         return found[1]["overhead_s"], found[1]["source"]
-    return DEFAULT_GPU_STEP_OVERHEAD_S, "default (assumed; set cost.gpu_step_overhead_s, or run the GPU check)"
+    return DEFAULT_GPU_STEP_OVERHEAD_S, "default, assumed (set cost.gpu_step_overhead_s, or run the GPU check)"

@@ -335,14 +335,16 @@ def _get(config: dict, dotted: str):
 def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
             bench_csv: str = "results/bench.csv", estimated: dict | None = None) -> str:
     """The plan of a (validated) config as text: per family and experiment the networks,
-    their training length, the dataset and its size, the figures they feed, their counted
-    cost, jobs, submissions, GPU-hours and the peak memory of a job
-    (:func:`singledir.pipeline.estimate.estimate`, or ``estimated``); the totals; each
-    rule's peak memory and mem_mb; and every value that came from a schema default."""
-    # estimate imports this package (model specs, figure targets): imported when called
-    from singledir.pipeline.estimate import estimate
-
-    est = estimated or estimate(config, jobs, bench_csv)
+    their training length, the dataset and its size, the figures they feed and, given
+    ``estimated`` (:func:`singledir.pipeline.estimate.estimate` of the config, which builds
+    on this module, so the caller computes it), their counted cost, jobs, submissions,
+    GPU-hours and the peak memory of a job; the totals; each rule's peak memory and mem_mb;
+    and every value that came from a schema default."""
+    if estimated is None:
+        lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
+                 f"device {config.get('device')}): cost not estimated here (python -m singledir.pipeline.plan)"]
+        return "\n".join(lines + _defaults_lines(config, defaults))
+    est = estimated
     by_exp = {(r["family"], r["experiment"]): r for r in est["experiments"]}
     lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
              f"device {config.get('device')}):"]
@@ -387,7 +389,8 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
     rate, source = rates["cpu"]
     lines.append(f"    {_fmt_hours(total / rate / 3600)} CPU-hours on this machine at {rate:.3g} FLOP/s ({source})")
     lines.append(f"    {_fmt_hours(est['gpu_hours_total'])} GPU-hours on one GPU at {est['gpu_flops_per_s']:.3g} FLOP/s "
-                 f"({est['gpu_flops_source']}) + {est['gpu_step_overhead_s'] * 1e3:.3g} ms per training step "
+                 f"({est['gpu_flops_source']})")
+    lines.append(f"      with {est['gpu_step_overhead_s'] * 1e3:.3g} ms per training step whatever its batch "
                  f"({est['gpu_step_overhead_source']})")
     import textwrap
 
@@ -395,11 +398,15 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
                                + ", ".join(f"{rule} {est['peak_mem_mb'][rule]:,} -> {est['mem_mb'][rule]:,}"
                                            for rule in est["mem_mb"]),
                                width=110, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
-    shown = default_values(config, defaults)
+    return "\n".join(lines + _defaults_lines(config, defaults))
 
-    lines.extend(textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
-                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
-    return "\n".join(lines)
+
+def _defaults_lines(config: dict, defaults) -> list[str]:
+    import textwrap
+
+    shown = default_values(config, defaults)
+    return textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
+                         initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
 
 
 def default_values(config: dict, defaults) -> list[str]:
