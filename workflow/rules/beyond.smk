@@ -21,6 +21,8 @@ rule beyond_probes:
         family=lambda w: w.family,
         analysis=lambda w: probe_params(w.family)["analysis"],
         beyond=lambda w: probe_params(w.family)["beyond"],
+    resources:
+        mem_mb=estimated_mem_mb("beyond_probes"),
     wildcard_constraints:
         model=model_groups.ungrouped_member_regex(BEYOND_PROBE_GROUPS),
     threads: 1
@@ -50,7 +52,7 @@ for _name, _family, _gid, _members in model_groups.group_rules("beyond_probes_gr
         params:
             **probe_params(_family),
         resources:
-            **profile_resources("beyond_probes"),
+            **{"mem_mb": job_mem_mb("beyond_probes", _family, _members[0]), **profile_resources("beyond_probes")},
         threads: 1
         log:
             f"{RESULTS}/logs/beyond_probes_group/{_family}/{_gid}.log",

@@ -13,6 +13,8 @@ rule prepare_dataset:
         dataset=f"{RESULTS}/data/{{family}}/dataset.npz",
     params:
         spec=lambda w: data_lib.with_source_digest(family_cfg(w.family)["dataset"], SOURCE_DIGESTS),
+    resources:
+        mem_mb=estimated_mem_mb("prepare_dataset"),
     log:
         f"{RESULTS}/logs/prepare_dataset/{{family}}.log",
     benchmark:

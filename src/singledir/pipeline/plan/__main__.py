@@ -9,9 +9,11 @@ once under its own name, so nothing imports back into the program.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from singledir.pipeline.config_check import ConfigError, load_config
+from singledir.pipeline.estimate import estimate
 from singledir.pipeline.plan import count_jobs, summary
 
 
@@ -21,6 +23,9 @@ def main(argv=None) -> int:
     ap.add_argument("configfile", nargs="+", help="config file(s), merged in order like --configfile")
     ap.add_argument("--no-jobs", action="store_true", help="skip the job count (a Snakemake dry run)")
     ap.add_argument("--bench-csv", default="results/bench.csv", help="benchmark table with the measured CPU rate")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object (jobs, submissions, pflop, gpu_hours, peak_mem_mb, mem_mb, "
+                         "gpu_flops_source, ...) instead of the text")
     args = ap.parse_args(argv)
     try:
         loaded = load_config(args.configfile)
@@ -28,7 +33,11 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
+    estimated = estimate(loaded.config, jobs, args.bench_csv)
+    if args.json:
+        print(json.dumps(estimated))
+    else:
+        print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv, estimated))
     return 0
 
 
