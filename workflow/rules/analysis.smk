@@ -20,9 +20,11 @@ rule ablation_curve:
     # to ~12 h and 32 GB at paper scale, the in-memory families' far less. A profile's
     # set-resources for this rule would override both.
     resources:
-        runtime=lambda w: 720 if stores_images(w.family) else 240,
+        runtime=job_runtime("ablation_curve", lambda w: 720 if stores_images(w.family) else 240),
         mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("ablation_curve")
     log:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
     benchmark:
@@ -43,7 +45,11 @@ rule noise_curve:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("noise_curve"),
+    resources:
+        runtime=job_runtime("noise_curve", 240),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("noise_curve")
     log:
         f"{RESULTS}/logs/noise_curve/{{family}}/{{model}}.log",
     benchmark:
@@ -95,9 +101,11 @@ rule unit_analysis:
         analysis=result_params("unit_analysis"),
     # An image family's unsharded per-map analysis holds a ResNet's activations (32 GB).
     resources:
-        runtime=240,
+        runtime=job_runtime("unit_analysis", 240),
         mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("unit_analysis")
     log:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
     benchmark:
@@ -119,7 +127,11 @@ rule training_auc:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("training_auc"),
+    resources:
+        runtime=job_runtime("training_auc", 240),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("training_auc")
     log:
         f"{RESULTS}/logs/training_auc/{{family}}/{{model}}.log",
     benchmark:

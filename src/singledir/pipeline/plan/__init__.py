@@ -38,6 +38,7 @@ from singledir.data.sources import DataError, check_dataset_spec
 from singledir.figures import registry
 from singledir.models.nets import CONVNET_CHANNELS
 from singledir.pipeline import cost
+from singledir.pipeline.submissions import summary_line as submission_text
 from singledir.training.regularizers import check as check_regularizer
 from singledir.training.options import RUN_OPTION_KEYS
 
@@ -333,10 +334,11 @@ def _get(config: dict, dotted: str):
 
 
 def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
-            bench_csv: str = "results/bench.csv") -> str:
+            bench_csv: str = "results/bench.csv", submissions: dict | None = None) -> str:
     """The plan of a (validated) config as text: per family and experiment the networks,
     their training length, the dataset and its size, the figures they feed and their
-    counted cost; the totals (networks, jobs, CPU- and GPU-hours from :mod:`singledir.pipeline.cost`);
+    counted cost; the totals (networks, jobs, cluster submissions from
+    :mod:`singledir.pipeline.submissions`, CPU- and GPU-hours from :mod:`singledir.pipeline.cost`);
     and every value that came from a schema default."""
     lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
              f"device {config.get('device')}):"]
@@ -377,6 +379,8 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
     total = train_total + analysis_total
     jobs_text = f"{jobs} jobs" if jobs is not None else "jobs: see Snakemake's job stats below"
     lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures")
+    if submissions is not None:  # singledir.pipeline.submissions.submission_counts
+        lines.append(f"  {submission_text(submissions)}")
     lines.append(f"  estimated cost: {total / 1e15:.3g} PFLOP ({train_total / 1e15:.3g} training + "
                  f"{analysis_total / 1e15:.3g} analysis, a naive upper bound)")
     for kind, unit in (("cpu", "CPU-hours on this machine"), ("gpu", "GPU-hours on one GPU")):
