@@ -2,6 +2,7 @@
 built model, agreeing with the benchmark's hand count; sizes read without loading data;
 the summary printed by `python -m singledir.pipeline.plan` and at workflow start."""
 import os
+import re
 import subprocess
 import sys
 
@@ -190,6 +191,11 @@ def test_plan_command_counts_jobs_and_workflow_prints_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     from test_config import DEMO_JOBS
     assert f" networks, {DEMO_JOBS} jobs, 28 figures" in proc.stdout
+    # and the SLURM submissions of those jobs (singledir.pipeline.submissions), fewer than the jobs
+    subs = re.search(r"\n  submissions: (\d+) \(sbatch calls\) for (\d+) cluster jobs .*; (\d+) jobs run in the "
+                     r"head job\n", proc.stdout)
+    assert subs, proc.stdout
+    assert int(subs.group(2)) + int(subs.group(3)) == DEMO_JOBS and int(subs.group(1)) < int(subs.group(2))
     # at workflow start, before any job (the tests otherwise set SINGLEDIR_QUIET_PLAN)
     env_quiet = os.environ.pop("SINGLEDIR_QUIET_PLAN")
     try:

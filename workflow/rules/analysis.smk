@@ -20,9 +20,11 @@ rule ablation_curve:
     # to ~12 h at paper scale, the in-memory families' far less; memory: the plan's estimate
     # (estimated_mem_mb). A profile's set-resources for this rule would override both.
     resources:
-        runtime=lambda w: 720 if stores_images(w.family) else 240,
+        runtime=job_runtime("ablation_curve", lambda w: 720 if stores_images(w.family) else 240),
         mem_mb=estimated_mem_mb("ablation_curve"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("ablation_curve")
     log:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
     benchmark:
@@ -44,8 +46,11 @@ rule noise_curve:
     params:
         analysis=result_params("noise_curve"),
     resources:
+        runtime=job_runtime("noise_curve", 240),
         mem_mb=estimated_mem_mb("noise_curve"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("noise_curve")
     log:
         f"{RESULTS}/logs/noise_curve/{{family}}/{{model}}.log",
     benchmark:
@@ -98,9 +103,11 @@ rule unit_analysis:
     params:
         analysis=result_params("unit_analysis"),
     resources:
-        runtime=240,
+        runtime=job_runtime("unit_analysis", 240),
         mem_mb=estimated_mem_mb("unit_analysis"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("unit_analysis")
     log:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
     benchmark:
@@ -123,8 +130,11 @@ rule training_auc:
     params:
         analysis=result_params("training_auc"),
     resources:
+        runtime=job_runtime("training_auc", 240),
         mem_mb=estimated_mem_mb("training_auc"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("training_auc")
     log:
         f"{RESULTS}/logs/training_auc/{{family}}/{{model}}.log",
     benchmark:

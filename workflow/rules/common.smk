@@ -11,6 +11,7 @@ import singledir.pipeline.groups as model_groups
 import singledir.pipeline.memory as memory_model
 import singledir.pipeline.params as run_params
 import singledir.pipeline.plan as plan
+import singledir.pipeline.submissions as submissions
 
 RESULTS = "results"
 
@@ -29,6 +30,30 @@ def profile_resources(rule_name):
     list (the fused training groups inherit train_model's). Literal values only."""
     given = workflow.resource_settings.overwrite_resources.get(rule_name, {})
     return {name: getattr(res, "raw", res) for name, res in dict(given).items()}
+
+
+# Job groups on a cluster (singledir.pipeline.submissions): short per-model jobs of the
+# in-memory families share one allocation, up to the profile's group-components per group
+# job, one after another (group_slot=1 each; profiles/slurm limits group_slot to 1 per group
+# job). Snakemake ignores groups under local execution.
+def job_group(rule_name):
+    """The `group:` of a rule's jobs: a group name, or None (submitted alone; always without
+    the profile's group-components)."""
+    return lambda w: submissions.active_group(rule_name, family_cfg(w.family)["dataset"],
+                                              workflow.group_settings.group_components)
+
+
+def job_runtime(rule_name, own):
+    """A job's runtime in minutes: `own` (a number or a function of the wildcards), or in a
+    group of N jobs its share of the group's walltime (submissions.grouped_runtime)."""
+    def fn(w):
+        own_min = own(w) if callable(own) else own
+        group = submissions.job_group(rule_name, family_cfg(w.family)["dataset"])
+        return submissions.grouped_runtime(own_min, group, workflow.group_settings.group_components)
+
+    return fn
+
+
 # Families whose data is one in-memory npz (results/data/<family>/dataset.npz). The
 # imagenet family keeps its images on disk (IMAGE_FAMILIES): the data rules of data.smk
 # index them and record the analysis subset; every other rule serves both kinds.

@@ -34,9 +34,11 @@ rule train_model:
         gpu=lambda w: training_resources(w.family, spec_of(w))["gpu"],
         nodes=lambda w: training_resources(w.family, spec_of(w))["nodes"],
         cpus_per_task=lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"],
-        runtime=lambda w: training_resources(w.family, spec_of(w))["runtime"],
+        runtime=job_runtime("train_model", lambda w: training_resources(w.family, spec_of(w))["runtime"]),
         mem_mb=lambda w: training_resources(w.family, spec_of(w))["mem_mb"],
+        group_slot=1,
     threads: lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"]
+    group: job_group("train_model")
     log:
         f"{RESULTS}/logs/train_model/{{family}}/{{model}}.log",
     # Trained models can be shared between clones: --cache with SNAKEMAKE_OUTPUT_CACHE set.

@@ -14,14 +14,15 @@ curve, unit analysis (+ its shards), training AUC, probes). Jobs every experimen
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+from collections import Counter, OrderedDict
 
 from singledir.data import access as data_access
 from singledir.figures import registry
 from singledir.pipeline import cost, memory
 from singledir.pipeline import groups as model_groups
 from singledir.pipeline import params as run_params
-from singledir.pipeline import plan
+from singledir.pipeline import plan, submissions
 
 # mem_mb of the rules without an estimate of their own (profiles/slurm default-resources).
 DEFAULT_MEM_MB = 4000
@@ -31,11 +32,19 @@ KIND_RULES = {"ablation_zero": "ablation_curve", "ablation_mean": "ablation_curv
               "probe_curve": "beyond_probes"}
 
 
-def _submissions(config: dict, jobs: int) -> int:
-    """SLURM submissions of the run. Until job groups land (singledir.pipeline.submissions,
-    issue 29 item 6) every job is one submission: THE LEAD SWITCHES THIS CALL SITE to the
-    submission count of the job groups."""
-    return jobs
+def _experiment_submissions(jobs_by_rule: Counter, dataset_cfg: dict, sizes: dict) -> int:
+    """SLURM submissions of one experiment's jobs (rule -> jobs) under the profile's job
+    groups (:mod:`singledir.pipeline.submissions`), as if its jobs filled group jobs of their
+    own: an upper bound on its share, since a group job may also hold other experiments' jobs."""
+    grouped: Counter = Counter()
+    alone = 0
+    for rule, n in jobs_by_rule.items():
+        group = submissions.active_group(rule, dataset_cfg, sizes)
+        if group is None:
+            alone += n
+        else:
+            grouped[group] += n
+    return alone + sum(math.ceil(n / sizes[g]) for g, n in grouped.items())
 
 
 def analysis_jobs(config: dict, family: str) -> "OrderedDict[tuple, bool]":
@@ -81,8 +90,15 @@ def _images(config: dict, family: str) -> bool:
 
 
 def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "results/bench.csv",
-             gpu_csvs=cost.GPU_CHECK_CSVS) -> dict:
-    """The cost and memory of a validated config (module docstring), as one JSON-ready dict."""
+             gpu_csvs=cost.GPU_CHECK_CSVS, submission_counts: dict | None = None,
+             profile=submissions.DEFAULT_PROFILE) -> dict:
+    """The cost and memory of a validated config (module docstring), as one JSON-ready dict.
+
+    ``submission_counts``: :func:`singledir.pipeline.submissions.submission_counts` of the
+    run's dry run, for the total; without it the total is the sum of the experiments'
+    submissions (training and per-model analysis jobs only). Per experiment the submissions
+    come from ``profile``'s job groups (:func:`_experiment_submissions`)."""
+    sizes = submissions.group_components(profile)
     rates = cost.throughputs(config, bench_csv, gpu_csvs)
     gpu_rate, gpu_source = rates["gpu"]
     overhead, overhead_source = cost.gpu_step_overhead(config, gpu_csvs)
@@ -106,7 +122,7 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
         images = _images(config, family)
         specs = plan.model_specs(config, family)
         note("prepare_dataset", memory.prepare_dataset_peak_bytes(data) if not images else memory.small_peak_bytes())
-        per_exp = OrderedDict((exp, {"jobs": 0, "training": 0.0, "analysis": 0.0, "analysis_paper": 0.0,
+        per_exp = OrderedDict((exp, {"jobs": 0, "rules": Counter(), "training": 0.0, "analysis": 0.0, "analysis_paper": 0.0,
                                      "seconds": 0.0, "peak_mb": 0.0})
                               for exp in plan.enabled_experiments(config, family))
         paper_exps = _paper_experiments(config, family)
@@ -119,6 +135,7 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
             mb = note(rule, memory.training_peak_bytes(member_specs, data, images, options))
             row["peak_mb"] = max(row["peak_mb"], mb)
             row["jobs"] += 1
+            row["rules"][rule] += 1
             for s in member_specs:
                 if s["model"].get("weights"):
                     continue  # pretrained: nothing trained
@@ -144,7 +161,9 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
             else:
                 mb = note(rule, memory.curve_peak_bytes(spec, data, analysis, images))
             row["peak_mb"] = max(row["peak_mb"], mb)
-            row["jobs"] += shards + 1 if rule == "unit_analysis" and shards > 1 else 1
+            n_jobs = shards + 1 if rule == "unit_analysis" and shards > 1 else 1
+            row["jobs"] += n_jobs
+            row["rules"][rule] += n_jobs
         pflop[family] = OrderedDict()
         gpu_hours[family] = OrderedDict()
         for exp, row in per_exp.items():
@@ -157,7 +176,7 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
             gpu_hours[family][exp] = row["seconds"] / 3600
             counted_jobs += row["jobs"]
             experiments.append({"family": family, "experiment": exp, "jobs": row["jobs"],
-                                "submissions": _submissions(config, row["jobs"]),
+                                "submissions": _experiment_submissions(row["rules"], fam["dataset"], sizes),
                                 "gpu_hours": row["seconds"] / 3600, "peak_mem_mb": round(row["peak_mb"]),
                                 "pflop": pflop[family][exp]["total"]})
     for rule in ("corrupt_labels", "figures", "stats_table", "claims"):  # the profile's default-resources
@@ -168,7 +187,11 @@ def estimate(config: dict, jobs_total: int | None = None, bench_csv: str = "resu
         ("jobs", jobs),
         ("jobs_source", "snakemake -n --forceall all_figures" if jobs_total is not None
          else "counted: training and per-model analysis jobs only (run without --no-jobs for all)"),
-        ("submissions", _submissions(config, jobs)),
+        ("submissions", submission_counts["total"] if submission_counts is not None
+         else sum(e["submissions"] for e in experiments)),
+        ("submissions_source", f"job groups of {profile}" + (" (snakemake -n --forceall all_figures)"
+                                                             if submission_counts is not None else
+                                                             " (training and per-model analysis jobs only)")),
         ("pflop", pflop),
         ("pflop_total", sum(v["total"] for f in pflop.values() for v in f.values())),
         ("pflop_paper", {f: sum(v["paper"] for v in exps.values()) for f, exps in pflop.items()}),

@@ -39,6 +39,7 @@ from singledir.data.sources import DataError
 from singledir.figures import registry
 from singledir.models.nets import CONVNET_CHANNELS
 from singledir.pipeline import cost
+from singledir.pipeline.submissions import summary_line as submission_text
 from singledir.training.regularizers import check as check_regularizer
 from singledir.training.options import RUN_OPTION_KEYS
 
@@ -334,13 +335,15 @@ def _get(config: dict, dotted: str):
 
 
 def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
-            bench_csv: str = "results/bench.csv", estimated: dict | None = None) -> str:
+            bench_csv: str = "results/bench.csv", estimated: dict | None = None,
+            submissions: dict | None = None) -> str:
     """The plan of a (validated) config as text: per family and experiment the networks,
     their training length, the dataset and its size, the figures they feed and, given
     ``estimated`` (:func:`singledir.pipeline.estimate.estimate` of the config, which builds
     on this module, so the caller computes it), their counted cost, jobs, submissions,
-    GPU-hours and the peak memory of a job; the totals; each rule's peak memory and mem_mb;
-    and every value that came from a schema default."""
+    GPU-hours and the peak memory of a job; the totals, with how the cluster submissions come
+    about (``submissions``: :func:`singledir.pipeline.submissions.submission_counts`, when
+    given); each rule's peak memory and mem_mb; and every value that came from a schema default."""
     if estimated is None:
         lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
                  f"device {config.get('device')}): cost not estimated here (python -m singledir.pipeline.plan)"]
@@ -385,6 +388,8 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
     total = train_total + analysis_total
     jobs_text = f"{jobs} jobs" if jobs is not None else "jobs: see Snakemake's job stats below"
     lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures; {est['submissions']} submissions")
+    if submissions is not None:  # singledir.pipeline.submissions.submission_counts
+        lines.append(f"  {submission_text(submissions)}")
     lines.append(f"  estimated cost: {total / 1e15:.3g} PFLOP ({train_total / 1e15:.3g} training + "
                  f"{analysis_total / 1e15:.3g} analysis as the engine computes it; singledir.pipeline.cost)")
     rate, source = rates["cpu"]
