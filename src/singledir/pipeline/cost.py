@@ -50,6 +50,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from singledir.data.check import npz_headers
 
 # Sustained FLOP/s when no config value or benchmark is available (documented in the
