@@ -181,7 +181,7 @@ def test_unit_analysis_peak_bytes_terms():
 
     shapes = [(64, 32, 32), (512, 4, 4)]
     cpu = unit_analysis_peak_bytes(shapes, 0, 1000, 10, 10, max_rows=1000, impact_shapes=[(512, 4, 4)])
-    stream = 4 * 1000 * 65536 * 3 + 2 * 32 * 2**20 + 20 * 1000 * 576 + 8 * 10 * 576
+    stream = 4 * 1000 * 65536 * 4 + 2 * 32 * 2**20 + 20 * 1000 * 576 + 8 * 10 * 576
     assert cpu == IMPORT_BYTES + stream
     assert unit_analysis_peak_bytes(shapes, 0, 2000, 10, 10, max_rows=1000, impact_shapes=[(512, 4, 4)]) > 1.9 * stream
     gpu = unit_analysis_peak_bytes(shapes, 0, 1000, 10, 10, device="cuda", max_rows=1000)

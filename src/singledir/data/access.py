@@ -9,7 +9,8 @@ A family keeps its data in one of two forms:
 
 :func:`open_analysis_data` hides the difference: the scripts ask for the training examples
 (with the labels the net was trained on), the test activations and the examples of the
-single-unit impact, and get tensors either way. What each form gives:
+single-unit impact, and get tensors either way; the unit analysis streams the test examples
+as batches instead (:meth:`AnalysisData.test_batches`). What each form gives:
 
 ==========================  =========================================  ==========================================
                             arrays                                     images
