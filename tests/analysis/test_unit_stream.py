@@ -150,9 +150,7 @@ def test_unit_analysis_peak_memory_does_not_grow_with_the_test_set():
     of each other (measured: within a few %; what grows is the images themselves, 12 KB
     each, and 8 bytes of label), and unit_analysis_peak_bytes bounds the peak from above
     within a factor 1.5. Peak RSS of a child process (ru_maxrss, KiB on Linux)."""
-    from singledir.analysis.unit_stream import unit_analysis_peak_bytes
-    from singledir.models.api import build_model, unit_layers
-    from singledir.models.probe import probe_forward
+    from singledir.analysis.unit_stream import layer_output_shapes, unit_analysis_peak_bytes
 
     small, large = _peak(1000), _peak(4000)
     print(f"peak RSS: 1,000 images {small['peak_kb'] / 1024:.0f} MB ({small['seconds']:.0f} s), "
@@ -162,14 +160,12 @@ def test_unit_analysis_peak_memory_does_not_grow_with_the_test_set():
 
     model = build_model({"arch": "convnet", "width": 1.0, "batch_norm": True}, (3, 32, 32), 10).eval()
     layers = unit_layers(model, "all", torch.zeros(1, 3, 32, 32))
-    shapes = {}
-    modules = dict(model.named_modules())
-    probe_forward(model, torch.zeros(1, 3, 32, 32), {n: modules[n] for n in layers},
-                  lambda n, out: shapes.__setitem__(n, tuple(out.shape[1:])))
+    shapes = layer_output_shapes(model, layers, torch.zeros(1, 3, 32, 32))
+    assert shapes[0] == (64, 32, 32) and shapes[-1] == (512, 4, 4) and len(shapes) == 11
     n_params = sum(p.numel() for p in model.parameters())
     for measured, n in ((small, 1000), (large, 4000)):
-        estimate = unit_analysis_peak_bytes([shapes[n_] for n_ in layers], n_params, 1000, 10, 10, max_rows=8192,
-                                            impact_shapes=[shapes[layers[-1]]], data_bytes=4 * 3 * 32 * 32 * n)
+        estimate = unit_analysis_peak_bytes(shapes, n_params, 1000, 10, 10, max_rows=8192,
+                                            impact_shapes=shapes[-1:], data_bytes=4 * 3 * 32 * 32 * n)
         assert measured["peak_kb"] * 1024 <= estimate <= 1.5 * measured["peak_kb"] * 1024, (n, measured, estimate)
 
 
@@ -190,3 +186,13 @@ def test_unit_analysis_peak_bytes_terms():
     assert unit_analysis_peak_bytes(shapes, 0, 1000, 10, 10, max_rows=8192) == IMPORT_BYTES + 3 * 4 * 8192 * 65536
     with pytest.raises(ValueError, match="device: unit_analysis_peak_bytes knows 'cpu' and 'cuda'; got 'tpu'"):
         unit_analysis_peak_bytes(shapes, 0, 1000, 10, 10, device="tpu")
+
+
+def test_layer_output_shapes_give_each_layers_map_per_example():
+    from singledir.analysis.unit_stream import layer_output_shapes
+
+    model = _models()["convnet"]
+    layers = unit_layers(model, "all", torch.zeros(1, 3, 16, 16))
+    shapes = layer_output_shapes(model, layers, torch.zeros(5, 3, 16, 16))
+    # width 1/8: 8, 8, 16 x3, 32 x3, 64 x3 channels; strides 2 at layers 3, 6, 9
+    assert shapes == [(8, 16, 16)] * 2 + [(16, 8, 8)] * 3 + [(32, 4, 4)] * 3 + [(64, 2, 2)] * 3

@@ -43,6 +43,7 @@ from singledir.analysis.unit_shards import assemble_unit_table
 from singledir.data.access import ARRAYS, IMAGES
 from singledir.engine.options import EngineOptions
 from singledir.models.activations import iter_activations, spatial_mean
+from singledir.models.probe import probe_forward
 
 # float64 copies of one layer output made at once inside the hook (rows of a batch)
 ROW_BLOCK_BYTES = 32 * 2**20
@@ -180,12 +181,26 @@ def streamed_unit_table(model: nn.Module, batches: Iterable[tuple[torch.Tensor, 
     return assemble_unit_table(model, stats, x_impact, y_impact, layers, only, options)
 
 
-# Measured on the CPU (docs/speed.md, "Unit analysis memory"): the Python process with torch,
+# Measured on the CPU (docs/cluster.md, "Unit analysis memory"): the Python process with torch,
 # numpy, pandas and singledir imported.
 IMPORT_BYTES = 560 * 2**20
 # Host memory torch's CUDA libraries add to a process that uses the GPU: not measured here
 # (no GPU); the usual 1-3 GB of the CUDA context and cuDNN/cuBLAS, taken at the top.
 CUDA_HOST_BYTES = 3 * 2**30
+
+
+def layer_output_shapes(model: nn.Module, layers: Sequence[str], example: torch.Tensor) -> list[tuple[int, ...]]:
+    """The output shape of one example, ``(C, *spatial)``, of each of ``layers`` (in that
+    order), from one forward pass of ``example[:1]``: the ``layer_shapes`` of
+    :func:`unit_analysis_peak_bytes`."""
+    modules = dict(model.named_modules())
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name, out):  # returns None: a forward hook's return value would replace the output
+        shapes.setdefault(name, tuple(int(d) for d in out.shape[1:]))
+
+    probe_forward(model, example, {n: modules[n] for n in layers}, record)
+    return [shapes[n] for n in layers]
 
 
 def unit_analysis_peak_bytes(layer_shapes: Sequence[Sequence[int]], n_params: int, batch_size: int, n_classes: int,
@@ -203,15 +218,16 @@ def unit_analysis_peak_bytes(layer_shapes: Sequence[Sequence[int]], n_params: in
     parameters; ``batch_size``: the analysis ``chunk_size``; ``device``: ``"cpu"`` (every
     activation in host memory) or ``"cuda"``; ``data_bytes``: the data the job holds anyway
     (the arrays families' normalized float32 dataset, 4 bytes per pixel of every training
-    and test image). With M = the largest ``layer_shapes`` element count, in MB (2^20 B):
+    and test image). With B = ``batch_size``, M = the largest ``layer_shapes`` element
+    count and M_impact the largest ``impact_shapes`` one, in bytes (MiB = 2^20 B):
 
-        imports 560 + params 8 n_params + data
+        560 MiB (Python, torch, numpy, pandas) + 8 * n_params + data_bytes
         + max(stream, information, impact)
-        stream      = 4 * B * M * (4 on the CPU, 1 on a GPU)    forward pass and hook copy
-                      + 2 * 32 (float64 row blocks) + 20 * B * n_units + 8 * n_classes * n_units
-        information = 2 * block_bytes + 24 * (n_bins + 1) * n_classes
-        impact      = 4 * 3 * max(max_rows, B) * M_impact       on the CPU only
-        + 3 GB of CUDA host libraries on a GPU
+        + 3 GiB of CUDA host libraries on a GPU
+        stream      = 4 * B * M * (4 on the CPU, 1 on a GPU)     forward pass / hook copy
+                      + 2 * 32 MiB (float64 row blocks) + 20 * B * n_units + 8 * n_classes * n_units
+        information = 2 * block_bytes (64 MiB) + 24 * (n_bins + 1) * n_classes
+        impact      = 12 * max(max_rows, B) * M_impact            on the CPU only
 
     The three phases run one after another (stream, then the information from the spill
     file, then the impact), so the peak is the largest. On the CPU the forward pass holds
