@@ -69,21 +69,25 @@ def model_shapes(model_spec: dict, shape, n_classes: int) -> dict:
 
     from singledir.models.nets import resolve_layers  # torch, as above
 
-    sizes, unit_sizes = [], []
+    sizes, unit_sizes, unit_shapes = [], [], []
     with torch.device("meta"), torch.no_grad():
         model = cost._build_meta(model_spec, shape, n_classes).eval()
         modules = dict(model.named_modules())
         leaves = [m for m in model.modules() if not list(m.children())]
         hooks = [m.register_forward_hook(lambda mod, i, o: sizes.append(o.numel() if hasattr(o, "numel") else 0))
                  for m in leaves]
-        hooks += [modules[n].register_forward_hook(lambda mod, i, o: unit_sizes.append(o.numel()))
-                  for n in resolve_layers(model, "all")]
+
+        def unit_output(mod, i, o):  # returns None: a hook's return value would replace the output
+            unit_sizes.append(o.numel())
+            unit_shapes.append(tuple(int(d) for d in o.shape[1:]))
+
+        hooks += [modules[n].register_forward_hook(unit_output) for n in resolve_layers(model, "all")]
         model(torch.zeros((1, *shape)))
         for h in hooks:
             h.remove()
         params = sum(p.numel() for p in model.parameters())
     out = {"params": int(params), "acts": int(sum(sizes)), "largest": int(max(sizes or [0])),
-           "unit_acts": int(sum(unit_sizes))}
+           "unit_acts": int(sum(unit_sizes)), "unit_shapes": unit_shapes}
     _SHAPES_CACHE[key] = out
     return out
 
@@ -140,21 +144,18 @@ def curve_peak_bytes(spec: dict, data: cost.DataSize, analysis: dict, images: bo
 
 
 def unit_analysis_peak_bytes(spec: dict, data: cost.DataSize, analysis: dict, images: bool = False) -> float:
-    """Peak of a streaming unit analysis (one chunk's activations, per-unit per-class running
-    sums and per-unit per-class histograms of ``mi_bins`` + 1 bins, in float64), whatever
-    the number of test images, plus the impact's engine block and data.
+    """Peak of one streaming unit-analysis job, whatever the number of test images:
+    :func:`singledir.analysis.unit_stream.unit_analysis_peak_bytes` (calibrated on the
+    paper-width CIFAR-10 ConvNet) of the model's analysed layers, the larger of its CPU and
+    GPU values (the job runs where the profile sends it), plus the data the job holds."""
+    from singledir.analysis.unit_stream import unit_analysis_peak_bytes as streamed_peak  # torch: only when asked
 
-    A stand-in until the streaming unit analysis (issue 29, item 3) provides its own
-    ``unit_analysis_peak_bytes``; the plan should call that one then."""
     s = model_shapes(spec["model"], data.shape, data.n_classes)
-    prof = cost.layer_profile(spec["model"], data.shape, data.n_classes)
-    units = sum(prof.units.values())
-    bins = int(analysis.get("mi_bins", 10)) + 1
-    sums = units * data.n_classes * (2 + bins) * 8
-    stream = int(analysis.get("chunk_size", 1024)) * s["unit_acts"] * FLOAT
-    return (RUNTIME_MB * MB + analysis_data_bytes(data, analysis, images) + 2 * s["params"] * FLOAT + sums
-            + stream + _engine_block_bytes(s, analysis))
-
+    common = dict(layer_shapes=s["unit_shapes"], n_params=s["params"],
+                  batch_size=int(analysis.get("chunk_size", 1024)), n_classes=data.n_classes,
+                  n_bins=int(analysis.get("mi_bins", 10)), max_rows=int(analysis.get("max_rows", 65536)),
+                  data_bytes=int(analysis_data_bytes(data, analysis, images)))
+    return float(max(streamed_peak(device=d, **common) for d in ("cpu", "cuda")))
 
 def prepare_dataset_peak_bytes(data: cost.DataSize) -> float:
     """Loading and converting a data set: raw, float and normalized copies at once."""
