@@ -328,6 +328,45 @@ def network_means(table: pd.DataFrame, value: str, by: Sequence[str] = ("model",
     return table.groupby(list(by), sort=False)[value].mean().reset_index()
 
 
+def per_network(table: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], n_boot: int = 1000,
+                seed: int = 0, network: str = "model", what: str = "units") -> dict:
+    """A unit-level statistic replicated over networks (a cluster bootstrap).
+
+    ``statistic`` is computed on each network's rows alone (e.g. Spearman r over its units,
+    or the mean of its per-layer r), the value is the mean over networks, and the 95 % CI
+    resamples networks (the clusters), not the units, which are not independent: units of
+    one net share its training run. ``n`` counts the networks with a finite statistic;
+    ``unit`` says "networks (N <what>)", N the rows behind them. One network gives no CI.
+    """
+    if network not in table:
+        raise ValueError(f"per_network: the table has no {network!r} column naming each row's network "
+                         f"(columns {list(table.columns)})")
+    names, values, rows = [], [], 0
+    for name, g in table.groupby(network, sort=False):
+        v = float(statistic(g))
+        if np.isfinite(v):
+            names.append(name)
+            values.append(v)
+            rows += len(g)
+    res = mean_ci(values, n_boot, seed)
+    res["unit"] = f"networks ({rows} {what})"
+    return res
+
+
+def within_layers(x: str, y: str, layer: str = "depth") -> Callable[[pd.DataFrame], float]:
+    """Statistic for :func:`per_network`: the mean over layers of Spearman r(x, y) within each layer."""
+    def statistic(g: pd.DataFrame) -> float:
+        r = [spearman_r(h[x], h[y]) for _, h in g.groupby(layer)]
+        r = [v for v in r if np.isfinite(v)]
+        return float(np.mean(r)) if r else NAN
+    return statistic
+
+
+def pooled_spearman(x: str, y: str) -> Callable[[pd.DataFrame], float]:
+    """Statistic for :func:`per_network`: Spearman r(x, y) over all of a network's rows."""
+    return lambda g: spearman_r(g[x], g[y])
+
+
 def stat_row(statistic: str, res: dict) -> dict:
     """One row of a ``results/stats/<family>.csv`` table (columns statistic, value, ci_low,
     ci_high, n, unit, p, p_min, and ``chance`` where the statistic has a chance level)."""

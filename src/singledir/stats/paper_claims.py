@@ -13,9 +13,10 @@ import math
 import numpy as np
 
 from singledir.stats.claims import (PAPER_SELECTION_DESIGN, TIMING_TOL_FRACTION, Claim, Direction, Estimate,
-                                    Estimator, Negligible, NotComparable, NotRun, Sources, Value, _f,
+                                    ClaimsInputError, Estimator, Negligible, NotComparable, NotRun, Sources,
+                                    Value, _f,
                                     between_networks, from_stat, memorized, with_failed_count)
-from singledir.stats.inference import bootstrap_ci, spearman_r
+from singledir.stats.inference import per_network, spearman_r
 
 
 # ---------------------------------------------------------------------------- estimates of one figure
@@ -89,30 +90,32 @@ def dropout_stat(p: float, statistic: str, between: bool = False) -> Estimator:
 
 
 def early_minus_late_layers(predictor: str = "selectivity", figure: str = "fig7") -> Estimator:
-    """Fig. 7c: mean per-layer Spearman(predictor, impact) of the first third of the unit
-    layers minus that of the last third; CI resamples units within each layer
-    (within-network; read from the figure's tidy table)."""
+    """Fig. 7c: per network, the mean per-layer Spearman(predictor, impact) of the first third
+    of its unit layers minus that of the last third; averaged over networks, CI resampling
+    networks (:func:`singledir.stats.inference.per_network`; read from the figure's tidy
+    table, one row per unit with its ``model``)."""
     def estimate(src: Sources, family: str) -> Estimate:
         u = src.table(figure, family)
+        if "model" not in u:
+            raise ClaimsInputError(f"{figure}_{family}: the tidy unit table has no 'model' column; rerun the "
+                                   f"{figure} rule (unit_analysis writes it)")
         depths = sorted(u["depth"].unique())
         if len(depths) < 2:
             return Estimate(math.nan, math.nan, math.nan, len(u), "units", note="fewer than two unit layers")
         k = max(1, len(depths) // 3)
         early, late = depths[:k], depths[-k:]
-        x, y, d = u[predictor].to_numpy(float), u["impact"].to_numpy(float), u["depth"].to_numpy()
 
-        def rs(x, y, d):
-            return [spearman_r(x[d == L], y[d == L]) for L in depths]
+        def layer_mean(g, layers):
+            r = [spearman_r(h[predictor], h["impact"]) for d, h in g.groupby("depth") if d in layers]
+            r = [v for v in r if np.isfinite(v)]
+            return float(np.mean(r)) if r else math.nan
 
-        def stat(x, y, d):
-            r = rs(x, y, d)
-            return float(np.mean(r[:k]) - np.mean(r[-k:]))
-
-        lo, hi = bootstrap_ci(stat, x, y, d, n_boot=src.n_boot, seed=src.seed, strata=d)
-        r = rs(x, y, d)
-        return Estimate(stat(x, y, d), lo, hi, len(u), "units within each layer",
-                        note=f"mean r of layers {early[0]}-{early[-1]}: {np.mean(r[:k]):.3f}; of layers "
-                             f"{late[0]}-{late[-1]}: {np.mean(r[-k:]):.3f}")
+        res = per_network(u, lambda g: layer_mean(g, early) - layer_mean(g, late), src.n_boot, src.seed)
+        e_r = per_network(u, lambda g: layer_mean(g, early), src.n_boot, src.seed)["value"]
+        l_r = per_network(u, lambda g: layer_mean(g, late), src.n_boot, src.seed)["value"]
+        return Estimate(res["value"], res["ci_low"], res["ci_high"], res["n"], res["unit"],
+                        note=f"mean r of layers {early[0]}-{early[-1]}: {e_r:.3f}; of layers {late[0]}-{late[-1]}: "
+                             f"{l_r:.3f} (per network, averaged over networks)")
     return estimate
 
 
@@ -120,6 +123,9 @@ def early_minus_late_layers(predictor: str = "selectivity", figure: str = "fig7"
 
 UNITS = "units (single-unit ablations)"
 NETS = "networks (orderings averaged within each)"
+# CIFAR-10's unit panels pool the units of several nets: the statistic is computed per network
+# (per layer first where it is a within-layer one) and the CI resamples networks.
+NET_UNITS = "networks (units within each; cluster bootstrap)"
 
 
 def corruption_claims() -> list[Claim]:
@@ -228,12 +234,12 @@ def selectivity_claims() -> list[Claim]:
                      Value(0.095, signed=False), UNITS, from_stat("fig7", "spearman_selectivity_vs_impact"),
                      note="paper: r = 0.095, p = 0.288 (not significant), so no sign is required"))
     out.append(Claim("fig7b_selectivity_vs_impact", "7b", "cifar10",
-                     "Selective feature maps are, if anything, less important", sel, Value(-0.428), UNITS,
-                     from_stat("fig7", "spearman_selectivity_vs_impact")))
+                     "Selective feature maps are, if anything, less important", sel + ", per network",
+                     Value(-0.428), NET_UNITS, from_stat("fig7", "network_mean_spearman_selectivity_vs_impact")))
     out.append(Claim("fig7c_early_layers_drive_negative_r", "7c", "cifar10",
                      "The negative correlation comes from early layers",
-                     "mean per-layer r, first third of layers - last third", Direction("<"),
-                     "units within each layer", early_minus_late_layers("selectivity", "fig7")))
+                     "mean per-layer r, first third of layers - last third, per network", Direction("<"),
+                     NET_UNITS, early_minus_late_layers("selectivity", "fig7")))
     out.append(Claim("fig7d_selectivity_vs_impact", "7d", "imagenet",
                      "Class selectivity does not predict a feature map's importance", sel, Negligible(), UNITS,
                      from_stat("fig7", "spearman_selectivity_vs_impact")))
@@ -247,26 +253,32 @@ def appendix_claims() -> list[Claim]:
                      "Ablating to the mean hurts more than ablating to zero",
                      "AUC (zero ablation) - AUC (mean ablation), paired per network", Direction(">"), NETS,
                      between_networks(from_stat("figA1", "auc_difference_zero_minus_mean"))))
-    for fam, panel in (("cifar10", "A2a"), ("imagenet", "A2b")):
-        out.append(Claim(f"fig{panel}_selectivity_vs_depth", panel, fam, "Class selectivity rises with depth",
-                         "Spearman r(selectivity, layer depth)", Direction(">"), UNITS,
-                         from_stat("figA2", "spearman_selectivity_vs_depth")))
+    out.append(Claim("figA2a_selectivity_vs_depth", "A2a", "cifar10", "Class selectivity rises with depth",
+                     "Spearman r(selectivity, layer depth), per network", Direction(">"), NET_UNITS,
+                     from_stat("figA2", "network_mean_spearman_selectivity_vs_depth")))
+    out.append(Claim("figA2b_selectivity_vs_depth", "A2b", "imagenet", "Class selectivity rises with depth",
+                     "Spearman r(selectivity, layer depth)", Direction(">"), UNITS,
+                     from_stat("figA2", "spearman_selectivity_vs_depth")))
     within = "mean within-layer Spearman r(selectivity, filter L1 norm)"
     a3_note = ("judged within layers: the pooled r (in the figure) is confounded by fan-in, since L1 norm and "
                "selectivity both grow with depth")
     out.append(Claim("figA3a_selectivity_vs_l1_norm", "A3a", "cifar10",
-                     "Class selectivity is negatively correlated with the filter L1 norm", within, Direction("<"),
-                     "layers (units within each)",
-                     from_stat("figA3", "mean_within_layer_spearman_selectivity_vs_l1_norm"), note=a3_note))
+                     "Class selectivity is negatively correlated with the filter L1 norm", within + ", per network",
+                     Direction("<"), NET_UNITS,
+                     from_stat("figA3", "network_mean_within_layer_spearman_selectivity_vs_l1_norm"), note=a3_note))
     out.append(Claim("figA3b_selectivity_vs_l1_norm", "A3b", "imagenet",
                      "Class selectivity is uncorrelated with the filter L1 norm", within, Negligible(),
                      "layers (units within each)",
                      from_stat("figA3", "mean_within_layer_spearman_selectivity_vs_l1_norm"), note=a3_note))
     for fam, panel in (("mnist", "A4a"), ("cifar10", "A4b"), ("imagenet", "A4d")):
+        several = fam == "cifar10"  # CIFAR-10's panel pools 4 nets: r per network, CI over networks
         out.append(Claim(f"fig{panel}_mutual_information_vs_impact", panel, fam,
                          "Mutual information is a poor predictor of a unit's importance",
-                         "Spearman r(mutual information, ablation impact on test loss)", Negligible(), UNITS,
-                         from_stat("figA4", "spearman_mutual_information_vs_impact")))
+                         "Spearman r(mutual information, ablation impact on test loss)" + (", per network" if several
+                                                                                          else ""),
+                         Negligible(), NET_UNITS if several else UNITS,
+                         from_stat("figA4", ("network_mean_" if several else "") +
+                                   "spearman_mutual_information_vs_impact")))
     return out
 
 
