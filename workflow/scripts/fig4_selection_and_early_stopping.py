@@ -27,8 +27,8 @@ Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets, permut
 p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
 (repeats averaged), see singledir.stats.model_selection: selection_top<k>_percent,
 selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
-subselections), each with its chance level and a permutation null (AUC shuffled across
-settings), selection_subset_size and selection_settings (the design). Nets that failed
+subselections), each with its chance level, a permutation null (AUC shuffled across
+settings) and a CI resampling the settings, selection_subset_size and selection_settings (the design). Nets that failed
 to train (singledir.stats.net_tables.training_failed) are excluded and counted
 (networks_failed_excluded); raw (unnormalized) areas are in the CSV."""
 import matplotlib.colors as mcolors
@@ -138,7 +138,7 @@ def model_selection_4bc(sm):
                          f"settings of the sweep experiment; lower it (paper: 48 of 96)")
     top = list(cfg.get("top", [1, 5, 10]))
     sel = selection_null(settings["auc"], settings["test_accuracy"], subset, int(cfg.get("subsets", 10000)), top,
-                         n_perm=boot, seed=seed)
+                         n_perm=boot, seed=seed, n_boot=boot)  # CI: the grid's settings resampled
 
     table = pd.concat([
         trained.assign(panel="b"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from singledir.pipeline import claim_design
 from singledir.pipeline.config_check import ConfigError, load_config
 from singledir.pipeline.plan import count_jobs, summary
 
@@ -29,6 +30,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv))
+    # which claims the design cannot decide, and why (a --json plan: claim_design.undecidable)
+    print("\n".join(claim_design.summary_lines(loaded.config)))
     return 0
 
 
