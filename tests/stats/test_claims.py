@@ -180,10 +180,11 @@ def test_corruption_claim_whose_nets_did_not_memorize_is_inconclusive(tmp_path):
 
 # ---------------------------------------------------------------- Fig. 4: timing and model selection
 
-def _fig4a(res, diff, lo, hi, gap, epochs=100):
+def _fig4a(res, diff, lo, hi, gap, epochs=100, min_test=20):
     write_stats(res, "mnist", [
         ("fig4", "epoch_auc_peak_minus_min_test_loss", diff, lo, hi, 10, "ablation orderings"),
-        ("fig4", "epoch_auc_peak", 20 + diff, np.nan, np.nan, 25), ("fig4", "epoch_min_test_loss", 20, np.nan, np.nan, 25),
+        ("fig4", "epoch_auc_peak", min_test + diff, np.nan, np.nan, 25),
+        ("fig4", "epoch_min_test_loss", min_test, np.nan, np.nan, 25),
         ("fig4", "snapshot_interval_at_events", gap, np.nan, np.nan, 26),
         ("fig4", "training_epochs", epochs, np.nan, np.nan, 1)])
     return claim("fig4a_auc_peak_at_loss_divergence").evaluate(C.Sources.from_results(res, stand_ins=["mnist"]))
@@ -198,6 +199,13 @@ def test_fig4a_tolerance_is_five_percent_of_training(tmp_path):
     row = _fig4a(res, 0, 0, 0, 20)  # snapshots every 20 epochs cannot resolve +/- 5
     assert row["verdict"] == "inconclusive" and "cannot resolve" in row["reason"]
     assert _fig4a(res, 30, 25, 35, 4)["verdict"] == "not reproduced"
+
+
+def test_fig4a_needs_the_test_loss_minimum_before_the_end_of_training(tmp_path):
+    # peak and minimum both at the last snapshot: "coincide" vacuously, so inconclusive
+    row = _fig4a(tmp_path / "results", 0, 0, 0, 1, epochs=100, min_test=100)
+    assert row["verdict"] == "inconclusive" and "lowest at the end of training (epoch 100 of 100)" in row["reason"]
+    assert _fig4a(tmp_path / "r2", 0, 0, 0, 1, epochs=100, min_test=99)["verdict"] == "reproduced"
 
 
 def _fig4c(res, subset, settings, top1, p):

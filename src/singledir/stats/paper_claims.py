@@ -58,7 +58,9 @@ def selection_beats_chance(src: Sources, family: str) -> Estimate:
 def auc_peak_vs_min_test_loss(src: Sources, family: str) -> Estimate:
     """Fig. 4a: epoch of the AUC peak minus epoch of the minimum test loss (written by the
     figure script, CI over orderings). Tolerance: 5 % of training; snapshots sparser than
-    that near the two events cannot resolve the claim (inconclusive)."""
+    that near the two events cannot resolve the claim (inconclusive), and neither can a run
+    whose test loss is lowest at its last epoch (no divergence yet: a peak there too would
+    pass vacuously)."""
     e = Estimate.from_row(src.stat(family, "fig4", "epoch_auc_peak_minus_min_test_loss"), "ablation orderings")
     epochs = _f(src.stat(family, "fig4", "training_epochs")["value"])
     gap = _f(src.stat(family, "fig4", "snapshot_interval_at_events")["value"])
@@ -69,6 +71,11 @@ def auc_peak_vs_min_test_loss(src: Sources, family: str) -> Estimate:
               f"epochs = {e.tol:g}; snapshots {gap:g} epochs apart there")
     if gap > e.tol:
         e.caps.append(f"snapshots {gap:g} epochs apart near the events cannot resolve +/- {e.tol:g} epochs")
+    if low >= epochs:
+        # the claim is about where train and test loss diverge: a test loss still falling at
+        # the end never diverged, and a peak at the last snapshot would then "coincide" vacuously
+        e.caps.append(f"the test loss is lowest at the end of training (epoch {low:g} of {epochs:g}): train and test "
+                      "loss never diverge in this run, so there is no divergence point to test")
     return e
 
 
