@@ -302,7 +302,8 @@ def _rules() -> None:
     for p in (0.1, 0.2, 0.3):
         RULES[f"fig5a_dropout_past_fraction_p{p:g}"] = ("fig5", dropout_past(p))
     RULES["fig5b_batchnorm_auc"] = ("fig5", batch_norm_arms)
-    for cid in ("fig6a_batchnorm_selectivity", "fig6a_batchnorm_high_selectivity", "fig6b_batchnorm_mutual_information"):
+    for cid in ("fig6a_batchnorm_selectivity", "fig6a_batchnorm_high_selectivity", "fig6b_batchnorm_mutual_information",
+                "fig6a_batchnorm_selectivity_all_maps", "fig6a_batchnorm_high_selectivity_or_dead"):
         RULES[cid] = ("fig6", batch_norm_arms)
     RULES["figA1_mean_vs_zero_ablation"] = ("figA1", paired_networks)
     for cid, fig in (("fig7c_early_layers_drive_negative_r", "fig7"), ("figA2a_selectivity_vs_depth", "figA2"),

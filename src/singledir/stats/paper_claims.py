@@ -233,6 +233,18 @@ def dropout_and_batchnorm_claims() -> list[Claim]:
                      "fraction of live maps with high selectivity, BN - without BN (network means)", Direction("<"),
                      "networks (live feature maps summarized within each)",
                      between_networks(from_stat("fig6", "high_selectivity_fraction_difference_bn_minus_nobn"))))
+    # both ways: the paper's footnote 4 counts dead maps ("high class selectivity -- and dead feature maps")
+    out.append(Claim("fig6a_batchnorm_selectivity_all_maps", "6a", "cifar10",
+                     "Batch norm lowers class selectivity (all maps, dead ones at selectivity 0)",
+                     "median selectivity of all maps with BN - without BN (network means)", Direction("<"),
+                     "networks (all feature maps summarized within each)",
+                     between_networks(from_stat("fig6", "selectivity_all_maps_difference_bn_minus_nobn"))))
+    out.append(Claim("fig6a_batchnorm_high_selectivity_or_dead", "6a", "cifar10",
+                     "Without batch norm a large fraction of feature maps is highly selective or dead (footnote 4); "
+                     "with it, fewer",
+                     "fraction of all maps highly selective or dead, BN - without BN (network means)",
+                     Direction("<"), "networks (all feature maps summarized within each)",
+                     between_networks(from_stat("fig6", "high_selectivity_or_dead_fraction_difference_bn_minus_nobn"))))
     out.append(Claim("fig6b_batchnorm_mutual_information", "6b", "cifar10",
                      "Batch norm raises mutual information",
                      "median MI of live maps with BN - without BN (network means)", Direction(">"),
