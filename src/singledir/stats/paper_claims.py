@@ -181,7 +181,7 @@ def training_and_selection_claims() -> list[Claim]:
         out.append(Claim(f"fig4b_auc_vs_test_loss_{fam}", "4b", fam,
                          "AUC and test loss are negatively correlated over training",
                          "Spearman r(AUC, test loss) over snapshots", Value(-0.728, tol=FIG4B_TOL),
-                         "training snapshots (one network)",
+                         "training snapshots (one network; moving-block bootstrap)",
                          from_stat("fig4", "spearman_auc_vs_test_loss"), note=fig4b_note))
     out.append(Claim("fig4c_auc_vs_test_accuracy", "4c", "cifar10",
                      "AUC and test accuracy are correlated across a hyperparameter sweep",
