@@ -26,7 +26,6 @@ run are left out (they are *not run*, not undecidable).
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable
 
