@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from singledir.pipeline import claim_design
 from singledir.pipeline.config_check import ConfigError, load_config
 from singledir.pipeline import submissions
 from singledir.pipeline.estimate import estimate
@@ -41,10 +42,13 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     estimated = estimate(loaded.config, jobs, args.bench_csv, submission_counts=counts, profile=args.profile)
+    estimated["undecidable_claims"] = claim_design.undecidable(loaded.config)
     if args.json:
         print(json.dumps(estimated))
     else:
         print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv, estimated, counts))
+        # which claims the design cannot decide, and why
+        print("\n".join(claim_design.summary_lines(loaded.config)))
     return 0
 
 
