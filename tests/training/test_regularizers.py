@@ -220,12 +220,13 @@ def _mean_si(model, digits):
 
 
 def test_negative_alpha_lowers_selectivity_positive_raises(digits, tmp_path):
-    # 5 epochs: at 3, alpha = +2 had barely acted with torch 2.14 (0.513 vs plain 0.506; the test
-    # failed on main too), while alpha = -2 had (0.20)
+    # 5 epochs. alpha = +2 is too weak to rely on: it raised the mean selectivity on one CPU
+    # (0.51 -> 0.55, Xeon) and lowered it on another (0.509 -> 0.498, EPYC, torch 2.14.1), where
+    # alpha = +5 gave 0.591; alpha = -2 acts strongly everywhere (0.14)
     base = _mean_si(_train(digits, tmp_path / "p", 5), digits)
     low = _mean_si(_train(digits, tmp_path / "n", 5, regularizer="selectivity", reg_strength=-2.0), digits)
-    high = _mean_si(_train(digits, tmp_path / "h", 5, regularizer="selectivity", reg_strength=2.0), digits)
-    assert low < base - 0.2 and high > base + 0.02  # measured (torch 2.14): 0.14, 0.51, 0.55
+    high = _mean_si(_train(digits, tmp_path / "h", 5, regularizer="selectivity", reg_strength=5.0), digits)
+    assert low < base - 0.2 and high > base + 0.04
 
 
 def test_reliance_and_noise_training_make_nets_more_robust(digits, tmp_path):
