@@ -172,17 +172,40 @@ def training_inputs(w):
     return dict(inputs, index=family_data(w), **({"checkpoint": ckpt} if ckpt else {}))
 
 
+def training_minutes(family):
+    """The walltime a family's training needs (minutes, an estimate per kind of data): an
+    ImageNet ResNet 3 days, in-memory data 1 day."""
+    return 4320 if stores_images(family) else 1440
+
+
+def training_pieces(family):
+    """How many jobs of at most cluster.max_job_minutes a family's training takes
+    (singledir.training.walltime: each stops before its limit with a checkpoint)."""
+    return -(-training_minutes(family) // int(config["cluster"]["max_job_minutes"]))
+
+
+def training_retries(families):
+    """A training rule's `retries`: one per further piece, on top of the retries the run
+    already grants every rule (the profile's `retries`); 0 (= just those) when one piece
+    suffices or jobs run locally, where no time limit stops training."""
+    pieces = max((training_pieces(f) for f in families), default=1)
+    if pieces <= 1 or workflow.local_exec:
+        return 0
+    return pieces - 1 + workflow.execution_settings.retries
+
+
 def training_resources(family, spec):
     """A training job's resources: GPUs and nodes from its run options
     (singledir.pipeline.params.training_gpus), image-decoding CPUs (train.threads) for an
-    image family, and walltime/memory per kind of data (an ImageNet ResNet: 3 days, 64 GB)."""
+    image family, memory per kind of data (an ImageNet ResNet: 64 GB) and walltime: the
+    estimate (training_minutes), at most cluster.max_job_minutes (then in pieces)."""
     trains = not spec["model"].get("weights")
     options = run_params.training_run_options(config, family, spec["experiment"])
     images = stores_images(family)
     return {"gpu": run_params.training_gpus(config, family, spec["experiment"], trains),
             "nodes": int(options.get("nodes", 1)) if trains else 1,
             "cpus_per_task": int(options.get("threads", 1)) if trains and images else 1,
-            "runtime": 4320 if images else 1440,
+            "runtime": min(training_minutes(family), int(config["cluster"]["max_job_minutes"])),
             "mem_mb": 64000 if images else 16000}
 
 
