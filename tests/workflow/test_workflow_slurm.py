@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO, load_yaml, write_yaml
-from workflow_runs import complete_tiny_run, snakemake
+from workflow_runs import complete_tiny_run, snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -122,3 +122,69 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
         assert all(torch.equal(a[k], b[k]) for k in a), rel
     assert "Nothing to be done" in snakemake(run, "-n", TARGET, configfile=cfgfile).stdout
     print(f"\nSLURM: {len(submitted)} jobs through sbatch, {len(local_jobs)} local, {wall:.0f} s wall")
+
+
+# Training of ~90 s (uninterrupted, one thread, on this busy 2-core machine: 0.4 s/epoch),
+# through jobs of cluster.max_job_minutes: 1. Each job's startup (two Snakemake parses,
+# torch) takes a good part of its minute, so the training takes 3-5 pieces.
+PIECES_MODEL = "results/models/mnist/selectivity_s0/model.pt"
+PIECES_EPOCHS = 220
+
+
+def _pieces_config(tmp_path):
+    cfg = tiny_config()
+    cfg["device"] = "cpu"
+    cfg["cluster"] = {"max_job_minutes": 1}
+    exps = cfg["families"]["mnist"]["experiments"]
+    for name, exp in exps.items():
+        exp["enabled"] = name == "selectivity"
+    exps["selectivity"]["train"] = {"epochs": PIECES_EPOCHS, "checkpoint_every": 5}
+    return write_yaml(cfg, tmp_path / "pieces.yaml")
+
+
+def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, tmp_path):
+    """cluster.max_job_minutes: 1 makes train_model ask SLURM for 1 minute. Each piece stops
+    shortly before SLURM's end of the job with a checkpoint and exits 3; the rule's retries
+    submit the next piece, which resumes; the last one writes model.pt, bitwise equal to an
+    uninterrupted local run's."""
+    cfgfile = _pieces_config(tmp_path)
+    prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
+    prof["default-resources"]["slurm_partition"] = "debug"
+    (tmp_path / "profile").mkdir()
+    write_yaml(prof, tmp_path / "profile" / "config.yaml")
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    # The data and labels locally first: only training goes through SLURM.
+    snakemake(run, PIECES_MODEL, "--omit-from", "train_model", cores=1, configfile=cfgfile)
+    # The uninterrupted reference, locally, while the pieces run in SLURM.
+    reference = snakemake(ref, PIECES_MODEL, cores=1, configfile=cfgfile, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    proc = snakemake(run, PIECES_MODEL, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
+                     "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=cfgfile, timeout=900)
+    wall = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    ref_out = reference.communicate(timeout=600)[0]
+    assert reference.returncode == 0, ref_out[-3000:]
+
+    jobs = [_slurm_job(j) for _, j in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out)]
+    assert len(jobs) >= 2, out[-4000:]  # training did not fit one job
+    assert all(j["TimeLimit"] == "00:01:00" and j["JobName"] for j in jobs)  # runtime = cluster.max_job_minutes
+    # Every piece but the last stopped itself before the limit (exit 3, not TIMEOUT)...
+    assert [(j["JobState"], j["ExitCode"]) for j in jobs] == [("FAILED", "3:0")] * (len(jobs) - 1) + \
+        [("COMPLETED", "0:0")], jobs
+    # ...saying so in its log (shown by the profile's show-failed-logs), each further than the last.
+    done = re.findall(r"PieceDone: piece done: the time budget of SLURM job (\d+) is used up \(3 s before its "
+                      r"end\) at epoch (\d+), step (\d+) of 220 epochs; checkpoint written", out)
+    assert [d[0] for d in done] == [j["JobId"] for j in jobs[:-1]], out[-4000:]
+    reached = [(int(e), int(s)) for _, e, s in done]
+    assert reached == sorted(set(reached)) and reached[-1] < (PIECES_EPOCHS, 0)
+    log = (run / "results" / "logs" / "train_model" / "mnist" / "selectivity_s0.log").read_text()
+    assert f"resuming from " in log and f"at epoch {reached[-1][0]}, step {reached[-1][1]}" in log, log[-2000:]
+    assert "time budget: SLURM job" in log and f"epoch {PIECES_EPOCHS}/{PIECES_EPOCHS}" in log
+
+    a = torch.load(run / PIECES_MODEL, weights_only=False)["state_dict"]
+    b = torch.load(ref / PIECES_MODEL, weights_only=False)["state_dict"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    rel = "results/models/mnist/selectivity_s0/history.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(run / rel), pd.read_csv(ref / rel), check_exact=True)
+    print(f"\nSLURM: training in {len(jobs)} pieces of 1 min, stopped at {reached}, {wall:.0f} s wall")

@@ -184,14 +184,25 @@ def training_pieces(family):
     return -(-training_minutes(family) // int(config["cluster"]["max_job_minutes"]))
 
 
-def training_retries(families):
-    """A training rule's `retries`: one per further piece, on top of the retries the run
-    already grants every rule (the profile's `retries`); 0 (= just those) when one piece
-    suffices or jobs run locally, where no time limit stops training."""
-    pieces = max((training_pieces(f) for f in families), default=1)
-    if pieces <= 1 or workflow.local_exec:
-        return 0
-    return pieces - 1 + workflow.execution_settings.retries
+# The families each training rule trains (train.smk fills it as it defines the rules).
+TRAINING_RULE_FAMILIES = {}
+
+
+def set_training_retries():
+    """Give each training rule one retry per further piece, on top of the retries the run
+    grants every rule (the profile's `retries`), on a cluster only: locally no time limit
+    stops training, and a failure there is not a piece's end. Called from `onstart`: the
+    executor and the run's --retries are set after the Snakefile is parsed, so a `retries:`
+    directive cannot know them."""
+    if workflow.local_exec or workflow.remote_exec:  # local, or inside a cluster job
+        return
+    for name, families in TRAINING_RULE_FAMILIES.items():
+        extra = max((training_pieces(f) for f in families), default=1) - 1
+        if extra > 0:
+            trainer = workflow.get_rule(name)
+            trainer.restart_times = workflow.execution_settings.retries + extra
+            logger.info(f"{name}: training in up to {extra + 1} pieces of cluster.max_job_minutes = "
+                        f"{config['cluster']['max_job_minutes']} min, retries: {trainer.restart_times}")
 
 
 def training_resources(family, spec):

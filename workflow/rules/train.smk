@@ -37,9 +37,6 @@ rule train_model:
         runtime=lambda w: training_resources(w.family, spec_of(w))["runtime"],
         mem_mb=lambda w: training_resources(w.family, spec_of(w))["mem_mb"],
     threads: lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"]
-    # Training longer than cluster.max_job_minutes runs as pieces: each job stops before its
-    # limit with a checkpoint and exits 3, and the retry resumes (common.smk, training_retries).
-    retries: training_retries(plan.enabled_families(config))
     log:
         f"{RESULTS}/logs/train_model/{{family}}/{{model}}.log",
     # Trained models can be shared between clones: --cache with SNAKEMAKE_OUTPUT_CACHE set.
@@ -50,8 +47,10 @@ rule train_model:
         "../scripts/train.py"
 
 
+TRAINING_RULE_FAMILIES["train_model"] = plan.enabled_families(config)
 for _name, _family, _gid, _members in model_groups.group_rules("train_group", FUSED_GROUPS):
     _specs = [family_specs(_family)[m] for m in _members]
+    TRAINING_RULE_FAMILIES[_name] = [_family]
 
     rule:
         name:
@@ -69,7 +68,6 @@ for _name, _family, _gid, _members in model_groups.group_rules("train_group", FU
         resources:
             **{**profile_resources("train_model"), **training_resources(_family, _specs[0])},
         threads: 1
-        retries: training_retries([_family])
         log:
             f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",
         benchmark:
@@ -78,3 +76,9 @@ for _name, _family, _gid, _members in model_groups.group_rules("train_group", FU
             ENV_TORCH
         script:
             "../scripts/train.py"
+
+
+# Training longer than cluster.max_job_minutes runs as pieces: each job stops before its
+# limit with a checkpoint and exits 3, and a retry resumes it (common.smk, set_training_retries).
+onstart:
+    set_training_retries()
