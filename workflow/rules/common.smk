@@ -190,10 +190,10 @@ TRAINING_RULE_FAMILIES = {}
 
 def set_training_retries():
     """Give each training rule one retry per further piece, on top of the retries the run
-    grants every rule (the profile's `retries`), on a cluster only: locally no time limit
-    stops training, and a failure there is not a piece's end. Called from `onstart`: the
-    executor and the run's --retries are set after the Snakefile is parsed, so a `retries:`
-    directive cannot know them."""
+    grants every rule (the profile's `retries`), on a cluster only (locally no time limit
+    stops training, and a failure there is not a piece's end). Called from `onstart`, because
+    the executor and the run's --retries are set after the Snakefile is parsed, and so a
+    `retries` directive cannot know them."""
     if workflow.local_exec or workflow.remote_exec:  # local, or inside a cluster job
         return
     for name, families in TRAINING_RULE_FAMILIES.items():
