@@ -16,7 +16,7 @@ from singledir.data.imagenet import scan
 from singledir.data.sources import load_dataset, to_tensors
 from singledir.io import save_csv
 from singledir.models.nets import MLP
-from singledir.training import distributed
+from singledir.training import distributed, walltime
 from singledir.training.checkpoint import STOPPED_EXIT_CODE, PieceDone, TrainingInterrupted
 from singledir.training.core import TrainConfig
 from singledir.training.distributed import run_job, write_job
@@ -43,7 +43,7 @@ def budget_of(steps: int) -> Deadline:
     return Deadline(end=steps + stop_margin(100), limit_s=100, source="test job", clock=StepClock())
 
 
-def test_stop_margin_and_the_slurm_job_end():
+def test_stop_margin_and_the_slurm_job_end(monkeypatch):
     assert stop_margin(60) == 3 and stop_margin(24 * 3600) == 600  # 5 %, at most 10 min
     show = ("JobId=42 JobName=train JobState=RUNNING RunTime=00:00:07 TimeLimit=01:00:00 "
             "SubmitTime=2026-12-06T12:00:00 StartTime=2026-12-06T12:00:05 EndTime=2026-12-06T13:00:05 Partition=gpu")
@@ -56,8 +56,15 @@ def test_stop_margin_and_the_slurm_job_end():
                                                                                   "EndTime=Unknown")
     assert slurm_deadline("42", show_job=lambda jid: unlimited) is None
     assert job_deadline(env={}) is None  # not a SLURM job: no budget, training runs to its end
+
+    def no_scontrol(*args, **kwargs):
+        raise FileNotFoundError("scontrol")
+
+    monkeypatch.setattr(walltime.subprocess, "run", no_scontrol)
     logs = []
-    assert job_deadline(env={"SLURM_JOB_ID": "42", "PATH": "/nonexistent"}, log=logs.append) is None or logs
+    assert job_deadline(env={"SLURM_JOB_ID": "42"}, log=logs.append) is None  # trains until SLURM's SIGTERM
+    assert logs == ["WARNING: could not read the time limit of SLURM job 42 (scontrol); training runs until "
+                    "SLURM's SIGTERM at the limit, then checkpoints (set KillWait >= 30 s)"]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +164,7 @@ def _session_alive(sid: int) -> list[int]:
     return alive
 
 
+@pytest.mark.slow  # three training processes, about 30 s
 def test_sigterm_to_every_process_with_loader_workers_checkpoints_cleanly_and_resumes(tmp_path):
     """What SLURM does at a time limit or preemption: SIGTERM to every process of the job,
     the data-loader workers included. The workers ignore it; the main process finishes its
