@@ -170,7 +170,9 @@ def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, 
         proc = snakemake(run, PIECES_MODEL, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
                          "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=cfgfile,
                          stdout=out_file, stderr=subprocess.STDOUT)
-        jobs, preempted = {}, None  # SLURM job id -> its last `scontrol show job`; the job we signal
+        # SLURM job id -> its last `scontrol show job`, and the first while it ran (its EndTime
+        # is then the time limit's end); the job we signal
+        jobs, while_running, preempted = {}, {}, None
         while proc.poll() is None:
             assert time.monotonic() - t0 < 1500, "the pieces did not finish in 25 min"
             out = (tmp_path / "slurm_run.out").read_text()
@@ -178,6 +180,8 @@ def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, 
                 info = _slurm_job(jobid)  # kept while SLURM knows the job (MinJobAge: 300 s)
                 if info:
                     jobs[jobid] = info
+                    if info.get("JobState") == "RUNNING":
+                        while_running.setdefault(jobid, info)
             log = run / PIECES_LOG
             running = [j for j, info in jobs.items() if info.get("JobState") == "RUNNING"]
             if preempted is None and running and log.exists() and re.search(r"^epoch 3/", log.read_text(), re.M):
@@ -209,8 +213,11 @@ def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, 
     assert reached == sorted(set(reached)) and reached[-1] < (PIECES_EPOCHS, 0)
     log = (run / PIECES_LOG).read_text()
     assert "resuming from " in log and f"at epoch {reached[-1][0]}, step {reached[-1][1]}" in log, log[-2000:]
-    assert re.search(r"^time budget: SLURM job \d+ ends at .* \(limit 1 min\); training stops at .* \(3 s margin\)",
-                     log, re.M), log[:1000]
+    # The last piece's budget is SLURM's own end of that job (scontrol's EndTime, local time).
+    budget = re.search(r"^time budget: SLURM job (\d+) ends at (\S+ \S+) \(limit 1 min\); training stops at "
+                       r"\S+ \S+ \(3 s margin\)", log, re.M)
+    assert budget and budget[1] == submitted[-1], log[:1000]
+    assert budget[2] == while_running[submitted[-1]]["EndTime"].replace("T", " "), budget[0]
     assert f"epoch {PIECES_EPOCHS}/{PIECES_EPOCHS}" in log
 
     a = torch.load(run / PIECES_MODEL, weights_only=False)["state_dict"]
