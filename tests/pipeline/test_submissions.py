@@ -40,6 +40,7 @@ def test_a_grouped_job_asks_for_its_share_of_the_group_walltime_never_more_than_
     assert S.grouped_runtime(240, "analysis", sizes) == 72
     assert S.grouped_runtime(30, "analysis", sizes) == 30  # its own is less than the share
     assert S.grouped_runtime(1440, None, sizes) == 1440
+    assert S.grouped_runtime(1440, "train", sizes, walltime_min=240) == 20  # cluster.max_job_minutes: 240
     assert S.grouped_runtime(240, "labels", sizes) == 240  # no group-components: a group of one
     # N full members add up to at most the group walltime
     for n in (2, 7, 12, 20, 1000):

@@ -42,7 +42,8 @@ def test_stop_signal_is_recorded_then_checkpointed_and_raised(tmp_path, signum):
             checkpoint_and_stop(lambda: saved.append(1), tmp_path / "resume.pt", "epoch 3, step 5", stop.signum)
         assert saved == [1]  # the checkpoint is written before the exception
     assert signal.getsignal(signum) is before
-    with pytest.raises(TrainingInterrupted, match="^a stop signal \\(sent to another process\\) received at step 2;"):
+    with pytest.raises(TrainingInterrupted, match="^a stop request \\(a signal or the time budget\\) of another process "
+                                                  "of the group received at step 2;"):
         checkpoint_and_stop(lambda: None, tmp_path / "resume.pt", "step 2", None)
 
 

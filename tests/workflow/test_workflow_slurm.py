@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO, load_yaml, write_yaml
-from workflow_runs import complete_tiny_run, snakemake
+from workflow_runs import complete_tiny_run, snakemake, tiny_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -140,3 +140,110 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     assert "Nothing to be done" in snakemake(run, "-n", TARGET, configfile=cfgfile).stdout
     print(f"\nSLURM: {sum(REMOTE_JOBS.values())} jobs in {len(submitted)} sbatch submissions, "
           f"{len(local_jobs)} local, {wall:.0f} s wall")
+
+
+
+# 150 epochs of a small MLP (5 s of CPU; 20-30 s on this shared machine while others work),
+# through jobs of cluster.max_job_minutes: 1, whose startup (two Snakemake parses, torch)
+# takes a good part of the minute. The first piece is preempted (SIGTERM to the job through
+# SLURM), so training takes at least two pieces on any machine; on a busy machine the later
+# pieces also run out of time and stop on the budget (measured: 2 pieces and 189 s; under a
+# load average of 11, 220 epochs took 7 pieces, 6 stopped by the budget, ~11 min).
+PIECES_MODEL = "results/models/mnist/selectivity_s0/model.pt"
+PIECES_LOG = "results/logs/train_model/mnist/selectivity_s0.log"
+PIECES_EPOCHS = 150
+
+
+def _pieces_config(tmp_path):
+    cfg = tiny_config()
+    cfg["device"] = "cpu"
+    cfg["cluster"] = {"max_job_minutes": 1}
+    exps = cfg["families"]["mnist"]["experiments"]
+    for name, exp in exps.items():
+        exp["enabled"] = name == "selectivity"
+    exps["selectivity"]["train"] = {"epochs": PIECES_EPOCHS, "checkpoint_every": 5}
+    return write_yaml(cfg, tmp_path / "pieces.yaml")
+
+
+def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, tmp_path):
+    """cluster.max_job_minutes: 1 makes train_model ask SLURM for 1 minute. A piece stops
+    3 s before SLURM's end of the job (or on SLURM's SIGTERM: the first piece is preempted
+    with `scancel --signal=TERM`) with a checkpoint and exits 3; the rule's retries submit
+    the next piece, which resumes; the last one writes model.pt and history.csv, bitwise
+    those of an uninterrupted local run."""
+    cfgfile = _pieces_config(tmp_path)
+    prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
+    prof["default-resources"]["slurm_partition"] = "debug"
+    prof["retries"] = 0  # every retry below is one the pieces add
+    (tmp_path / "profile").mkdir()
+    write_yaml(prof, tmp_path / "profile" / "config.yaml")
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    # The data and labels locally first: only training goes through SLURM.
+    snakemake(run, PIECES_MODEL, "--omit-from", "train_model", cores=1, configfile=cfgfile)
+    # The uninterrupted reference, locally, while the pieces run in SLURM.
+    reference = snakemake(ref, PIECES_MODEL, cores=1, configfile=cfgfile, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    with open(tmp_path / "slurm_run.out", "w") as out_file:
+        proc = snakemake(run, PIECES_MODEL, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
+                         "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=cfgfile,
+                         stdout=out_file, stderr=subprocess.STDOUT)
+        # SLURM job id -> its last `scontrol show job`, and the first while it ran (its EndTime
+        # is then the time limit's end); the job we signal
+        jobs, while_running, preempted = {}, {}, None
+        while proc.poll() is None:
+            assert time.monotonic() - t0 < 1500, "the pieces did not finish in 25 min"
+            out = (tmp_path / "slurm_run.out").read_text()
+            for jobid in re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", out):
+                info = _slurm_job(jobid)  # kept while SLURM knows the job (MinJobAge: 300 s)
+                if info:
+                    jobs[jobid] = info
+                    if info.get("JobState") == "RUNNING":
+                        while_running.setdefault(jobid, info)
+            log = run / PIECES_LOG
+            running = [j for j, info in jobs.items() if info.get("JobState") == "RUNNING"]
+            if preempted is None and running and log.exists() and re.search(r"^epoch 3/", log.read_text(), re.M):
+                preempted = running[0]
+                subprocess.run(["scancel", "--signal=TERM", preempted], check=True)
+            time.sleep(1)
+    wall = time.monotonic() - t0
+    out = (tmp_path / "slurm_run.out").read_text()
+    assert proc.returncode == 0, out[-4000:]
+    ref_out = reference.communicate(timeout=600)[0]
+    assert reference.returncode == 0, ref_out[-3000:]
+
+    # ceil(1440 min estimated for in-memory training / 1 min) pieces: 1439 retries
+    assert "train_model: training in up to 1440 pieces of cluster.max_job_minutes = 1 min, retries: 1439" in out
+    submitted = re.findall(r"Job \S+ has been submitted with SLURM jobid (\d+)", out)
+    assert len(submitted) >= 2 and preempted in submitted, out[-4000:]  # training did not fit one job
+    info = [jobs[j] for j in submitted]
+    assert all(i["TimeLimit"] == "00:01:00" for i in info)  # runtime = cluster.max_job_minutes
+    # The pieces before the last failed (exit 3; TIMEOUT where Snakemake's wrap-up after the
+    # checkpoint overran the minute); the last completed.
+    assert all(i["JobState"] in ("FAILED", "TIMEOUT") for i in info[:-1]), info
+    assert info[-1]["JobState"] == "COMPLETED", info[-1]
+    # Each stop is in its job's log (shown by the profile's show-failed-logs), each further than the last.
+    stops = re.findall(r"(?:PieceDone: piece done: the time budget of SLURM job (\d+) is used up \(3 s before its "
+                       r"end\)|TrainingInterrupted: signal 15 received) at epoch (\d+), step (\d+)", out)
+    stops = list(dict.fromkeys(stops))  # a group job's failed log is shown twice
+    assert stops and all(j in submitted for j, _, _ in stops if j), out[-4000:]
+    assert "TrainingInterrupted: signal 15 received at epoch" in out  # the preempted piece
+    reached = [(int(e), int(s)) for _, e, s in stops]
+    assert reached == sorted(set(reached)) and reached[-1] < (PIECES_EPOCHS, 0)
+    log = (run / PIECES_LOG).read_text()
+    assert "resuming from " in log and f"at epoch {reached[-1][0]}, step {reached[-1][1]}" in log, log[-2000:]
+    # The last piece's budget is SLURM's own end of that job (scontrol's EndTime, local time).
+    budget = re.search(r"^time budget: SLURM job (\d+) ends at (\S+ \S+) \(limit 1 min\); training stops at "
+                       r"\S+ \S+ \(3 s margin\)", log, re.M)
+    assert budget and budget[1] == submitted[-1], log[:1000]
+    assert budget[2] == while_running[submitted[-1]]["EndTime"].replace("T", " "), budget[0]
+    assert f"epoch {PIECES_EPOCHS}/{PIECES_EPOCHS}" in log
+
+    a = torch.load(run / PIECES_MODEL, weights_only=False)["state_dict"]
+    b = torch.load(ref / PIECES_MODEL, weights_only=False)["state_dict"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    rel = "results/models/mnist/selectivity_s0/history.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(run / rel), pd.read_csv(ref / rel), check_exact=True)
+    n_budget = sum(1 for j, _, _ in stops if j)
+    print(f"\nSLURM: training in {len(submitted)} pieces of 1 min ({n_budget} stopped by the time budget, "
+          f"1 preempted), stopped at {reached}, {wall:.0f} s wall")

@@ -49,7 +49,8 @@ def job_runtime(rule_name, own):
     def fn(w):
         own_min = own(w) if callable(own) else own
         group = submissions.job_group(rule_name, family_cfg(w.family)["dataset"])
-        return submissions.grouped_runtime(own_min, group, workflow.group_settings.group_components)
+        return submissions.grouped_runtime(own_min, group, workflow.group_settings.group_components,
+                                           int(config["cluster"]["max_job_minutes"]))
 
     return fn
 
@@ -199,6 +200,39 @@ def training_inputs(w):
     return dict(inputs, index=family_data(w), **({"checkpoint": ckpt} if ckpt else {}))
 
 
+def training_minutes(family):
+    """The walltime a family's training needs (minutes, an estimate per kind of data): an
+    ImageNet ResNet 3 days, in-memory data 1 day."""
+    return 4320 if stores_images(family) else 1440
+
+
+def training_pieces(family):
+    """How many jobs of at most cluster.max_job_minutes a family's training takes
+    (singledir.training.walltime: each stops before its limit with a checkpoint)."""
+    return -(-training_minutes(family) // int(config["cluster"]["max_job_minutes"]))
+
+
+# The families each training rule trains (train.smk fills it as it defines the rules).
+TRAINING_RULE_FAMILIES = {}
+
+
+def set_training_retries():
+    """Give each training rule one retry per further piece, on top of the retries the run
+    grants every rule (the profile's `retries`), on a cluster only (locally no time limit
+    stops training, and a failure there is not a piece's end). Called from `onstart`, because
+    the executor and the run's --retries are set after the Snakefile is parsed, and so a
+    `retries` directive cannot know them."""
+    if workflow.local_exec or workflow.remote_exec:  # local, or inside a cluster job
+        return
+    for name, families in TRAINING_RULE_FAMILIES.items():
+        extra = max((training_pieces(f) for f in families), default=1) - 1
+        if extra > 0:
+            trainer = workflow.get_rule(name)
+            trainer.restart_times = workflow.execution_settings.retries + extra
+            logger.info(f"{name}: training in up to {extra + 1} pieces of cluster.max_job_minutes = "
+                        f"{config['cluster']['max_job_minutes']} min, retries: {trainer.restart_times}")
+
+
 _DATA_SIZES = {}
 
 
@@ -243,15 +277,15 @@ def estimated_mem_mb(rule_name):
 def training_resources(family, spec, members=1):
     """A training job's resources: GPUs and nodes from its run options
     (singledir.pipeline.params.training_gpus), image-decoding CPUs (train.threads) for an
-    image family, walltime per kind of data (an ImageNet ResNet: 3 days) and the memory
-    estimate (estimated_mem_mb) of `members` fused models."""
+    image family, the memory estimate (estimated_mem_mb) of `members` fused models and
+    walltime: the estimate (training_minutes), at most cluster.max_job_minutes (then in pieces)."""
     trains = not spec["model"].get("weights")
     options = run_params.training_run_options(config, family, spec["experiment"])
     images = stores_images(family)
     return {"gpu": run_params.training_gpus(config, family, spec["experiment"], trains),
             "nodes": int(options.get("nodes", 1)) if trains else 1,
             "cpus_per_task": int(options.get("threads", 1)) if trains and images else 1,
-            "runtime": 4320 if images else 1440,
+            "runtime": min(training_minutes(family), int(config["cluster"]["max_job_minutes"])),
             "mem_mb": job_mem_mb("train_model", family, spec["id"], members)}
 
 

@@ -49,8 +49,10 @@ rule train_model:
         "../scripts/train.py"
 
 
+TRAINING_RULE_FAMILIES["train_model"] = plan.enabled_families(config)
 for _name, _family, _gid, _members in model_groups.group_rules("train_group", FUSED_GROUPS):
     _specs = [family_specs(_family)[m] for m in _members]
+    TRAINING_RULE_FAMILIES[_name] = [_family]
 
     rule:
         name:
@@ -76,3 +78,9 @@ for _name, _family, _gid, _members in model_groups.group_rules("train_group", FU
             ENV_TORCH
         script:
             "../scripts/train.py"
+
+
+# Training longer than cluster.max_job_minutes runs as pieces: each job stops before its
+# limit with a checkpoint and exits 3, and a retry resumes it (common.smk, set_training_retries).
+onstart:
+    set_training_retries()

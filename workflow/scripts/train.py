@@ -2,7 +2,11 @@
 through the one training entry, singledir.training.api.train, and write each model's
 model.pt and history.csv. Run options (speed, placement) come from the config, not params.
 A net that failed to train (diverged, or never above chance: singledir.stats.net_tables.failure_reason,
-chance from the data's class count) is named in a warning line in the job's log and on the console."""
+chance from the data's class count) is named in a warning line in the job's log and on the console.
+
+In a SLURM job training stops shortly before the job's time limit (singledir.training.walltime),
+and on SIGTERM/SIGUSR1, with a checkpoint: the script then exits with status 3 after one
+line saying why, and the rule's retry (the next piece) resumes."""
 import shutil
 import sys
 
@@ -16,6 +20,8 @@ from singledir.data.sources import load_data, load_labels
 from singledir.pipeline.runtime import benchmark_to, pick_device, setup_torch
 from singledir.stats.net_tables import failure_reason
 from singledir.training.api import ImageFolderData, TensorData, train
+from singledir.training.checkpoint import STOPPED_EXIT_CODE, TrainingInterrupted
+from singledir.training.walltime import job_deadline
 from singledir.training.options import RunOptions
 
 
@@ -50,7 +56,15 @@ with log_to(sm.log[0]), benchmark_to(sm.params.get("benchmark")):
         base = load_data(sm.input.dataset, None, device)  # images once, shared by every member
         data = TensorData(base, [torch.as_tensor(load_labels(p), dtype=torch.long, device=device)
                                  for p in sm.params.labels])
-    trained = train(specs, data, sm.params.work_dir, run, log_path=sm.log[0] if images else None)
+    deadline = job_deadline()
+    if deadline is not None:
+        print(deadline.describe())
+    try:
+        trained = train(specs, data, sm.params.work_dir, run, log_path=sm.log[0] if images else None,
+                        deadline=deadline)
+    except TrainingInterrupted as stopped:  # a planned stop, not a crash: one line, no traceback
+        print(f"{type(stopped).__name__}: {stopped}", flush=True)
+        raise SystemExit(STOPPED_EXIT_CODE)
     for t, out_model, out_history in zip(trained, *outputs):
         save_trained(out_model, t.spec, t.in_shape, t.n_classes, t.state_dict, t.snapshots)
         save_csv(t.history, out_history)

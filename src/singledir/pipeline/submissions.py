@@ -110,13 +110,15 @@ def active_group(rule: str, dataset_cfg: Mapping, group_components: Mapping[str,
     return group if group and int(group_components.get(group, 1)) > 1 else None
 
 
-def grouped_runtime(own_min: int, group: str | None, group_components: Mapping[str, int]) -> int:
+def grouped_runtime(own_min: int, group: str | None, group_components: Mapping[str, int],
+                    walltime_min: int = GROUP_WALLTIME_MIN) -> int:
     """The runtime (minutes) a job asks for: its own, or in a group of up to N > 1 jobs its
-    share of :data:`GROUP_WALLTIME_MIN`, at most its own."""
+    share of the group job's ``walltime_min`` (at most :data:`GROUP_WALLTIME_MIN`; the
+    workflow passes the config's cluster.max_job_minutes), at most its own."""
     n = int(group_components.get(group, 1)) if group else 1
     if n <= 1:
         return int(own_min)
-    return max(1, min(int(own_min), GROUP_WALLTIME_MIN // n))
+    return max(1, min(int(own_min), min(GROUP_WALLTIME_MIN, int(walltime_min)) // n))
 
 
 def load_profile(profile) -> dict:

@@ -34,6 +34,7 @@ from singledir.training.core import RunOptions, TrainConfig, history_frame
 from singledir.training.distributed import launch, write_job
 from singledir.training.fusion_choice import decide_fusion
 from singledir.training.loop import fit
+from singledir.training.walltime import Deadline
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,20 @@ class TrainedModel:
 
 
 def train(specs: Sequence[dict], data: TensorData | ImageFolderData, work_dir: str | os.PathLike,
-          run: RunOptions, fuse: str | bool = "auto", log=print, log_path: str | None = None) -> list[TrainedModel]:
+          run: RunOptions, fuse: str | bool = "auto", log=print, log_path: str | None = None,
+          deadline: Deadline | None = None) -> list[TrainedModel]:
     """Train the models of ``specs`` (one, or a fused group) on ``data``; resumable from
     ``work_dir``. ``fuse`` forces a group's mode (``"auto"``: decide, see the module
-    docstring); ``log_path`` receives the output of torchrun's processes."""
+    docstring); ``log_path`` receives the output of torchrun's processes. Past the job's
+    ``deadline`` (:func:`singledir.training.walltime.job_deadline`) training checkpoints and
+    raises :class:`~singledir.training.checkpoint.PieceDone`: the next piece resumes."""
     specs = list(specs)
     if not specs:
         raise ValueError("train: no model specs")
     if isinstance(data, ImageFolderData):
         if len(specs) != 1:
             raise ValueError("train: image-folder training takes one model per job")
-        return [_train_image_folder(specs[0], data, Path(work_dir), run, log, log_path)]
+        return [_train_image_folder(specs[0], data, Path(work_dir), run, log, log_path, deadline)]
     cfgs = [TrainConfig.from_spec(s["train"], run) for s in specs]
     datas = [data.member(k) for k in range(len(specs))]
     in_shape = tuple(data.base.x_train.shape[1:])
@@ -99,31 +103,32 @@ def train(specs: Sequence[dict], data: TensorData | ImageFolderData, work_dir: s
         models.append(build_model(spec["model"], in_shape, data.base.n_classes).to(data.base.x_train.device))
     n_params = sum(p.numel() for p in models[0].parameters())
     log(f"training {[s['id'] for s in specs]} on {data.base.x_train.device}: {n_params} parameters each")
-    results, _ = train_members(models, datas, cfgs, work_dir, fuse=fuse, log=log)
+    results, _ = train_members(models, datas, cfgs, work_dir, fuse=fuse, log=log, deadline=deadline)
     return [TrainedModel(spec, in_shape, data.base.n_classes, model.state_dict(), history, snapshots)
             for spec, model, (history, snapshots) in zip(specs, models, results)]
 
 
 def train_members(models: list, datas: list[Tensors], cfgs: list[TrainConfig], work_dir: str | os.PathLike,
-                  fuse: str | bool = "auto", log=print) -> tuple[list[tuple[pd.DataFrame, dict]], dict | None]:
+                  fuse: str | bool = "auto", log=print,
+                  deadline: Deadline | None = None) -> tuple[list[tuple[pd.DataFrame, dict]], dict | None]:
     """Train freshly built in-memory models in place: one alone, a group fused or one at a
     time (:func:`~singledir.training.fusion_choice.decide_fusion`); returns per member
     (history, snapshots) and the group's decision (None for one model)."""
     work_dir = Path(work_dir)
     if len(models) == 1:
-        return fit(models, datas, cfgs, work_dir, log=log), None
+        return fit(models, datas, cfgs, work_dir, log=log, deadline=deadline), None
     decision = decide_fusion(models, datas, cfgs, work_dir, fuse=fuse, log=log)
     if decision["fuse"]:
-        return fit(models, datas, cfgs, work_dir / "fused", fused=True, log=log), decision
+        return fit(models, datas, cfgs, work_dir / "fused", fused=True, log=log, deadline=deadline), decision
     results = []
     for m, (model, d, cfg) in enumerate(zip(models, datas, cfgs)):
         log(f"member {m + 1}/{len(models)} (seed {cfg.seed})")
-        results += fit([model], [d], [cfg], work_dir / f"member{m}", log=log)
+        results += fit([model], [d], [cfg], work_dir / f"member{m}", log=log, deadline=deadline)
     return results, decision
 
 
 def _train_image_folder(spec: dict, data: ImageFolderData, work_dir: Path, run: RunOptions,
-                        log, log_path: str | None) -> TrainedModel:
+                        log, log_path: str | None, deadline: Deadline | None) -> TrainedModel:
     """Step-based DDP training through torchrun (one process: in this one), or the
     pretrained ``model.weights`` without training (empty history)."""
     if spec["model"].get("weights"):
@@ -137,7 +142,7 @@ def _train_image_folder(spec: dict, data: ImageFolderData, work_dir: Path, run: 
            "root": str(Path(data.root).expanduser().resolve()), "index": str(Path(data.index).resolve()),
            "labels": str(Path(data.labels).resolve()), "work_dir": str(work_dir.resolve()),
            "device": run.device, "run": {k: getattr(run, k) for k in RunOptions.__dataclass_fields__},
-           "threads": max(1, int(run.threads) // procs)}
+           "threads": max(1, int(run.threads) // procs), "deadline": deadline.as_dict() if deadline else None}
     launch(write_job(job, work_dir / "job.json"), int(run.nodes), procs, log_path=log_path, log=log)
     state = torch.load(work_dir / "resume.pt", map_location="cpu", weights_only=False)
     if state["step"] != steps and not state.get("diverged"):  # a diverged net ends early, on purpose

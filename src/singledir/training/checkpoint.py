@@ -12,9 +12,12 @@ distributed :func:`singledir.training.distributed.train_steps`).
   resuming from the previous checkpoint, or from scratch, ends with the same weights as
   an uninterrupted run, only later.
 - :func:`catch_stop_signals` records SIGTERM and SIGUSR1 (what SLURM sends before a time
-  limit or preemption) and SIGINT (Ctrl-C) while a loop runs; the loop finishes its step and calls
+  limit or preemption) and SIGINT (Ctrl-C) while a loop runs, and, given the job's
+  :class:`~singledir.training.walltime.Deadline`, also asks the loop to stop once the
+  job's time budget is used up; the loop finishes its step and calls
   :func:`checkpoint_and_stop`, which writes the checkpoint and raises
-  :class:`TrainingInterrupted` (the job exits non-zero; a rerun resumes).
+  :class:`TrainingInterrupted` (a signal) or :class:`PieceDone` (the time budget). The
+  job exits with :data:`STOPPED_EXIT_CODE`; a rerun (Snakemake's retry) resumes.
 """
 
 from __future__ import annotations
@@ -45,20 +48,35 @@ class TrainingInterrupted(RuntimeError):
     """Training was asked to stop by a signal; a checkpoint was written first."""
 
 
+class PieceDone(TrainingInterrupted):
+    """The job's time budget is used up (:mod:`singledir.training.walltime`); a checkpoint
+    was written first, and the next piece (the job's retry) resumes from it."""
+
+
+# Exit status of a training process stopped by a signal or its time budget, after writing
+# its checkpoint (a failure to Snakemake, whose retry resumes).
+STOPPED_EXIT_CODE = 3
 # SIGINT is Ctrl-C (sent to Snakemake and its local jobs alike): like SLURM's signals it
 # checkpoints first, so an interrupted run loses no epochs; a second Ctrl-C stops at once.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopRequest:
-    """The stop signal received while :func:`catch_stop_signals` is active (``signum``), if any."""
+    """The stop signal received while :func:`catch_stop_signals` is active (``signum``), if
+    any, and the job's ``deadline`` (:class:`~singledir.training.walltime.Deadline`, or None)."""
 
-    def __init__(self):
+    def __init__(self, deadline=None):
         self.signum: int | None = None
+        self.deadline = deadline
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and self.deadline.passed()
 
     @property
     def requested(self) -> bool:
-        return self.signum is not None
+        """Whether the loop should checkpoint and stop: a signal came, or the time budget is used up."""
+        return self.signum is not None or self.out_of_time
 
     def __call__(self, signum, frame):  # the signal handler
         if signum == signal.SIGINT and self.signum == signal.SIGINT:
@@ -67,10 +85,11 @@ class StopRequest:
 
 
 @contextmanager
-def catch_stop_signals() -> Iterator[StopRequest]:
+def catch_stop_signals(deadline=None) -> Iterator[StopRequest]:
     """Record :data:`STOP_SIGNALS` instead of dying, so the loop can checkpoint first; the
-    previous handlers come back on exit. Outside the main thread signals are left alone."""
-    request = StopRequest()
+    previous handlers come back on exit. Outside the main thread signals are left alone.
+    With a ``deadline`` the request also stands once it has passed."""
+    request = StopRequest(deadline)
     old = {}
     for s in STOP_SIGNALS:
         try:
@@ -93,12 +112,20 @@ def ignore_ctrl_c(worker_id: int = 0) -> None:
 
 
 def checkpoint_and_stop(save: Callable[[], None], path: str | os.PathLike, where: str,
-                        signum: int | None) -> NoReturn:
+                        stop: StopRequest | int | None, total: str = "") -> NoReturn:
     """Write the checkpoint (``save()``), then raise :class:`TrainingInterrupted` saying the
-    signal (``None``: one received by another process of the group), ``where`` the loop
-    stopped and ``path``."""
+    signal, ``where`` the loop stopped and ``path``; or, where ``stop`` stands for the time
+    budget alone, :class:`PieceDone` saying how far training got (``where`` of ``total``).
+    ``stop`` None: a request of another process of the group."""
     save()
-    what = f"signal {signum}" if signum is not None else "a stop signal (sent to another process)"
+    if isinstance(stop, StopRequest) and stop.signum is None and stop.out_of_time:
+        d = stop.deadline
+        raise PieceDone(f"piece done: the time budget of {d.source} is used up ({d.margin_s:.0f} s before its end) "
+                        f"at {where}{' of ' + total if total else ''}; checkpoint written to {path}; the job exits "
+                        f"with status {STOPPED_EXIT_CODE} and its retry (the next piece) resumes from there")
+    signum = stop.signum if isinstance(stop, StopRequest) else stop
+    what = (f"signal {signum}" if signum is not None
+            else "a stop request (a signal or the time budget) of another process of the group")
     raise TrainingInterrupted(f"{what} received at {where}; checkpoint written to {path}")
 
 

@@ -32,6 +32,11 @@ all-reduce carries a divergence check: a NaN or inf training loss on any process
 training at that step with a history row holding it and a log line, and the checkpoint
 records ``diverged`` (a rerun trains no further); the net then counts as failed
 (:func:`singledir.stats.net_tables.training_failed`).
+The job's time budget (its ``deadline``, :mod:`singledir.training.walltime`) stops training
+like a signal. Data-loader worker processes ignore the stop signals
+(:func:`_ignore_stop_signals`): SLURM signals every process of the job, and a worker that
+died of it would make the main process fail with "DataLoader worker exited unexpectedly"
+before its checkpoint; the main process shuts them down as it exits.
 
 :func:`launch` starts the processes with ``torchrun`` (one node: ``--standalone``; several
 SLURM nodes: one ``torchrun`` per node through ``srun`` with a c10d rendezvous on the
@@ -59,9 +64,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.training.checkpoint import (STOP_SIGNALS, TrainingInterrupted, catch_stop_signals,
-                                           checkpoint_and_stop, ignore_ctrl_c, load_checkpoint,
+from singledir.training.checkpoint import (STOP_SIGNALS, STOPPED_EXIT_CODE, PieceDone, TrainingInterrupted,
+                                           catch_stop_signals, checkpoint_and_stop, load_checkpoint,
                                            save_checkpoint as save_checkpoint_file)
+from singledir.training.walltime import Deadline
 from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
 from singledir.training.core import (RunOptions, TrainConfig, configure_torch, history_frame, lr_at, make_optimizer,
@@ -229,13 +235,22 @@ def _load_on_every_process(ckpt_path: Path, info: DistInfo, log) -> dict | None:
     return state
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """A data-loader worker's init: ignore the stop signals and SIGINT. The main process
+    alone decides to stop (it finishes its step and writes the checkpoint); its workers
+    only read images, hold nothing to save, and are shut down by it as it exits (or end
+    with it: torch's workers watch their parent)."""
+    for s in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _worker_shard_batches(dataset: Dataset, cfg: TrainConfig, info: DistInfo, start: int):
     """An iterator over this process's worker-shard batches from step ``start`` on, and how
     many shards it runs per step (:class:`StepShards`)."""
     sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=info.device.type == "cuda", persistent_workers=False,
-                        worker_init_fn=ignore_ctrl_c if cfg.num_workers else None)
+                        worker_init_fn=_ignore_stop_signals if cfg.num_workers else None)
     return iter(loader), sampler.per_rank
 
 
@@ -246,14 +261,15 @@ def _history_row(step: int, lr: float, meter: list[float], seconds: float) -> di
 
 
 def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: str | os.PathLike,
-                info: DistInfo | None = None, log=print) -> pd.DataFrame:
+                info: DistInfo | None = None, log=print, deadline: Deadline | None = None) -> pd.DataFrame:
     """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
 
     Every process of the group calls this with the same arguments. Returns the history
     in the one history schema (:data:`~singledir.training.core.HISTORY_COLUMNS`; one row
     per ``log_every`` steps: step, lr, train loss, top-1 (``train_accuracy``) and top-5
     accuracy on the training batches, images per second). The final state is
-    ``work_dir/resume.pt``.
+    ``work_dir/resume.pt``. Past the ``deadline`` (the job's time budget) every process
+    checkpoints and :class:`~singledir.training.checkpoint.PieceDone` is raised.
     """
     cfg.expect("step", "singledir.training.distributed.train_steps")
     info = info or DistInfo(0, 1, 0, torch.device("cpu"))
@@ -304,7 +320,7 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
 
     t_window = time.time()
     model.train()
-    with catch_stop_signals() as stop:
+    with catch_stop_signals(deadline) as stop:
         for step in range(start, cfg.steps):
             set_lr(optimizer, lr_at(cfg, step))
             optimizer.zero_grad(set_to_none=True)
@@ -344,7 +360,8 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
                 meter.zero_()
                 t_window = time.time()
             if stopping:  # every process takes part in writing the checkpoint
-                checkpoint_and_stop(lambda: save_checkpoint(done), ckpt_path, f"step {done}", stop.signum)
+                checkpoint_and_stop(lambda: save_checkpoint(done), ckpt_path, f"step {done}",
+                                    stop if stop.requested else None, f"{cfg.steps} steps")
             if cfg.checkpoint_due(done):
                 save_checkpoint(done)
     return history_frame(history)
@@ -388,7 +405,8 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
             f"{cfg.workers} workers x batch {cfg.batch_size}, {cfg.steps} steps, {len(dataset)} images, "
             f"{sum(p.numel() for p in model.parameters())} parameters, augment={cfg.augment}")
     try:
-        result = train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None))
+        result = train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None),
+                             deadline=Deadline.from_dict(job.get("deadline")))
         if info.world > 1:
             # Tear the group down together: once in CI (2 CPU processes, gloo), the rank that
             # reached destroy_process_group first aborted at exit ("terminate called without
@@ -454,6 +472,11 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
         if out:
             out.close()
     if rc != 0:
+        deadline = Deadline.from_dict(json.loads(Path(job_path).read_text()).get("deadline"))
+        # torchrun exits 1 whatever its processes' status: the deadline tells a piece's end
+        if not received and deadline is not None and deadline.passed():
+            raise PieceDone(f"piece done: the time budget of {deadline.source} is used up; the training processes "
+                            f"checkpointed (see {log_path or 'their output'}) and the job's retry resumes")
         why = f"signal {received[0]}" if received else f"exit code {rc}"
         raise TrainingInterrupted(f"distributed training stopped ({why}); rerun to resume from the last "
                                   f"checkpoint in {Path(json.loads(Path(job_path).read_text())['work_dir'])}")
@@ -466,4 +489,4 @@ if __name__ == "__main__":
         run_job(sys.argv[1])
     except TrainingInterrupted as err:
         print(err, file=sys.stderr)
-        raise SystemExit(3)
+        raise SystemExit(STOPPED_EXIT_CODE)

@@ -248,14 +248,16 @@ class _Batches:
 
 
 def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], work_dir: str | os.PathLike,
-        fused: bool = False, log=print) -> list[tuple[pd.DataFrame, dict[int, dict]]]:
+        fused: bool = False, log=print, deadline=None) -> list[tuple[pd.DataFrame, dict[int, dict]]]:
     """Train ``models`` in place, epoch by epoch; per member (history, {epoch: state_dict}).
 
     ``models[k]`` must be freshly built from ``cfgs[k].seed`` (the seed fixes the
     initialization); ``datas[k]`` holds its (possibly corrupted) labels. One model trains in
     :class:`SingleMode` unless ``fused``; several models need ``fused=True`` (K models one
     after another are K calls, :func:`singledir.training.api.train`). ``work_dir`` holds the
-    resume checkpoint and the snapshots; if it holds a checkpoint, training resumes.
+    resume checkpoint and the snapshots; if it holds a checkpoint, training resumes. With a
+    ``deadline`` (:class:`~singledir.training.walltime.Deadline`) training stops once it
+    passes, as on a stop signal, raising :class:`~singledir.training.checkpoint.PieceDone`.
     """
     check_members(cfgs, datas)
     k, cfg0 = len(models), cfgs[0]
@@ -289,7 +291,7 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
     if not run.histories[0] and run.epoch == run.step == 0 and 0 in eval_epochs:  # before any training
         record(0)
     loss_sums = torch.zeros(k, device=device)  # each member's minibatch losses this epoch (diverged_members)
-    with catch_stop_signals() as stop:
+    with catch_stop_signals(deadline) as stop:
         for epoch in range(run.epoch, cfg0.epochs):
             mode.begin_epoch(epoch)
             if run.perms is None:
@@ -302,7 +304,8 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
                 loss_sums += mode.step(xb, yb, run.gens)
                 if stop.requested:
                     run.epoch, run.step = epoch, step + 1
-                    checkpoint_and_stop(run.save, run.path, f"epoch {epoch}, step {step + 1}", stop.signum)
+                    checkpoint_and_stop(run.save, run.path, f"epoch {epoch}, step {step + 1}", stop,
+                                        f"{cfg0.epochs} epochs")
             run.epoch, run.step, run.perms = epoch + 1, 0, None
             if diverged_members(loss_sums, run, epoch, steps_per_epoch, cfgs, log):
                 for e in range(epoch + 1, cfg0.epochs + 1):  # every snapshot a later rule reads exists
