@@ -142,8 +142,9 @@ def test_one_node_training_through_the_mpi_path(cluster, tmp_path):
     cfgfile = write_yaml(cfg, tmp_path / "standin.yaml")
     prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
     prof["default-resources"]["slurm_partition"] = "debug"
-    # the plugin wants tasks > 1 for an mpi job; tasks_per_gpu: 0 keeps it from --ntasks-per-gpu
-    prof["set-resources"]["train_model"] = {"mpi": "srun", "tasks": 2, "tasks_per_gpu": 0}
+    # the plugin wants tasks > 1 for an mpi job; tasks_per_gpu: 0 keeps it from --ntasks-per-gpu;
+    # the image family's 64 GB do not fit this node
+    prof["set-resources"]["train_model"] = {"mpi": "srun", "tasks": 2, "tasks_per_gpu": 0, "mem_mb": 2000}
     prof["retries"] = 0  # the first run's stop is final
     (tmp_path / "profile").mkdir()
     write_yaml(prof, tmp_path / "profile" / "config.yaml")
