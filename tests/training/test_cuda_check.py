@@ -1,7 +1,6 @@
 """A job granted a GPU never falls back to the CPU (singledir.training.cuda_check): it stops
 at its start with one line naming the cause. torch.cuda.is_available is mocked, the
 environment is given explicitly, and nvidia-smi is a fake on PATH."""
-import json
 import os
 import subprocess
 import sys
@@ -10,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from singledir.training import cuda_check
 from singledir.training.cuda_check import CudaUnusable, resolve_device, why_cuda_unusable
-from singledir.training.distributed import init_distributed, launch, write_job
+from singledir.training.distributed import init_distributed, write_job
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -122,7 +122,7 @@ def test_a_full_sbatch_environment_still_uses_its_node_list(tmp_path):
     bin_dir = fake_slurm_bin(tmp_path)
     env = {**SBATCH_ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     cmd = launch_command("job.json", 2, 4, env=env)
-    assert f"--rdzv_endpoint=gpu07:29400" in cmd and "--nodelist=gpu07,gpu08" in cmd
+    assert "--rdzv_endpoint=gpu07:29400" in cmd and "--nodelist=gpu07,gpu08" in cmd
     assert (tmp_path / "scontrol.calls").read_text().splitlines() == [f"show hostnames {NODELIST}"]
 
 
