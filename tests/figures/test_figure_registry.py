@@ -55,6 +55,10 @@ def test_each_figure_rule_runs_its_own_script_and_editing_it_reruns_only_that_fi
     cfg = tiny_config()  # MNIST: Figs. 1, 2, 7 and A4 (7 and A4 share a script)
     cfgfile = write_yaml(cfg, tmp_path / "tiny.yaml")
     figures = ["fig1", "fig2", "fig7"]
+    # the data file (its class count: chance) before the per-model files, which are newer
+    assert registry.judges_training("fig1", "mnist")
+    (work / "results/data/mnist").mkdir(parents=True)
+    (work / "results/data/mnist/dataset.npz").touch()
     for name in figures:
         for files in registry.input_files(name, "mnist", lambda sel: plan.experiment_models(cfg, "mnist", sel),
                                           "results").values():
@@ -131,3 +135,11 @@ def test_io_and_table_summaries(tmp_path):
     assert logs.table_summary(tmp_path / "s.csv").splitlines() == [
         f"2 statistics in {tmp_path / 's.csv'}:", "  r = 0.5 [0.1, 0.9] (n = 6 networks, p = 0.01)",
         "  epochs = 100 (n = 1 networks)"]
+
+
+def test_figures_that_leave_out_failed_nets_read_the_data_class_count():
+    """Chance is 1 / the data's class count: the figures that judge training read the data file."""
+    assert [n for n in registry.FIGURES if any(registry.judges_training(n, f) for f in registry.families_of(n))] == \
+        ["fig1", "fig2", "fig3", "fig4", "fig5", "figX1"]
+    assert registry.judges_training("fig4", "cifar10") and not registry.judges_training("fig4", "mnist")
+    assert not registry.judges_training("fig7", "mnist")

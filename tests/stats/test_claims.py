@@ -29,12 +29,16 @@ def memo(fig, acc=1.0):
     return (fig, "final_train_accuracy_min_most_corrupted", acc, np.nan, np.nan, 1, "networks", np.nan, np.nan)
 
 
+def none_failed(fig, n=6):
+    return (fig, "networks_failed_excluded", 0, np.nan, np.nan, n, "networks", np.nan, np.nan)
+
+
 # ---------------------------------------------------------------- inputs
 
 def test_claim_reads_its_family_figure_and_statistic(tmp_path):
     res = tmp_path / "results"
     write_stats(res, "mnist", [("fig1", "spearman_auc_vs_corrupted_fraction", -0.9, -1.0, -0.8, 6, "networks", 0.003,
-                                0.0028), memo("fig1"),
+                                0.0028), memo("fig1"), none_failed("fig1"),
                                # the same statistic name under another figure must not be read
                                ("fig2", "spearman_auc_vs_corrupted_fraction", 0.5, 0.2, 0.7, 6, "networks", 0.5, 0.1)])
     a = claim("fig1a_auc_vs_corruption").evaluate(C.Sources.from_results(res))
@@ -170,6 +174,7 @@ def test_too_few_networks_is_at_most_inconclusive(tmp_path):
 def test_corruption_claim_whose_nets_did_not_memorize_is_inconclusive(tmp_path):
     res = tmp_path / "results"
     rows = [("fig1", "spearman_auc_vs_corrupted_fraction", -0.94, -1.0, -0.8, 6, "networks", 0.003, 0.0028)]
+    rows.append(none_failed("fig1"))
     write_stats(res, "mnist", rows + [memo("fig1", 0.62)])
     row = claim("fig1a_auc_vs_corruption").evaluate(C.Sources.from_results(res))
     assert row["verdict"] == "inconclusive" and "did not memorize" in row["reason"] and "0.620" in row["reason"]

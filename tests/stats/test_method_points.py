@@ -89,17 +89,20 @@ def test_flat_chance_curve_and_diverged_net_are_flagged_and_raw_auc_tells_them_a
                       "test_loss": [2.0, 2.0], "test_accuracy": [0.3, 0.5]}).to_csv(tmp_path / m / "history.csv",
                                                                                     index=False)
         paths.append(tmp_path / m / "history.csv")
-    nets = final_accuracies(paths).set_index("model")
+    nets = final_accuracies(paths, 10).set_index("model")
     assert nets["failed"].to_dict() == {"learned": False, "chance": True, "diverged": True, "memorized": False}
     assert nets.loc["learned", "test_accuracy"] == 0.5
     # Step-based (ImageNet) histories: train_top1 of the last window.
     (tmp_path / "resnet").mkdir()
     pd.DataFrame({"step": [50, 100], "train_loss": [2.0, 0.1], "train_top1": [0.2, 0.97]}).to_csv(
         tmp_path / "resnet" / "history.csv", index=False)
-    r = final_accuracies([tmp_path / "resnet" / "history.csv"]).iloc[0]
+    r = final_accuracies([tmp_path / "resnet" / "history.csv"], 1000).iloc[0]
     assert r["train_accuracy"] == 0.97 and not r["failed"] and math.isnan(r["test_accuracy"])
-    assert training_failed(pd.DataFrame({"train_accuracy": [0.14, 0.16], "train_loss": [1.0, 1.0]})).tolist() == \
+    assert training_failed(pd.DataFrame({"train_accuracy": [0.14, 0.16], "train_loss": [1.0, 1.0]}), 10).tolist() == \
         [True, False]
+    assert nets.loc["diverged", "failure"] == "diverged at epoch 2 (training loss nan)"
+    assert nets["diverged"].to_dict() == {"learned": False, "chance": False, "diverged": True, "memorized": False}
+    assert nets.loc["chance", "failure"].startswith("never learned (final training accuracy 0.110 < chance 0.1 + 0.05")
 
 
 # ---------------------------------------------------------------- Fig. 5a at round(p N)

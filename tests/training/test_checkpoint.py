@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from singledir.training.checkpoint import (CheckpointError, TrainingInterrupted, catch_stop_signals,
-                                           checkpoint_and_stop, load_checkpoint, load_snapshot, previous_of,
+                                           checkpoint_and_stop, ignore_ctrl_c, load_checkpoint, load_snapshot, previous_of,
                                            save_checkpoint)
 from singledir.data.sources import load_dataset, to_tensors
 import functools
@@ -29,7 +29,7 @@ def truncate(path):
     return data[: len(data) // 2]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_stop_signal_is_recorded_then_checkpointed_and_raised(tmp_path, signum):
     before = signal.getsignal(signum)
     with catch_stop_signals() as stop:
@@ -44,6 +44,73 @@ def test_stop_signal_is_recorded_then_checkpointed_and_raised(tmp_path, signum):
     assert signal.getsignal(signum) is before
     with pytest.raises(TrainingInterrupted, match="^a stop signal \\(sent to another process\\) received at step 2;"):
         checkpoint_and_stop(lambda: None, tmp_path / "resume.pt", "step 2", None)
+
+
+def test_ctrl_c_twice_stops_at_once():
+    """The first Ctrl-C asks for a checkpoint; a second one (a loop that seems stuck) is the
+    usual KeyboardInterrupt."""
+    with catch_stop_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("ignore", [False, True], ids=["default", "ignore_ctrl_c"])
+def test_loader_workers_survive_ctrl_c_so_the_step_can_finish(ignore):
+    """Ctrl-C reaches the loader's worker processes too. Without ignore_ctrl_c (the
+    distributed loop's worker_init_fn) a worker dies of it and the next fetch fails, before
+    the training process could checkpoint."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(list(range(64)), batch_size=4, num_workers=1, timeout=60,
+                        worker_init_fn=ignore_ctrl_c if ignore else None)
+    batches = iter(loader)  # the workers start here, before the loop catches signals (as in train_steps)
+    next(batches)
+    worker = batches._workers[0]
+    with catch_stop_signals() as stop:
+        os.kill(worker.pid, signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the training process gets it too, and records it
+        worker.join(timeout=5)
+        if ignore:
+            assert worker.is_alive() and stop.signum == signal.SIGINT
+            assert next(batches).tolist() == [4, 5, 6, 7]
+        else:
+            assert not worker.is_alive()
+            with pytest.raises(RuntimeError, match="exited unexpectedly|worker"):
+                for _ in range(20):
+                    next(batches)
+        del batches
+
+
+# A training job's output goes to its log (singledir.pipeline.logs.log_to); a checkpoint set
+# aside must be seen on the console too (the process's stderr, what Snakemake shows).
+CONSOLE_DRIVER = """
+import sys
+from singledir.pipeline.logs import log_to
+from singledir.training.checkpoint import load_checkpoint
+with log_to(sys.argv[2]):
+    print(load_checkpoint(sys.argv[1]))
+"""
+
+
+def test_a_set_aside_checkpoint_is_reported_on_the_console_and_in_the_log(tmp_path):
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "work" / "resume.pt"
+    save_checkpoint({"epoch": 1}, ckpt)
+    truncate(ckpt)
+    log = tmp_path / "train.log"
+    proc = subprocess.run([sys.executable, "-c", CONSOLE_DRIVER, str(ckpt), str(log)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    aside = tmp_path / "work.corrupt" / "resume.pt"
+    for where in (proc.stderr, log.read_text()):
+        assert f"WARNING: checkpoint {ckpt} does not load (" in where and f"moved it to {aside}" in where
+        assert f"WARNING: no loadable checkpoint in {ckpt.parent}; training starts from scratch" in where
+    assert proc.stdout == ""  # stdout is the log's
 
 
 def test_previous_checkpoint_is_kept_and_taken_when_the_newest_does_not_load(tmp_path):

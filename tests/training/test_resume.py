@@ -1,4 +1,4 @@
-"""Nothing lost: training killed from outside (SIGKILL, SIGTERM) resumes from its last
+"""Nothing lost: training killed from outside (SIGKILL, SIGTERM, Ctrl-C) resumes from its last
 checkpoint and ends with the weights of an uninterrupted run; a workflow killed mid-DAG
 leaves nothing Snakemake would accept, and a rerun (or a retry) completes it."""
 import os
@@ -91,14 +91,16 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, uninterrupted)
     _assert_same_run(uninterrupted, torch.load(out, weights_only=False))
 
 
-def test_sigterm_checkpoints_exits_nonzero_and_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_checkpoints_exits_nonzero_and_resumes(tmp_path, uninterrupted, signum):
+    """SIGTERM is what SLURM sends at the time limit; SIGINT is Ctrl-C, which loses no epochs either."""
     work, out = tmp_path / "work", tmp_path / "out.pt"
     p = _start(work, out)
     _wait_for(work / "resume.pt", p)
-    p.send_signal(signal.SIGTERM)  # what SLURM sends at the time limit
+    p.send_signal(signum)
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode != 0
-    assert "TrainingInterrupted: signal 15 received" in stderr
+    assert f"TrainingInterrupted: signal {int(signum)} received" in stderr
     state = torch.load(work / "resume.pt", weights_only=False)
     assert 0 < state["epoch"] < EPOCHS and state["step"] > 0  # written at the signal, mid-epoch
     assert not out.exists()
@@ -211,3 +213,41 @@ def test_sigterm_to_a_training_job_is_retried_and_resumes(tmp_path):
     assert int(m.group(2)) > 0  # mid-epoch: only a signal writes such a checkpoint
     assert "epoch 300/300" in log
     assert (run / MODEL).exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_and_a_corrupt_checkpoint_is_named_on_the_console(tmp_path):
+    """Ctrl-C (the terminal's SIGINT to Snakemake and its local jobs) writes a checkpoint
+    first, as SIGTERM does (before: none, so up to checkpoint_every epochs were lost). A rerun
+    that finds that checkpoint corrupt says so on the console, not only in the job's log,
+    and resumes from the one before it."""
+    cfg = _long_training_config(tmp_path)
+    run = tmp_path / "run"
+    sm = snakemake(run, MODEL, configfile=cfg, start_new_session=True, stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    while _work_checkpoint(run) is None or not _training_pids(run):
+        assert sm.poll() is None, "snakemake ended before the first training checkpoint"
+        assert time.monotonic() - t0 < 600
+        time.sleep(0.05)
+    first = torch.load(_work_checkpoint(run), weights_only=False)["epoch"]
+    os.killpg(sm.pid, signal.SIGINT)  # what Ctrl-C does: every process of the foreground group
+    out, _ = sm.communicate(timeout=600)
+    assert sm.returncode != 0
+    log = (run / LOG).read_text()
+    assert re.search(r"TrainingInterrupted: signal 2 received at epoch \d+, step \d+; checkpoint written", log), \
+        log[-3000:]
+    ckpt = _work_checkpoint(run)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["step"] > 0 and state["epoch"] >= first  # written at the signal, mid-epoch
+    assert not (run / MODEL).exists()
+
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # damaged since
+    rerun = snakemake(run, MODEL, "--rerun-incomplete", configfile=cfg)
+    console = rerun.stdout + rerun.stderr
+    relative = ckpt.relative_to(run)
+    assert f"WARNING: checkpoint {relative} does not load (" in console  # not only in the log
+    assert f"moved it to {relative.parent.with_name(relative.parent.name + '.corrupt') / 'resume.pt'}" in console
+    log = (run / LOG).read_text()
+    assert f"resuming from {relative.with_name('resume.prev.pt')} at epoch" in log
+    assert "epoch 300/300" in log and (run / MODEL).exists()

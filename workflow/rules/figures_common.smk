@@ -22,8 +22,11 @@ def figure_inputs(figure):
     """Input function (use with unpack): input name -> the per-model files of the panel."""
 
     def inputs(wildcards):
-        return figure_registry.input_files(
+        files = figure_registry.input_files(
             figure, wildcards.family, lambda sel: plan.experiment_models(config, wildcards.family, sel), RESULTS)
+        if figure_registry.judges_training(figure, wildcards.family):
+            files["data"] = family_data(wildcards)  # its class count: chance, to tell nets that failed to train
+        return files
 
     return inputs
 

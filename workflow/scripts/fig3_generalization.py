@@ -11,7 +11,8 @@ the gap is kept in the CSV).
 Networks are the unit (orderings averaged within each net first). Nets that failed to
 train (singledir.stats.net_tables.training_failed: training accuracy within 5 points of
 chance, or a non-finite loss) score a normalized AUC of 1.0 for a flat curve; they are
-drawn as crosses, excluded from the statistics, and counted (networks_failed_excluded).
+drawn as crosses, excluded from the statistics, counted (networks_failed_excluded) and
+named under the figure. Chance is 1 / the data's class count.
 
 Statistics: spearman_auc_vs_generalization_error (bootstrap over networks, permutation
 p); the mean AUC of the best and worst groups and their difference (bootstrap and
@@ -23,7 +24,8 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import curve_matrix, extremes, failed_stat_rows, final_performance, mean_auc, spec_value
+from singledir.stats.net_tables import (curve_matrix, data_class_count, excluded_note, extremes, failed_stat_rows,
+                                       final_performance, mean_auc, spec_value)
 from singledir.stats.inference import difference_ci, mean_ci, spearman, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -32,7 +34,9 @@ with log_to(sm.log[0]):
     specs = sm.params.specs
     boot, seed = sm.params.bootstrap, sm.params.seed
     curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
-    nets = final_performance(sm.input.histories).merge(mean_auc(curves), on="model")
+    nets = final_performance(sm.input.histories, data_class_count(sm.input.data)).merge(mean_auc(curves), on="model")
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
     nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
     nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
     ok = nets[~nets["failed"]]
@@ -71,7 +75,7 @@ with log_to(sm.log[0]):
     ax2.set_ylabel("Area under ablation curve (normalized)")
     ax2.set_title("b", loc="left", fontweight="bold")
     plotting.finish(fig, "Reliance on single directions vs generalization (same topology, clean labels)",
-                    sm.params.scale, sm.params.label, sm.output.pdf)
+                    sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     a_best = ok.loc[ok["model"].isin(best), "auc"]
     a_worst = ok.loc[ok["model"].isin(worst), "auc"]

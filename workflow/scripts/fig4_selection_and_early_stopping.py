@@ -29,8 +29,8 @@ p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
 selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
 subselections), each with its chance level and a permutation null (AUC shuffled across
 settings), selection_subset_size and selection_settings (the design). Nets that failed
-to train (singledir.stats.net_tables.training_failed) are excluded and counted
-(networks_failed_excluded); raw (unnormalized) areas are in the CSV."""
+to train (singledir.stats.net_tables.training_failed) are excluded, counted
+(networks_failed_excluded) and named under the figure; raw (unnormalized) areas are in the CSV."""
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,7 +40,8 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, result, spearman, stat_row
 from singledir.stats.model_selection import selection_null, setting_means
-from singledir.stats.net_tables import failed_stat_rows, final_performance, mean_auc, spec_value
+from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_performance, mean_auc,
+                                       spec_value)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
@@ -124,7 +125,9 @@ def model_selection_4bc(sm):
 
     # (c) the sweep
     curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
-    nets = final_performance(sm.input.histories).merge(mean_auc(curves), on="model")
+    nets = final_performance(sm.input.histories, data_class_count(sm.input.data)).merge(mean_auc(curves), on="model")
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
     nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
     nets["batch_size"] = spec_value(nets["model"], specs, "train", "batch_size")
     nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
@@ -161,7 +164,7 @@ def model_selection_4bc(sm):
     norm = mcolors.LogNorm(lrs.min(), lrs.max()) if lrs.min() < lrs.max() else None
     markers = dict(zip(sorted(nets["batch_size"].unique()), "osD^vP*Xhp<>"))
     for bs, mk in markers.items():
-        g = nets[nets["batch_size"] == bs]
+        g = ok[ok["batch_size"] == bs]
         sc2 = ax2.scatter(g["test_accuracy"], g["auc"], c=np.asarray(g["lr"], float), cmap="viridis", norm=norm,
                           marker=mk, s=18, edgecolor="k", linewidth=0.3, label=f"batch {bs}")
     fig.colorbar(sc2, ax=ax2, pad=0.01).set_label("Learning rate")
@@ -180,7 +183,7 @@ def model_selection_4bc(sm):
     ax2.set_ylabel("Area under ablation curve (normalized)")
     ax2.set_title("c", loc="left", fontweight="bold")
     plotting.finish(fig, "Ablation AUC over training (b) and across a hyperparameter sweep (c)",
-                    sm.params.scale, sm.params.label, sm.output.pdf)
+                    sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     rows = [stat_row("spearman_auc_vs_test_loss", r_b), stat_row("spearman_auc_vs_test_accuracy", r_c)]
     for k in top:

@@ -28,7 +28,8 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
-from singledir.stats.net_tables import (curve_matrix, dropout_readings, failed_stat_rows, final_accuracies, mean_auc,
+from singledir.stats.net_tables import (curve_matrix, data_class_count, dropout_readings, excluded_note,
+                                       failed_stat_rows, final_accuracies, mean_auc,
                                         spec_value, with_corrupted_fraction)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -86,9 +87,12 @@ def batchnorm_5b(sm):
     boot, seed = sm.params.bootstrap, sm.params.seed
     curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
     curves.insert(1, "batch_norm", [bool(v) for v in spec_value(curves["model"], specs, "model", "batch_norm", True)])
-    nets = final_accuracies(sm.input.histories)
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)  # failed nets: left out of the curves and statistics, named under the figure
+    print(note or "no net failed to train")
     curves = curves.merge(nets, on="model", how="left")
     save_csv(curves, sm.output.csv)
+    curves = curves[~curves["failed"]]
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for bn, color, name in ((True, "tab:blue", "Batch norm"), (False, "tab:purple", "No batch norm")):
@@ -100,7 +104,8 @@ def batchnorm_5b(sm):
     ax.set_ylabel("Training accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
-    plotting.finish(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label, sm.output.pdf)
+    plotting.finish(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label, sm.output.pdf,
+                    note=note)
 
     nets = nets.merge(mean_auc(curves), on="model")
     nets["batch_norm"] = [bool(v) for v in spec_value(nets["model"], specs, "model", "batch_norm", True)]

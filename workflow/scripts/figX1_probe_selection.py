@@ -18,7 +18,7 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats.net_tables import failed_stat_rows, training_failed
+from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, failure_reason
 from singledir.stats.inference import result, stat_row
 from singledir.stats.model_selection import probe_selection_table
 from singledir.pipeline.logs import io_summary, log_to, table_summary
@@ -31,7 +31,12 @@ with log_to(sm.log[0]):
     # Nets that never learned or diverged are left out and counted, as in Fig. 4c: an untrained
     # net's flat ablation curve scores a high AUC, which says nothing about reliance.
     per_net = last.drop_duplicates("model").set_index("model")
-    failed = training_failed(per_net)
+    n_classes = data_class_count(sm.input.data)
+    per_net = per_net.assign(failure=[failure_reason(loss, acc, n_classes) for loss, acc in
+                                      zip(per_net["train_loss"], per_net["train_accuracy"])])
+    failed = per_net["failure"] != ""
+    note = excluded_note(per_net.assign(failed=failed))
+    print(note or "no net failed to train")
     last = last[~last["model"].isin(per_net.index[failed])]
     names = probes.probe_names(b["probe_fractions"])
     table, stats = probe_selection_table(last, names, sm.params.bootstrap, sm.params.seed, b["subset_size"],
@@ -54,8 +59,7 @@ with log_to(sm.log[0]):
     ax.set_ylim(-1.05, 1.05)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{plotting.count(int(table['n_networks'].iloc[0]))}, 95 % CI over networks", fontsize=8)
-    plotting.suptitle(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label,
+                    sm.output.pdf, note=note)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

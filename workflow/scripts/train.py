@@ -1,7 +1,10 @@
 """Train the models of one job (rule train_model: one model; train_group_*: a fused group)
 through the one training entry, singledir.training.api.train, and write each model's
-model.pt and history.csv. Run options (speed, placement) come from the config, not params."""
+model.pt and history.csv. Run options (speed, placement) come from the config, not params.
+A net that failed to train (diverged, or never above chance: singledir.stats.net_tables.failure_reason,
+chance from the data's class count) is named in a warning line in the job's log and on the console."""
 import shutil
+import sys
 
 import torch
 
@@ -12,8 +15,22 @@ from singledir.pipeline.logs import log_to
 from singledir.pipeline.params import training_run_options
 from singledir.data.sources import load_data, load_labels
 from singledir.pipeline.runtime import benchmark_to, pick_device, setup_torch
+from singledir.stats.net_tables import failure_reason
 from singledir.training.api import ImageFolderData, TensorData, train
 from singledir.training.options import RunOptions
+
+
+
+def failure_warning(t) -> str:
+    """'' for a net that trained, else one WARNING line naming it and why it failed."""
+    h = t.history
+    if h.empty:  # pretrained weights: no training to judge
+        return ""
+    when = f"epoch {int(h['epoch'].iloc[-1])}" if h["epoch"].notna().iloc[-1] else f"step {int(h['step'].iloc[-1])}"
+    why = failure_reason(h["train_loss"].iloc[-1], h["train_accuracy"].iloc[-1], t.n_classes, when)
+    return (f"WARNING: {t.spec['id']} failed to train: {why}. It counts as failed: the figures that compare nets "
+            "leave it out and name it, and so do the claims (docs/troubleshooting.md)") if why else ""
+
 
 sm = snakemake
 specs = sm.params.specs
@@ -40,5 +57,9 @@ with log_to(sm.log[0]), benchmark_to(sm.params.get("benchmark")):
         save_trained(out_model, t.spec, t.in_shape, t.n_classes, t.state_dict, t.snapshots)
         save_csv(t.history, out_history)
         print(f"wrote {out_model} ({len(t.snapshots)} snapshots) and {out_history} ({len(t.history)} rows)")
+        warning = failure_warning(t)
+        if warning:  # in the job's log and on the console (log_to holds sys.stderr)
+            print(warning)
+            print(warning, file=sys.__stderr__, flush=True)
     # The resume state is no longer needed once the outputs exist.
     shutil.rmtree(sm.params.work_dir, ignore_errors=True)

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.data.sources import DataError, load_sklearn_digits
+from singledir.data.sources import DataError, check_class_count, load_sklearn_digits
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -145,6 +145,7 @@ def check_index(index: pd.DataFrame, classes: pd.DataFrame, spec: dict) -> None:
     has images in every split, and no image file under ``dataset.root`` is empty."""
     root = _root(spec)
     n = len(classes)
+    check_class_count(n, f"dataset.root: {root}")
     bad = index[(index["target"] < 0) | (index["target"] >= n)]
     if len(bad):
         raise DataError(f"dataset.root: {len(bad)} images have targets outside the {n} classes "
@@ -241,8 +242,13 @@ class IndexedImages(Dataset):
 
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        with Image.open(self.root / self.paths[i]) as img:
-            img = img.convert("RGB")
+        try:
+            with Image.open(self.root / self.paths[i]) as img:
+                img = img.convert("RGB")
+        except Exception as err:  # decoded once by the index job (singledir.data.check): changed since
+            raise DataError(f"image {self.root / self.paths[i]} does not decode ({type(err).__name__}: {err}); "
+                            "it changed after the image index was made: copy it again, or delete it and "
+                            "rerun the image_index job (--forcerun image_index)") from err
         if self.random_transform:
             if seed is None:
                 raise ValueError("an augmented image needs a seed: index the dataset with (index, seed)")

@@ -24,7 +24,8 @@ written): an npz archive's pixels must be finite numbers in 0..255 (floats scale
 0..1 are refused rather than rounded to black and white), every image array must have
 as many labels as images, labels must be whole numbers from 0. The number of classes
 (the model's outputs) is ``dataset.n_classes`` when set, and every label must be below
-it; when not set it is inferred as the largest label + 1, and then every class from 0 to
+it; when not set it is inferred as the largest label + 1 (at least 2: a one-class dataset
+is refused, :func:`check_class_count`), and then every class from 0 to
 that largest label must occur among the training labels: a gap (labels 0..9 and a stray
 12) means the labels are wrong or the class count is not what the labels say, so the
 error asks for ``n_classes`` instead of silently building a 13-class model.
@@ -131,6 +132,15 @@ def check_pair(x: np.ndarray, y: np.ndarray, path, x_name: str, y_name: str) -> 
                         "(or point dataset.arrays at the right pair).")
 
 
+def check_class_count(n_classes: int, where: str) -> None:
+    """A classifier needs at least 2 classes: with 1, every net is trivially "100 % accurate"
+    and chance is 1, so nothing downstream means anything. ``where`` names the path and key."""
+    if int(n_classes) < 2:
+        raise DataError(f"{where}: the data have {int(n_classes)} class; this pipeline trains classifiers and needs "
+                        "at least 2 classes (with 1, every net is trivially 100 % accurate). Point the dataset at data "
+                        "with all their classes, or fix the labels.")
+
+
 def class_count(y_train: np.ndarray, y_test: np.ndarray, spec: dict, path, names: tuple[str, str]) -> int:
     """The number of classes: ``dataset.n_classes`` (every label must be below it), or the
     largest label + 1 when every class below it occurs in the training labels (see the
@@ -145,6 +155,7 @@ def class_count(y_train: np.ndarray, y_test: np.ndarray, spec: dict, path, names
                                 "or set dataset.n_classes to the true number of classes.")
         return given
     inferred = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    check_class_count(inferred, _where(path, names[0]))
     missing = sorted(set(range(inferred)) - set(np.unique(y_train).tolist()))
     if missing:
         shown = missing[:10] + (["..."] if len(missing) > 10 else [])
@@ -250,6 +261,14 @@ def load_npz(spec: dict) -> ImageData:
 
 
 TORCHVISION_DATASETS = {"MNIST": 10, "CIFAR10": 10}
+# The login-node step that prepares every dataset of a cluster run (rule `data`, docs/cluster.md).
+DATA_STEP = "snakemake --profile profiles/slurm data"
+
+
+def compute_node_job() -> str | None:
+    """The SLURM job id when this process runs inside a SLURM job (a compute node), else None.
+    SLURM_JOB_ID is one of the variables the SLURM job-step plugin keeps for its job steps."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID") or None
 
 
 def load_torchvision(spec: dict) -> ImageData:
@@ -260,16 +279,24 @@ def load_torchvision(spec: dict) -> ImageData:
         raise DataError(f"dataset.name: {name!r} is not supported for source torchvision; "
                         f"choose one of {sorted(TORCHVISION_DATASETS)}")
     root = Path(os.path.expanduser(str(spec.get("root", "data"))))
-    download = bool(spec.get("download", False))
+    slurm_job = compute_node_job()
+    # A SLURM job runs on a compute node, which usually cannot reach the internet: it never
+    # downloads (a download there would fail, or hang until the time limit). The data step
+    # on the login node fetches the files first.
+    download = bool(spec.get("download", False)) and slurm_job is None
     cls = getattr(torchvision.datasets, name)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as err:
+        if slurm_job is not None:
+            raise DataError(f"dataset.root: {name} is not in {root}; run `{DATA_STEP}` on the login node first "
+                            f"(this is SLURM job {slurm_job} on a compute node, which never downloads)") from err
         hint = ("set dataset.download: true on a machine with internet access"
                 if not download else "the download failed (no network?); download it elsewhere and copy it")
-        raise DataError(f"dataset.root: {name} not found under {root} ({err}). Either {hint}, "
-                        f"or place torchvision's {name} files under {root}/, or use the npz source.") from err
+        raise DataError(f"dataset.root: {name} not found under {root} ({err}). Either {hint} (on a cluster: "
+                        f"`{DATA_STEP}` on the login node), or place torchvision's {name} files under {root}/, "
+                        "or use the npz source.") from err
     x_train, y_train = np.asarray(train.data), np.asarray(train.targets, dtype=np.int64)
     x_test, y_test = np.asarray(test.data), np.asarray(test.targets, dtype=np.int64)
     limit = spec.get("train_limit")
@@ -365,6 +392,7 @@ def check_prepared(data: ImageData) -> None:
     """The invariants every consumer of ``dataset.npz`` relies on (whatever the source):
     uint8 NCHW images, one label per image, labels in 0..n_classes-1, images of one shape."""
     where = f"dataset {data.name!r}"
+    check_class_count(data.n_classes, f"{where} (n_classes)")
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         if x.dtype != np.uint8 or x.ndim != 4:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -62,11 +64,18 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
-def finish(fig, title: str, scale: str, label: str, path) -> None:
+def finish(fig, title: str, scale: str, label: str, path, note: str = "") -> None:
     """The end of every figure: its title (with the scale note), a tight layout, and the
-    atomic save (the figure is closed)."""
+    atomic save (the figure is closed). ``note`` (e.g. the nets a figure left out because
+    they failed to train, :func:`singledir.stats.net_tables.excluded_note`) is printed in
+    small type under the panels, so an exclusion is never silent."""
     suptitle(fig, title, scale, label)
-    fig.tight_layout()
+    if note:
+        text = textwrap.fill(note, int(fig.get_figwidth() * 24))  # ~24 characters per inch at 5.5 pt
+        fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=5.5, color="0.3")
+        fig.tight_layout(rect=(0, 0.01 + 0.03 * (text.count("\n") + 1), 1, 1))
+    else:
+        fig.tight_layout()
     save(fig, path)
 
 

@@ -235,6 +235,19 @@ def input_files(name: str, family: str, models_of: Callable[[str], list[str]], r
     return out
 
 
+# Input kinds that carry a net's final training loss and accuracy, and the figures that
+# judge from them which nets failed to train (singledir.stats.net_tables.training_failed)
+# and leave those out: against chance = 1 / the data's class count, so such a panel's rule
+# also reads the family's data file (input ``data``).
+TRAINING_KINDS = ("history", "probes")
+JUDGING_FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "figX1")
+
+
+def judges_training(name: str, family: str) -> bool:
+    """Whether the panel leaves out failed nets, judged from an input of :data:`TRAINING_KINDS`."""
+    return name in JUDGING_FIGURES and any(inp.kind in TRAINING_KINDS for inp in panel(name, family).inputs.values())
+
+
 def settings(name: str, family: str, family_cfg: dict) -> dict:
     """A panel's drawing settings: the registry's (functions evaluated on the family's config
     section), then the config's ``families.<family>.figures.<name>`` (e.g. Fig. 3's extremes)."""

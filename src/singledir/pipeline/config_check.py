@@ -24,8 +24,10 @@ What Snakemake does on its own, and what this module adds:
 from __future__ import annotations
 
 import copy
+import decimal
 import difflib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +80,11 @@ def load_yaml(path, positions: dict | None = None) -> dict:
     naming the file and line. ``positions`` receives key path -> (file, line)."""
     path = str(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigFileError(
+                f"{path}: not a regular file (a pipe, as `--configfile <(...)` gives): a config file is read more "
+                f"than once (by Snakemake, by this check, by every job), and a pipe gives its content once. "
+                f"Write the config to a file first (`... > my.yaml`) and pass --configfile my.yaml")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigFileError(f"config file not found: {path}") from None
@@ -171,7 +178,28 @@ def _short_message(err, positions, files) -> str:
     hint = err.schema.get("description")
     hint = f" ({' '.join(str(hint).split())})" if hint and len(str(hint)) < 200 else ""
     msg = err.message if len(err.message) < 200 else f"{value} is not valid here"
-    return f"{where}: {_dotted(path)}: {msg}{hint}"
+    return f"{where}: {_dotted(path)}: {msg}{_number_hint(err.instance)}{hint}"
+
+
+def _number_hint(value) -> str:
+    """For a number written so that YAML reads it as text: the spellings it reads as a
+    number. PyYAML follows YAML 1.1, whose floats need a dot and a signed exponent:
+    ``1e-3`` and ``1.0e3`` are strings, ``1.0e-3`` and ``0.001`` numbers."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if number != number or number in (float("inf"), float("-inf")):
+        return ""
+    if "e" not in value.lower():
+        return f"; {value!r} is quoted, so YAML reads it as text: write it without quotes"
+    mantissa, exp = f"{number:.15e}".split("e")
+    scientific = f"{float(mantissa)!r}e{int(exp):+d}"  # repr: the shortest digits, always with a dot
+    positional = format(decimal.Decimal(repr(number)), "f")
+    return (f"; YAML reads {value} as text (a number needs a dot and a signed exponent): "
+            f"write {scientific} or {positional}")
 
 
 def validate(config: dict, schema: dict | None = None, positions: dict | None = None,

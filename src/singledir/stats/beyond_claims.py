@@ -27,7 +27,7 @@ import pandas as pd
 
 from singledir.io import atomic_path
 from singledir.stats.claims import (ALPHA, FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction, Estimate,
-                                    NotRun, _f, between_networks, from_stat)
+                                    NotRun, _f, between_networks, from_stat, with_failed_count)
 from singledir.stats.claims_markdown import format_number
 from singledir.stats.paper_claims import CLAIMS
 
@@ -142,19 +142,20 @@ def _probe_claims(fam: str) -> list[Claim]:
               f"at <= {COST_LIMIT:.0%} of its cost",
               "r(one-point probe, test acc) / r(full AUC, test acc) over networks",
               New(Direction(">", KEEP_RATIO), f"CI > {KEEP_RATIO:g}; cost <= {COST_LIMIT:g}"), NETS,
-              onepoint_keeps_rank_r),
+              with_failed_count("figX1", onepoint_keeps_rank_r)),
         Claim(f"X1_full_auc_predicts_test_accuracy_{fam}", "X1", fam,
               "Across the networks probed, a higher training-set ablation AUC goes with higher test accuracy",
               "Spearman r(full AUC, test accuracy) over networks", New(Direction(">"), "CI > 0"), NETS,
-              between_networks(from_stat("figX1", "spearman_full_auc_vs_test_accuracy"))),
+              with_failed_count("figX1", between_networks(from_stat("figX1", "spearman_full_auc_vs_test_accuracy")))),
         Claim(f"X1_onepoint_predicts_test_accuracy_{fam}", "X1", fam,
               "The one-point probe alone ranks networks by test accuracy",
               "Spearman r(one-point probe, test accuracy) over networks", New(Direction(">"), "CI > 0"), NETS,
-              between_networks(_probe_stat("figX1", "spearman_{p}_vs_test_accuracy"))),
+              with_failed_count("figX1", between_networks(_probe_stat("figX1", "spearman_{p}_vs_test_accuracy")))),
         Claim(f"X1_onepoint_selection_beats_chance_{fam}", "X1", fam,
               "Picking the network with the best one-point probe in random subsets beats a random pick",
               "top-1 rate - chance (percentage points)", New(Direction(">", test_only=True), "permutation p < 0.05"),
-              "permutation null: probe shuffled across networks", probe_selection_beats_chance),
+              "permutation null: probe shuffled across networks",
+              with_failed_count("figX1", probe_selection_beats_chance)),
         Claim(f"X2_onepoint_stop_vs_val_stop_{fam}", "X2", fam,
               "Stopping at the one-point probe's peak (training data only) is no worse than validation-loss stopping",
               "test loss at the probe's stop - at the validation-loss stop (paired by network)",

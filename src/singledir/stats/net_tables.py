@@ -15,30 +15,31 @@ import pandas as pd
 from singledir.analysis.auc import curve_aucs
 
 
-def final_performance(history_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+def final_performance(history_paths: Iterable[str | os.PathLike], n_classes: int) -> pd.DataFrame:
     """One row per model: the last epoch of its ``models/<family>/<model>/history.csv``.
 
     Columns: model (the history file's folder name), epoch, train/test loss and accuracy,
+    ``failed``, ``diverged`` and ``failure`` (:func:`failure_reason`; chance is
+    1 / ``n_classes``, the data's class count, :func:`data_class_count`),
     generalization_error (1 - test accuracy) and generalization_gap (train - test accuracy).
     """
     rows = []
     for path in history_paths:
-        h = pd.read_csv(path)
-        if h.empty:
-            raise ValueError(f"{path}: empty training history")
-        last = h.sort_values("epoch").iloc[-1]
+        last = _last_row(path)
         rows.append({"model": os.path.basename(os.path.dirname(os.fspath(path))), "epoch": int(last["epoch"]),
                      "train_loss": last["train_loss"], "train_accuracy": last["train_accuracy"],
-                     "test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"]})
+                     "test_loss": last["test_loss"], "test_accuracy": last["test_accuracy"],
+                     **_failure_columns(last["train_loss"], last["train_accuracy"], n_classes,
+                                        f"epoch {int(last['epoch'])}")})
     out = pd.DataFrame(rows)
-    out["failed"] = training_failed(out)
     out["generalization_error"] = 1.0 - out["test_accuracy"]
     out["generalization_gap"] = out["train_accuracy"] - out["test_accuracy"]
     return out
 
 
-def final_accuracies(history_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per model: final train loss, train and test accuracy, and ``failed``.
+def final_accuracies(history_paths: Iterable[str | os.PathLike], n_classes: int) -> pd.DataFrame:
+    """One row per model: final train loss, train and test accuracy, ``failed``,
+    ``diverged`` and ``failure`` (as :func:`final_performance`).
 
     Reads epoch-based histories (MNIST/CIFAR-10: train/test accuracy evaluated after the
     last epoch) and step-based ImageNet histories (``train_top1`` of the last logging
@@ -46,17 +47,29 @@ def final_accuracies(history_paths: Iterable[str | os.PathLike]) -> pd.DataFrame
     """
     rows = []
     for path in history_paths:
-        h = pd.read_csv(path)
-        if h.empty:
-            raise ValueError(f"{path}: empty training history")
-        last = h.sort_values("epoch" if "epoch" in h else "step").iloc[-1]
+        last = _last_row(path)
+        epochs = "epoch" in last and pd.notna(last["epoch"])
+        acc = last["train_accuracy"] if "train_accuracy" in last else last["train_top1"]
         rows.append({"model": os.path.basename(os.path.dirname(os.fspath(path))),
-                     "train_loss": last["train_loss"],
-                     "train_accuracy": last["train_accuracy"] if "train_accuracy" in h else last["train_top1"],
-                     "test_accuracy": last["test_accuracy"] if "test_accuracy" in h else float("nan")})
-    out = pd.DataFrame(rows)
-    out["failed"] = training_failed(out)
-    return out
+                     "train_loss": last["train_loss"], "train_accuracy": acc,
+                     "test_accuracy": last["test_accuracy"] if "test_accuracy" in last else float("nan"),
+                     **_failure_columns(last["train_loss"], acc, n_classes,
+                                        f"epoch {int(last['epoch'])}" if epochs else f"step {int(last['step'])}")})
+    return pd.DataFrame(rows)
+
+
+def _last_row(path: str | os.PathLike) -> pd.Series:
+    """The last row of a history (by epoch, or by step for step-based training)."""
+    h = pd.read_csv(path)
+    if h.empty:
+        raise ValueError(f"{path}: empty training history")
+    by = "epoch" if "epoch" in h and h["epoch"].notna().any() else "step"
+    return h.sort_values(by).iloc[-1]
+
+
+def _failure_columns(train_loss, train_accuracy, n_classes: int, when: str) -> dict:
+    why = failure_reason(train_loss, train_accuracy, n_classes, when)
+    return {"failed": bool(why), "diverged": why.startswith("diverged"), "failure": why}
 
 
 def memorization_rows(nets: pd.DataFrame) -> list[dict]:
@@ -75,30 +88,79 @@ def memorization_rows(nets: pd.DataFrame) -> list[dict]:
 
 
 # A net "failed to train" when its final training accuracy is within this margin of chance
-# (1 / number of classes) or its final loss is not finite (diverged). Such a net's flat
+# (1 / the data's number of classes) or its final loss is not finite (diverged: the training
+# loop ends such a net with a history row holding the NaN or inf loss). Such a net's flat
 # ablation curve scores the maximal normalized AUC of 1.0, so it is excluded from
-# cross-network statistics (Figs. 3, 4c, 5b) and the count is reported.
+# cross-network statistics (Figs. 3, 4c, 5b, X1), counted and named (failed_stat_rows);
+# Figs. 1-2 exclude diverged nets only (a corrupted net near chance is data there: the
+# claims' memorization gate reports it).
 FAILED_MARGIN = 0.05
 
 
-def training_failed(nets: pd.DataFrame, n_classes: int = 10, margin: float = FAILED_MARGIN) -> pd.Series:
-    """Per row of a :func:`final_performance` table: True if the net never learned
-    (training accuracy < chance + ``margin``) or diverged (non-finite train loss/accuracy)."""
-    chance = 1.0 / n_classes
-    acc = pd.to_numeric(nets["train_accuracy"], errors="coerce")
-    loss = pd.to_numeric(nets["train_loss"], errors="coerce")
-    diverged = ~np.isfinite(acc.to_numpy(float)) | ~np.isfinite(loss.to_numpy(float))
-    return pd.Series(diverged | (acc.to_numpy(float) < chance + margin), index=nets.index, name="failed")
+def data_class_count(path: str | os.PathLike) -> int:
+    """The number of classes of a family's prepared data, where chance (1 / classes) comes
+    from: ``n_classes`` of ``dataset.npz``, or the largest target + 1 of an image index
+    (``index.csv.gz``, as training counts them). Torch-free: figure jobs call it."""
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        with np.load(path) as f:
+            return int(f["n_classes"])
+    return int(pd.read_csv(path, usecols=["target"])["target"].max()) + 1
 
 
-def failed_stat_rows(nets: pd.DataFrame) -> list[dict]:
-    """Stats rows reporting how many nets a figure used and how many it excluded as failed."""
+def failure_reason(train_loss, train_accuracy, n_classes: int, when: str = "", margin: float = FAILED_MARGIN) -> str:
+    """Why a net failed to train, from its final training loss and accuracy: "diverged at
+    <when> (training loss nan)", "never learned (...)" (accuracy below chance + ``margin``,
+    chance = 1 / ``n_classes``), or "" when it trained."""
+    if int(n_classes) < 2:
+        raise ValueError(f"n_classes must be at least 2 (got {n_classes}): chance is 1 / the data's class count")
+    loss, acc = (float(pd.to_numeric(v, errors="coerce")) for v in (train_loss, train_accuracy))
+    at = f" at {when}" if when else ""
+    if not np.isfinite(loss):
+        return f"diverged{at} (training loss {loss})"
+    if not np.isfinite(acc):
+        return f"diverged{at} (training accuracy {acc})"
+    chance = 1.0 / int(n_classes)
+    if acc < chance + margin:
+        return (f"never learned (final training accuracy {acc:.3f} < chance {chance:.3g} + {margin:g}, "
+                f"{int(n_classes)} classes)")
+    return ""
+
+
+def training_failed(nets: pd.DataFrame, n_classes: int, margin: float = FAILED_MARGIN) -> pd.Series:
+    """Per row of a table with ``train_loss`` and ``train_accuracy`` (e.g.
+    :func:`final_performance`): True if the net never learned (training accuracy < chance
+    + ``margin``, chance = 1 / ``n_classes``, the data's class count) or diverged
+    (non-finite train loss or accuracy); :func:`failure_reason` says which."""
+    return pd.Series([bool(failure_reason(loss, acc, n_classes, margin=margin))
+                      for loss, acc in zip(nets["train_loss"], nets["train_accuracy"])],
+                     index=nets.index, name="failed", dtype=bool)
+
+
+def failed_stat_rows(nets: pd.DataFrame, column: str = "failed", shown: int = 5) -> list[dict]:
+    """Stats rows reporting how many nets a figure used and how many it excluded
+    (``nets[column]`` True), the excluded ones named with their reason (``failure``) in the
+    row's ``note``: "excluded 2 of 24 nets: sweep_lr0.5_bs16_s0 diverged at epoch 3 (training
+    loss nan); ..." (the first ``shown``, then how many more)."""
     nan = float("nan")
-    failed = nets["failed"].astype(bool)
+    failed = nets[column].astype(bool)
     return [{"statistic": "networks_failed_excluded", "value": int(failed.sum()), "ci_low": nan, "ci_high": nan,
-             "n": len(nets), "unit": "networks", "p": nan, "p_min": nan},
+             "n": len(nets), "unit": "networks", "p": nan, "p_min": nan, "note": excluded_note(nets, column, shown)},
             {"statistic": "networks_used", "value": int((~failed).sum()), "ci_low": nan, "ci_high": nan,
              "n": len(nets), "unit": "networks", "p": nan, "p_min": nan}]
+
+
+def excluded_note(nets: pd.DataFrame, column: str = "failed", shown: int = 5) -> str:
+    """"excluded 2 of 24 nets: <model> <reason>; ..." for the rows where ``nets[column]``
+    is True (the table's ``model`` column, or its index), or "" when none is."""
+    bad = nets[nets[column].astype(bool)]
+    if bad.empty:
+        return ""
+    names = bad["model"] if "model" in bad else pd.Series(bad.index, index=bad.index)
+    reasons = bad["failure"] if "failure" in bad else pd.Series("failed to train", index=bad.index)
+    parts = [f"{m} {r}" for m, r in list(zip(names, reasons))[:shown]]
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return f"excluded {len(bad)} of {len(nets)} nets: " + "; ".join(parts) + more
 
 
 def model_aucs(curves: pd.DataFrame) -> pd.DataFrame:

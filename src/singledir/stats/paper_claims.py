@@ -129,14 +129,15 @@ def corruption_claims() -> list[Claim]:
         out.append(Claim(f"fig{panel}_auc_vs_corruption", panel, fam,
                          "Ablation AUC decreases as the fraction of corrupted labels rises",
                          "Spearman r(AUC, corrupted fraction) over networks", Direction("<"), NETS,
-                         memorized("fig1", between_networks(from_stat("fig1", "spearman_auc_vs_corrupted_fraction")))))
+                         with_failed_count("fig1", memorized("fig1", between_networks(
+                             from_stat("fig1", "spearman_auc_vs_corrupted_fraction"))))))
     for fam, panel in (("mnist", "2a"), ("cifar10", "2b")):
         out.append(Claim(f"fig{panel}_noise_vs_corruption", panel, fam,
                          "Robustness to random-direction noise decreases with label corruption",
                          "Spearman r(noise robustness, corrupted fraction) over networks", Direction("<"),
                          "networks (noise draws averaged within each)",
-                         memorized("fig2", between_networks(
-                             from_stat("fig2", "spearman_noise_robustness_vs_corrupted_fraction")))))
+                         with_failed_count("fig2", memorized("fig2", between_networks(
+                             from_stat("fig2", "spearman_noise_robustness_vs_corrupted_fraction"))))))
     out.append(Claim("fig3b_auc_vs_generalization_error", "3b", "cifar10",
                      "Clean-label nets with a lower ablation AUC generalize worse",
                      "Spearman r(AUC, generalization error) over networks", Direction("<"), NETS,

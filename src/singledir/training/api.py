@@ -140,6 +140,6 @@ def _train_image_folder(spec: dict, data: ImageFolderData, work_dir: Path, run: 
            "threads": max(1, int(run.threads) // procs)}
     launch(write_job(job, work_dir / "job.json"), int(run.nodes), procs, log_path=log_path, log=log)
     state = torch.load(work_dir / "resume.pt", map_location="cpu", weights_only=False)
-    if state["step"] != steps:
+    if state["step"] != steps and not state.get("diverged"):  # a diverged net ends early, on purpose
         raise RuntimeError(f"training stopped at step {state['step']} of {steps}; rerun to resume")
     return TrainedModel(spec, data.in_shape, data.n_classes, state["model"], history_frame(state["history"]), {})

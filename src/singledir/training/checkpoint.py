@@ -12,7 +12,7 @@ distributed :func:`singledir.training.distributed.train_steps`).
   resuming from the previous checkpoint, or from scratch, ends with the same weights as
   an uninterrupted run, only later.
 - :func:`catch_stop_signals` records SIGTERM and SIGUSR1 (what SLURM sends before a time
-  limit or preemption) while a loop runs; the loop finishes its step and calls
+  limit or preemption) and SIGINT (Ctrl-C) while a loop runs; the loop finishes its step and calls
   :func:`checkpoint_and_stop`, which writes the checkpoint and raises
   :class:`TrainingInterrupted` (the job exits non-zero; a rerun resumes).
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NoReturn
@@ -44,7 +45,9 @@ class TrainingInterrupted(RuntimeError):
     """Training was asked to stop by a signal; a checkpoint was written first."""
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# SIGINT is Ctrl-C (sent to Snakemake and its local jobs alike): like SLURM's signals it
+# checkpoints first, so an interrupted run loses no epochs; a second Ctrl-C stops at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopRequest:
@@ -58,6 +61,8 @@ class StopRequest:
         return self.signum is not None
 
     def __call__(self, signum, frame):  # the signal handler
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: the user wants out now, checkpoint or not
         self.signum = signum
 
 
@@ -77,6 +82,14 @@ def catch_stop_signals() -> Iterator[StopRequest]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def ignore_ctrl_c(worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: loader workers ignore SIGINT. Ctrl-C reaches every
+    process of the terminal's group, and a worker that died of it would fail the training
+    process's next fetch before that process could checkpoint; the training process handles
+    it (:func:`catch_stop_signals`) and ends its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def checkpoint_and_stop(save: Callable[[], None], path: str | os.PathLike, where: str,
@@ -158,13 +171,24 @@ def load_checkpoint(path: str | os.PathLike, map_location=None, required: Iterab
             failed = True
             if move_bad:
                 aside = set_aside(candidate)
-                log(f"WARNING: checkpoint {candidate} does not load ({brief(err)}); "
-                    f"moved it to {aside}")
+                warn(log, f"WARNING: checkpoint {candidate} does not load ({brief(err)}); moved it to {aside}")
             else:
-                log(f"WARNING: checkpoint {candidate} does not load ({brief(err)})")
+                warn(log, f"WARNING: checkpoint {candidate} does not load ({brief(err)})")
     if failed:
-        log(f"WARNING: no loadable checkpoint in {path.parent}; training starts from scratch")
+        warn(log, f"WARNING: no loadable checkpoint in {path.parent}; training starts from scratch")
     return None, None
+
+
+def warn(log: Callable[[str], None], message: str) -> None:
+    """``log(message)``, and the message on the console too: the process's own stderr, which
+    a job's log redirection (:func:`singledir.pipeline.logs.log_to`) leaves alone, so a set-aside
+    checkpoint is seen where Snakemake prints, not only in the job's log. Not twice when
+    ``log`` already prints to the console."""
+    log(message)
+    console = sys.__stderr__
+    if console is None or (log is print and sys.stdout is sys.__stdout__):
+        return
+    print(message, file=console, flush=True)
 
 
 def load_snapshot(path: str | os.PathLike, work_dir: str | os.PathLike) -> dict:

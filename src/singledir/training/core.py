@@ -16,7 +16,7 @@ the pieces of a training step the modes have in common.
   and Adam constants from here;
 - :func:`augment_batch` is the random flip and crop of the epoch-based loops.
 
-The resume checkpoint and the stop signals (SIGTERM/SIGUSR1 -> checkpoint, then
+The resume checkpoint and the stop signals (SIGTERM/SIGUSR1/SIGINT -> checkpoint, then
 :class:`~singledir.training.checkpoint.TrainingInterrupted`) are
 :mod:`singledir.training.checkpoint`.
 """

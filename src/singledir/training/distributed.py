@@ -27,7 +27,11 @@ A checkpoint (model, optimizer, grad scaler, step, history) is written atomicall
 if it does not load: :mod:`singledir.training.checkpoint`), and on the CPU the result equals an
 uninterrupted run. SIGTERM or SIGUSR1 (what SLURM sends before a time limit or
 preemption) makes every process finish the current step, write a checkpoint and exit
-non-zero (the processes agree on stopping through an all-reduce each step).
+non-zero (the processes agree on stopping through an all-reduce each step). The same
+all-reduce carries a divergence check: a NaN or inf training loss on any process ends
+training at that step with a history row holding it and a log line, and the checkpoint
+records ``diverged`` (a rerun trains no further); the net then counts as failed
+(:func:`singledir.stats.net_tables.training_failed`).
 
 :func:`launch` starts the processes with ``torchrun`` (one node: ``--standalone``; several
 SLURM nodes: one ``torchrun`` per node through ``srun`` with a c10d rendezvous on the
@@ -56,8 +60,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from singledir.training.checkpoint import (TrainingInterrupted, catch_stop_signals, checkpoint_and_stop,
-                                           load_checkpoint, save_checkpoint as save_checkpoint_file)
+from singledir.training.checkpoint import (STOP_SIGNALS, TrainingInterrupted, catch_stop_signals,
+                                           checkpoint_and_stop, ignore_ctrl_c, load_checkpoint,
+                                           save_checkpoint as save_checkpoint_file)
 from singledir.training.cuda_check import resolve_device
 from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
@@ -232,7 +237,8 @@ def _worker_shard_batches(dataset: Dataset, cfg: TrainConfig, info: DistInfo, st
     many shards it runs per step (:class:`StepShards`)."""
     sampler = StepShards(len(dataset), cfg, info.rank, info.world, start)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=info.device.type == "cuda", persistent_workers=False)
+                        pin_memory=info.device.type == "cuda", persistent_workers=False,
+                        worker_init_fn=ignore_ctrl_c if cfg.num_workers else None)
     return iter(loader), sampler.per_rank
 
 
@@ -266,6 +272,8 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
     start, history = 0, []
     meter = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images since the last log
     state = _load_on_every_process(ckpt_path, info, log)
+    if state is not None and state.get("diverged"):  # ended at a non-finite loss: nothing more to train
+        return history_frame(state["history"])
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -287,12 +295,13 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
             dist.all_reduce(total)
         return total
 
-    def save_checkpoint(step):
+    def save_checkpoint(step, diverged=False):
         partial = meter_total()  # a collective: every process takes part
         if info.main:
             save_checkpoint_file({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                   "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                                  "history": history, "meter": partial.cpu(), "config": cfg.__dict__}, ckpt_path)
+                                  "history": history, "meter": partial.cpu(), "config": cfg.__dict__,
+                                  "diverged": diverged}, ckpt_path)
         if info.world > 1:
             dist.barrier()
 
@@ -308,10 +317,25 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
             scaler.step(optimizer)
             scaler.update()
             done = step + 1
-            flag = torch.tensor([float(stop.requested)], device=device)
+            # One collective for both: a stop signal on any process, and a NaN or inf loss in
+            # the window's loss sum on any process (cross-entropy is never negative, so a
+            # non-finite step loss stays in the sum until the window is logged).
+            flag = torch.stack([torch.tensor(float(stop.requested), device=device),
+                                (~torch.isfinite(meter[0])).to(torch.float32)])
             if ddp is not None:
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stopping = bool(flag.item())
+            stopping, diverged = (bool(v) for v in flag.tolist())
+            if diverged:
+                if ddp is not None:
+                    dist.all_reduce(meter)
+                history.append(_history_row(done, lr_at(cfg, step), meter.cpu().tolist(), time.time() - t_window))
+                if info.main:
+                    log(f"DIVERGED: the training loss became {history[-1]['train_loss']} at step {done} of "
+                        f"{cfg.steps} (lr {lr_at(cfg, step):g}). Training ends here (last history row: train_loss "
+                        f"{history[-1]['train_loss']}) and the net counts as failed: figures and claims exclude it "
+                        "and say so. A smaller train.lr or a longer warmup avoids it.")
+                save_checkpoint(done, diverged=True)
+                break
             if done % cfg.log_every == 0 or done == cfg.steps:
                 if ddp is not None:
                     dist.all_reduce(meter)
@@ -459,7 +483,7 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
            log=print) -> None:
     """Run a training job: in this process for one process, else through torchrun.
 
-    SIGTERM/SIGUSR1 received here are passed on as SIGTERM (torchrun forwards that to
+    SIGTERM/SIGUSR1/SIGINT received here are passed on as SIGTERM (torchrun forwards that to
     every worker in all versions), so the workers checkpoint before exiting. A failed or
     interrupted run raises :class:`~singledir.training.checkpoint.TrainingInterrupted`; rerunning resumes.
     """
@@ -485,7 +509,7 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
             received.append(signum)
             proc.send_signal(signal.SIGTERM)
 
-        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+        old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
         try:
             rc = proc.wait()
         finally:

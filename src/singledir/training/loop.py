@@ -12,7 +12,8 @@ of two modes that differ only in how a minibatch step and an evaluation are comp
 
 Everything else is this module's, once: the seeded data order (each member draws a
 permutation from its own generator, seeded ``seed + 1``, every epoch), augmentation,
-learning-rate schedule, evaluation rows (:data:`~singledir.training.core.HISTORY_COLUMNS`),
+learning-rate schedule, evaluation rows (:data:`~singledir.training.core.HISTORY_COLUMNS`; at the snapshot
+epochs and the final epoch only),
 snapshots, the resume checkpoint and the stop signals.
 
 The whole training set lives on the device as one tensor; minibatches are row gathers
@@ -25,12 +26,24 @@ Nothing is lost when a job dies:
   Snakemake output, so Snakemake never deletes it), keeping the one before it; a
   checkpoint that does not load is reported and set aside, and training resumes from the
   previous one or from scratch (:mod:`singledir.training.checkpoint`);
-- on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) the loop
+- on SIGTERM or SIGUSR1 (what SLURM sends before a time limit or preemption) or SIGINT (Ctrl-C) the loop
   finishes the current minibatch, writes a checkpoint and raises
   :class:`~singledir.training.checkpoint.TrainingInterrupted` (the job exits non-zero; a retry resumes);
 - a rerun resumes from the checkpoint and ends with exactly the weights of an
   uninterrupted run (CPU, same seed), because every source of randomness is either saved
   or re-derived from the seed.
+
+A member whose training loss becomes NaN or inf (a learning rate too large for its batch
+size, e.g. the paper sweep's lr 0.5 at batch 16) has *diverged* (:func:`diverged_members`,
+checked at the end of every epoch): its history ends with one row whose ``train_loss`` is
+that non-finite value, a log line names it, and the net counts as failed downstream
+(:func:`singledir.stats.net_tables.training_failed`). A single model stops there. In a
+fused group only that member ends: the others train on unchanged, because every fused
+operation keeps members apart (batched products and grouped convolutions per member,
+per-channel batch norm, per-member dropout, element-wise optimizer), so a NaN in one
+member's slices never reaches another's; the diverged member's slices are still carried
+(it is cheaper than reshaping the group), and its later snapshots and final weights are
+its non-finite ones.
 """
 
 from __future__ import annotations
@@ -126,11 +139,13 @@ class SingleMode:
         set_lr(self.optimizer, lr_at(self.cfg, epoch))
         self.model.train()
 
-    def step(self, xb: torch.Tensor, yb: torch.Tensor, gens: list[torch.Generator]) -> None:
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        """One minibatch step; returns the minibatch loss, (1,), detached."""
         loss = self.step_loss(self.model, xb[0], yb[0], gens[0])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        return loss.detach().reshape(1)
 
     def evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[tuple[float, float]]:
         return [evaluate(self.model, xs[0], ys[0], self.cfg.eval_batch_size)]
@@ -175,15 +190,17 @@ class FusedMode:
         self.lrs = [lr_at(c, epoch) for c in self.cfgs]
         self.net.train()
 
-    def step(self, xb: torch.Tensor, yb: torch.Tensor, gens: list[torch.Generator]) -> None:
+    def step(self, xb: torch.Tensor, yb: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
+        """One minibatch step of every member; returns the members' minibatch losses, (K,), detached."""
         logits = self.net(xb)
         # Per member the mean over its batch, as F.cross_entropy(reduction="mean"): the
         # gradient each member receives is the same.
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
-                               reduction="none").view(self.k, -1).mean(1).sum()
+        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1),
+                                 reduction="none").view(self.k, -1).mean(1)
         self.optimizer.zero_grad()
-        loss.backward()
+        losses.sum().backward()
         self.optimizer.step(self.lrs)
+        return losses.detach()
 
     def evaluate(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[tuple[float, float]]:
         return evaluate_fused(self.net, xs, ys, self.cfgs[0].eval_batch_size)
@@ -253,17 +270,25 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
     n = len(datas[0].x_train)
     steps_per_epoch = math.ceil(n / cfg0.batch_size)
 
+    # History rows only where something reads them (evaluating both sets after every
+    # epoch was ~30 % of a CIFAR-10 net's FLOPs): the snapshot epochs of any member (the
+    # training-AUC table joins them) and the final epoch (every figure's final accuracy).
+    # Evaluation is in eval mode and draws no random numbers, so the weights do not change.
+    eval_epochs = set().union(*(c.snapshot_epochs for c in cfgs)) | {cfg0.epochs}
+
     def record(epoch):
         lrs = [lr_at(c, epoch - 1) if epoch else None for c in cfgs]
         train = mode.evaluate([d.x_train for d in datas], [d.y_train for d in datas])
         test = mode.evaluate([d.x_test for d in datas], [d.y_test for d in datas])
         for m in range(k):
-            run.histories[m].append(epoch_row(epoch, epoch * steps_per_epoch, lrs[m], train[m], test[m]))
+            if m not in run.diverged:  # a diverged member's history ends with its divergence row
+                run.histories[m].append(epoch_row(epoch, epoch * steps_per_epoch, lrs[m], train[m], test[m]))
 
     batches = _Batches(datas, cfg0.batch_size)
     _take_snapshots(mode, cfgs, work_dir, 0)
-    if not run.histories[0]:  # the state before any training, for curves over training
+    if not run.histories[0] and run.epoch == run.step == 0 and 0 in eval_epochs:  # before any training
         record(0)
+    loss_sums = torch.zeros(k, device=device)  # each member's minibatch losses this epoch (diverged_members)
     with catch_stop_signals() as stop:
         for epoch in range(run.epoch, cfg0.epochs):
             mode.begin_epoch(epoch)
@@ -274,21 +299,59 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
                 xb, yb = batches.take(perm_stack, step)
                 if cfg0.augment:
                     xb = torch.stack([augment_batch(xb[m], run.gens[m]) for m in range(k)])
-                mode.step(xb, yb, run.gens)
+                loss_sums += mode.step(xb, yb, run.gens)
                 if stop.requested:
                     run.epoch, run.step = epoch, step + 1
                     checkpoint_and_stop(run.save, run.path, f"epoch {epoch}, step {step + 1}", stop.signum)
             run.epoch, run.step, run.perms = epoch + 1, 0, None
-            record(epoch + 1)
+            if diverged_members(loss_sums, run, epoch, steps_per_epoch, cfgs, log):
+                for e in range(epoch + 1, cfg0.epochs + 1):  # every snapshot a later rule reads exists
+                    _take_snapshots(mode, cfgs, work_dir, e)
+                run.epoch = cfg0.epochs
+                run.save()
+                break
+            if epoch + 1 in eval_epochs:
+                record(epoch + 1)
             _take_snapshots(mode, cfgs, work_dir, epoch + 1)
             if cfg0.checkpoint_due(epoch + 1):
                 run.save()
-            h = run.histories[0][-1]
-            who = f" ({k} models) member 0:" if k > 1 else ""
-            log(f"epoch {epoch + 1}/{cfg0.epochs}{who} train_loss={h['train_loss']:.4f} "
-                f"train_acc={h['train_accuracy']:.4f} test_loss={h['test_loss']:.4f} test_acc={h['test_accuracy']:.4f}")
+            shown = min(set(range(k)) - run.diverged)
+            rows = run.histories[shown]
+            h = rows[-1] if rows and rows[-1]["epoch"] == epoch + 1 else None
+            who = f" ({k} models) member {shown}:" if k > 1 else ""
+            log(f"epoch {epoch + 1}/{cfg0.epochs}{who} " + ("(not evaluated: no snapshot)" if h is None else
+                f"train_loss={h['train_loss']:.4f} train_acc={h['train_accuracy']:.4f} "
+                f"test_loss={h['test_loss']:.4f} test_acc={h['test_accuracy']:.4f}"))
     mode.finish(models)
     return [(history_frame(run.histories[m]), _load_snapshots(cfgs[m], work_dir, m)) for m in range(k)]
+
+
+def diverged_members(loss_sums: torch.Tensor, run: "_RunState", epoch: int, steps_per_epoch: int,
+                     cfgs: list[TrainConfig], log) -> bool:
+    """The divergence check at the end of ``epoch`` (from 0): a member whose sum of
+    minibatch losses over the epoch (``loss_sums``, added on the device every step, so the
+    check costs one synchronization per epoch) is NaN or inf has diverged (cross-entropy is
+    never negative, so a NaN or inf in any step stays in the sum). Each newly diverged
+    member joins ``run.diverged`` (saved in the checkpoint) and gets its last history row,
+    ``train_loss`` = that sum and NaN accuracies and test values, and a log line. Resets the
+    sums; True when every member has diverged (training ends)."""
+    sums = loss_sums.tolist()
+    loss_sums.zero_()
+    nan = float("nan")
+    for m, total in enumerate(sums):
+        if m in run.diverged or math.isfinite(total):
+            continue
+        run.diverged.add(m)
+        cfg = cfgs[m]
+        run.histories[m].append(epoch_row(epoch + 1, (epoch + 1) * steps_per_epoch, lr_at(cfg, epoch), (total, nan),
+                                          (nan, nan)))
+        who = f"member {m} (seed {cfg.seed}, lr {cfg.lr:g}, batch {cfg.batch_size})" if len(cfgs) > 1 else \
+            f"the model (seed {cfg.seed}, lr {cfg.lr:g}, batch {cfg.batch_size})"
+        rest = "; the other members train on" if len(cfgs) > 1 else ""
+        log(f"DIVERGED: {who}: the training loss became {total} in epoch {epoch + 1}. Its training ends here "
+            f"(last history row: train_loss {total}) and the net counts as failed: figures and claims exclude it "
+            f"and say so{rest}. A smaller train.lr or a larger batch_size avoids it.")
+    return len(run.diverged) == len(sums)
 
 
 class _RunState:
@@ -296,7 +359,7 @@ class _RunState:
     state): the position (epoch, step within it), the epoch's permutations, the histories
     so far and every member's data-order generator."""
 
-    KEYS = ("mode", "members", "epoch", "step", "perms", "histories", "gen_states", "seeds")
+    KEYS = ("mode", "members", "epoch", "step", "perms", "histories", "gen_states", "seeds")  # and "diverged"
 
     def __init__(self, mode, cfgs: list[TrainConfig], path: Path, device: torch.device):
         self.mode, self.path, self.device = mode, path, device
@@ -304,6 +367,7 @@ class _RunState:
         self.gens = [torch.Generator(device=device).manual_seed(c.seed + 1) for c in cfgs]
         self.epoch, self.step, self.perms = 0, 0, None
         self.histories: list[list[dict]] = [[] for _ in cfgs]
+        self.diverged: set[int] = set()  # members whose training loss became NaN or inf (diverged_members)
 
     def resume(self, log) -> None:
         """Load the checkpoint, if one loads (:func:`load_checkpoint`), into the mode and here."""
@@ -318,12 +382,14 @@ class _RunState:
             g.set_state(s.to("cpu") if self.device.type == "cpu" else s)
         self.epoch, self.step, self.perms, self.histories = (state["epoch"], state["step"], state["perms"],
                                                              state["histories"])
+        self.diverged = set(state.get("diverged", ()))  # absent from checkpoints written before the check
         log(f"resuming from {loaded} at epoch {self.epoch}, step {self.step}")
 
     def save(self) -> None:
         save_checkpoint({"mode": self.mode.name, "members": self.mode.state_dict(), "epoch": self.epoch,
                          "step": self.step, "perms": self.perms, "histories": self.histories,
-                         "gen_states": [g.get_state() for g in self.gens], "seeds": self.seeds}, self.path)
+                         "gen_states": [g.get_state() for g in self.gens], "seeds": self.seeds,
+                         "diverged": sorted(self.diverged)}, self.path)
 
 
 def _snapshot_path(work_dir: Path, m: int, epoch: int) -> Path:
