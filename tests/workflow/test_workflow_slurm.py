@@ -164,6 +164,7 @@ def test_one_node_training_through_the_mpi_path(cluster, tmp_path):
     # the image family's 64 GB do not fit this node
     prof["set-resources"]["train_model"] = {"mpi": "srun", "tasks": 2, "tasks_per_gpu": 0, "mem_mb": 2000}
     prof["retries"] = 0  # the first run's stop is final
+    prof["set-threads"] = {"image_index": 1}  # its 8 decoding threads do not fit this 2-CPU node
     (tmp_path / "profile").mkdir()
     write_yaml(prof, tmp_path / "profile" / "config.yaml")
     model = "results/models/imagenet/corruption_f0.0_s0/model.pt"
