@@ -242,7 +242,8 @@ def test_local_gpu_profile_gives_concurrent_jobs_their_own_device(tmp_path):
     """Two training jobs that run at the same time under profiles/local-gpu claim two
     different devices (two pretend GPUs: SINGLEDIR_GPU_COUNT=2). The config asks for one GPU
     per training job (device: auto, train.gpus_per_node: 1); torch sees no CUDA here, so the
-    jobs train on the CPU with their claimed device numbers."""
+    jobs train on the CPU with their claimed device numbers (SINGLEDIR_ALLOW_CPU_FALLBACK=1:
+    pretend GPUs; a job granted a real one would stop, singledir.training.cuda_check)."""
     cfg = tiny_config()
     cfg["device"] = "auto"
     mn = cfg["families"]["mnist"]
@@ -254,7 +255,8 @@ def test_local_gpu_profile_gives_concurrent_jobs_their_own_device(tmp_path):
                                             train={"epochs": 150, "checkpoint_every": 50})
     cfgfile = write_yaml(cfg, tmp_path / "gpu.yaml")
     locks = tmp_path / "locks"
-    env = {"SINGLEDIR_GPU_COUNT": "2", "SINGLEDIR_GPU_LOCK_DIR": str(locks), "SINGLEDIR_GPU_WAIT_S": "600"}
+    env = {"SINGLEDIR_GPU_COUNT": "2", "SINGLEDIR_GPU_LOCK_DIR": str(locks), "SINGLEDIR_GPU_WAIT_S": "600",
+           "SINGLEDIR_ALLOW_CPU_FALLBACK": "1"}
     run = tmp_path / "run"
     snakemake(run, "--until", "train_model", "all_figures", "--profile", PROFILES / "local-gpu",
               "--resources", "gpu=2", configfile=cfgfile, env=env)

@@ -86,9 +86,11 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     run = tmp_path / "run"
     t0 = time.monotonic()
     # No accounting daemon on this cluster: job states come from squeue (see the profile).
+    # The fake GPUs cannot run CUDA: a job granted one would stop (singledir.training.cuda_check)
+    # unless told that this cluster's GPUs are pretend ones.
     proc = snakemake(run, TARGET, "--profile", tmp_path / "profile", "--slurm-status-command", "squeue",
                      "--slurm-init-seconds-before-status-checks", "2", cores=None, configfile=gpu_cfgfile,
-                     timeout=1200)
+                     timeout=1200, env={"SINGLEDIR_ALLOW_CPU_FALLBACK": "1"})
     wall = time.monotonic() - t0
     out = proc.stdout + proc.stderr
 
@@ -124,6 +126,7 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     log = (run / "results" / "logs" / "train_model" / "mnist" / "corruption_f1.0_s0.log").read_text()
     if stat.S_ISCHR(os.stat(f"{STATE}/dev/gpu0").st_mode):
         assert re.search(r"GPU: keeping CUDA_VISIBLE_DEVICES=\d", log), log[:500]
+    assert "training on the CPU because SINGLEDIR_ALLOW_CPU_FALLBACK=1" in log, log[:800]
 
     # Same numbers as the local run of the same config.
     for rel in ["results/fig1_mnist.csv", "results/stats/mnist/fig1.csv",
@@ -247,3 +250,59 @@ def test_training_killed_at_its_time_limit_resumes_to_the_same_weights(cluster, 
     n_budget = sum(1 for j, _, _ in stops if j)
     print(f"\nSLURM: training in {len(submitted)} pieces of 1 min ({n_budget} stopped by the time budget, "
           f"1 preempted), stopped at {reached}, {wall:.0f} s wall")
+
+
+def test_one_node_training_through_the_mpi_path(cluster, tmp_path):
+    """An image-folder training job with `mpi: srun` and train.nodes: 1 (2 DDP processes)
+    through sbatch: the job-step plugin runs it in the batch step with the SLURM_* variables
+    stripped and no srun of its own, and the launch runs torchrun --standalone there
+    (docs/cluster.md, "Several nodes"). First without the pretend-GPU switch: the job, granted
+    2 GPUs that CUDA cannot use, stops at its start with one line; then with it, it trains."""
+    cfg = load_yaml(REPO / "config" / "demo.yaml")
+    for name, fam in cfg["families"].items():
+        fam["enabled"] = name == "imagenet"
+    cfg["device"] = "auto"
+    cfg["families"]["imagenet"]["train"].update(steps=4, log_every=2, checkpoint_every=2, workers=2, nodes=1,
+                                                gpus_per_node=2, threads=1)
+    cfgfile = write_yaml(cfg, tmp_path / "standin.yaml")
+    prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
+    prof["default-resources"]["slurm_partition"] = "debug"
+    # the plugin wants tasks > 1 for an mpi job; tasks_per_gpu: 0 keeps it from --ntasks-per-gpu;
+    # the image family's 64 GB do not fit this node
+    prof["set-resources"]["train_model"] = {"mpi": "srun", "tasks": 2, "tasks_per_gpu": 0, "mem_mb": 2000}
+    prof["retries"] = 0  # the first run's stop is final
+    prof["set-threads"] = {"image_index": 1}  # its 8 decoding threads do not fit this 2-CPU node
+    (tmp_path / "profile").mkdir()
+    write_yaml(prof, tmp_path / "profile" / "config.yaml")
+    model = "results/models/imagenet/corruption_f0.0_s0/model.pt"
+    log = tmp_path / "run" / "results" / "logs" / "train_model" / "imagenet" / "corruption_f0.0_s0.log"
+
+    def run(**env):
+        return snakemake(tmp_path / "run", model, "--profile", tmp_path / "profile", "--slurm-status-command",
+                         "squeue", "--slurm-init-seconds-before-status-checks", "2", cores=None,
+                         configfile=cfgfile, timeout=900, check=False, env=env)
+
+    stopped = run()
+    said = (stopped.stdout + stopped.stderr)[-4000:]
+    assert stopped.returncode != 0 and not (tmp_path / "run" / model).exists(), said
+    assert log.is_file() and log.read_text().strip(), said
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("singledir.training.cuda_check.CudaUnusable: this job was granted 2 GPU(s) (its gpu "
+                           "resource) but torch cannot use CUDA: "), last
+    assert "launching" not in log.read_text()  # stopped before torchrun
+
+    log.unlink()
+    done = run(SINGLEDIR_ALLOW_CPU_FALLBACK="1")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    jobid = re.findall(r"\nrule train_model:\n(?:    .*\n)*?    jobid: (\d+)\n", out)[0]
+    slurm_id = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))[jobid]
+    info = _slurm_job(slurm_id)
+    assert info.get("JobState") == "COMPLETED" and info.get("NumTasks") == "2", info
+    assert info.get("TresPerJob") == "gres:gpu:2", info
+    text = log.read_text()
+    assert "training on the CPU because SINGLEDIR_ALLOW_CPU_FALLBACK=1" in text
+    assert re.search(r"launching: \S+ -m torch.distributed.run --nproc_per_node=2 --standalone --nnodes=1 ", text)
+    assert "2 process(es) on cpu" in text
+    history = pd.read_csv(tmp_path / "run" / "results" / "models" / "imagenet" / "corruption_f0.0_s0" / "history.csv")
+    assert history["step"].tolist() == [2, 4]

@@ -7,6 +7,7 @@ from snakemake.logging import logger
 import singledir.data.access as data_access
 import singledir.data.imagenet as image_folders
 import singledir.pipeline.cost as cost_model
+import singledir.pipeline.gpu_resources as gpu_resources
 import singledir.pipeline.groups as model_groups
 import singledir.pipeline.memory as memory_model
 import singledir.pipeline.params as run_params
@@ -276,14 +277,16 @@ def estimated_mem_mb(rule_name):
 
 def training_resources(family, spec, members=1):
     """A training job's resources: GPUs and nodes from its run options
-    (singledir.pipeline.params.training_gpus), image-decoding CPUs (train.threads) for an
-    image family, the memory estimate (estimated_mem_mb) of `members` fused models and
-    walltime: the estimate (training_minutes), at most cluster.max_job_minutes (then in pieces)."""
+    (singledir.pipeline.params.training_gpus; several nodes: an mpi job with gres GPUs per
+    node, singledir.pipeline.gpu_resources.training_gpu_resources), image-decoding CPUs
+    (train.threads) for an image family, the memory estimate (estimated_mem_mb) of `members`
+    fused models and walltime: the estimate (training_minutes), at most
+    cluster.max_job_minutes (then in pieces)."""
     trains = not spec["model"].get("weights")
     options = run_params.training_run_options(config, family, spec["experiment"])
     images = stores_images(family)
-    return {"gpu": run_params.training_gpus(config, family, spec["experiment"], trains),
-            "nodes": int(options.get("nodes", 1)) if trains else 1,
+    gpus = run_params.training_gpus(config, family, spec["experiment"], trains)
+    return {**gpu_resources.training_gpu_resources(int(options.get("nodes", 1)) if trains else 1, gpus),
             "cpus_per_task": int(options.get("threads", 1)) if trains and images else 1,
             "runtime": min(training_minutes(family), int(config["cluster"]["max_job_minutes"])),
             "mem_mb": job_mem_mb("train_model", family, spec["id"], members)}
@@ -307,3 +310,15 @@ FUSED_GROUPS = {
 def unfused_model_regex():
     """The `model` wildcard of train_model: any id except a fused one of the same family."""
     return model_groups.ungrouped_member_regex(FUSED_GROUPS)
+
+
+# The GPUs the profile grants the training jobs (set-resources train_model, resources: gpu)
+# must be the ones their config trains on: checked once, at parse time, with one error
+# naming both numbers (singledir.pipeline.gpu_resources.check_training_gpus).
+gpu_resources.check_training_gpus(
+    config,
+    sorted({(fam, s["experiment"]) for fam in plan.enabled_families(config) if fam in ANALYSED_FAMILIES.split("|")
+            for s in family_specs(fam).values() if not s["model"].get("weights")}),
+    profile_resources("train_model"),
+    getattr(workflow.global_resources.get("gpu"), "value", None),
+)

@@ -28,11 +28,17 @@ rule train_model:
         # cache, so the script writes the same benchmark file itself (not when taken from cache).
         benchmark=lambda w: f"{RESULTS}/benchmarks/train_model/{w.family}/{w.model}.tsv",
     # GPUs from the config (nodes x gpus_per_node of the experiment's train section; none
-    # with device: cpu); runtime per kind of data; memory from the plan's estimate. A profile's set-resources
+    # with device: cpu; several nodes: gres GPUs per node); runtime per kind of data; memory from the plan's
+    # estimate. A profile's set-resources
     # for train_model would override these for every family.
     resources:
         gpu=lambda w: training_resources(w.family, spec_of(w))["gpu"],
         nodes=lambda w: training_resources(w.family, spec_of(w))["nodes"],
+        # several nodes: an mpi job (one torchrun per node through srun), else None (absent)
+        mpi=lambda w: training_resources(w.family, spec_of(w))["mpi"],
+        tasks=lambda w: training_resources(w.family, spec_of(w))["tasks"],
+        tasks_per_gpu=lambda w: training_resources(w.family, spec_of(w))["tasks_per_gpu"],
+        gres=lambda w: training_resources(w.family, spec_of(w))["gres"],
         cpus_per_task=lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"],
         runtime=job_runtime("train_model", lambda w: training_resources(w.family, spec_of(w))["runtime"]),
         mem_mb=lambda w: training_resources(w.family, spec_of(w))["mem_mb"],

@@ -14,6 +14,7 @@ import torch
 
 from singledir.io import save_csv
 from singledir.models.api import save_trained
+from singledir.pipeline.gpu_resources import granted_gpus
 from singledir.pipeline.logs import log_to
 from singledir.pipeline.params import training_run_options
 from singledir.data.sources import load_data, load_labels
@@ -44,7 +45,8 @@ run = RunOptions.from_mapping(training_run_options(sm.config, specs[0]["family"]
 images = "index" in sm.input.keys()
 with log_to(sm.log[0]), benchmark_to(sm.params.get("benchmark")):
     # Image decoding and DDP are not bitwise deterministic on a GPU; the in-memory loops are.
-    setup_torch(sm.threads, deterministic=not images, gpus=sm.resources.get("gpu", 0))
+    # gpus: the job's gpu resource, or on several nodes its gres GPUs per node x nodes
+    setup_torch(sm.threads, deterministic=not images, gpus=granted_gpus(sm.resources))
     if images:
         from singledir.data.imagenet import read_index  # pandas/PIL only for image families
 

@@ -90,13 +90,19 @@ def claim_gpus(n: int, *, count: int | None = None, lock_dir: str | os.PathLike 
     """Claim ``n`` free GPUs for this process and make them the only visible ones.
 
     Returns the claimed device indices, or ``None`` when nothing was assigned: ``n`` is
-    0, ``CUDA_VISIBLE_DEVICES`` is already set (a scheduler or the user chose), or the
+    0, ``CUDA_VISIBLE_DEVICES`` is already set (a scheduler or the user chose), this is a
+    SLURM job (``SLURM_JOB_ID``: SLURM chose), or the
     machine has no GPU (the config's ``device`` then decides, e.g. ``auto`` -> CPU).
     Waits up to ``wait_s`` seconds (default ``SINGLEDIR_GPU_WAIT_S`` or 3600) for
     devices held by other jobs, then raises.
     """
     n = int(n or 0)
     if n <= 0:
+        return None
+    if "SLURM_JOB_ID" in os.environ and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # SLURM chose the job's devices (its cgroup may show only those); never lock a
+        # device of the node that may be another job's.
+        log("GPU: a SLURM job without CUDA_VISIBLE_DEVICES; using the devices SLURM gives it")
         return None
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         log(f"GPU: keeping CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} (set by the scheduler or user)")

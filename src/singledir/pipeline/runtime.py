@@ -13,6 +13,7 @@ import torch
 
 from singledir.pipeline.gpu import claim_gpus
 from singledir.training.core import configure_torch
+from singledir.training.cuda_check import GRANTED_GPUS_ENV, resolve_device
 from singledir.io import atomic_path
 
 
@@ -35,17 +36,18 @@ def benchmark_to(path: str | os.PathLike | None):
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU. ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but no CUDA device is visible; set device: cpu or auto")
-    return torch.device(name)
+    """``auto`` -> CUDA when usable, else the CPU, except in a job granted a GPU, which
+    stops with one line naming why CUDA cannot be used; ``cuda`` without a usable GPU is an
+    error (:func:`singledir.training.cuda_check.resolve_device`)."""
+    return resolve_device(name)
 
 
 def setup_torch(threads: int = 1, deterministic: bool = True, gpus: int = 0) -> None:
     """Threads and determinism; with ``gpus`` (the job's ``gpu`` resource, set by the GPU
-    profiles) first claim that many free GPUs (singledir.pipeline.gpu), before CUDA initializes."""
+    profiles) first claim that many free GPUs (singledir.pipeline.gpu), before CUDA
+    initializes, and record the grant (``SINGLEDIR_GRANTED_GPUS``, inherited by torchrun's
+    workers), so a job granted a GPU stops instead of falling back to the CPU."""
     if gpus:
         claim_gpus(gpus)
+        os.environ[GRANTED_GPUS_ENV] = str(int(gpus))
     configure_torch(threads, deterministic)

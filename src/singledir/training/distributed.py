@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,7 @@ from singledir.training.checkpoint import (STOP_SIGNALS, STOPPED_EXIT_CODE, Piec
                                            catch_stop_signals, checkpoint_and_stop, load_checkpoint,
                                            save_checkpoint as save_checkpoint_file)
 from singledir.training.walltime import Deadline
+from singledir.training.cuda_check import resolve_device
 from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
 from singledir.training.core import (RunOptions, TrainConfig, configure_torch, history_frame, lr_at, make_optimizer,
@@ -135,12 +137,13 @@ class DistInfo:
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group set up by torchrun (env ``WORLD_SIZE`` etc.), or run alone.
 
-    GPUs use NCCL with one device per local rank; CPUs use gloo.
+    GPUs use NCCL with one device per local rank; CPUs use gloo. The device follows
+    :func:`~singledir.training.cuda_check.resolve_device`: ``auto`` falls back to the CPU
+    only where no GPU was granted (``SINGLEDIR_GRANTED_GPUS``, inherited from the job).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = device != "cpu" and torch.cuda.is_available()
-    if device == "cuda" and not use_cuda:
-        raise RuntimeError("device: cuda was requested but no CUDA device is visible; set device: cpu or auto")
+    # a worker of a job granted GPUs stops rather than train on the CPU (cuda_check)
+    use_cuda = resolve_device(device).type == "cuda"
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
@@ -418,23 +421,80 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
             dist.destroy_process_group()
 
 
+def slurm_job_hosts(env: dict | None = None) -> list[str]:
+    """The host names of the SLURM job this process runs in, in SLURM's order.
+
+    ``SLURM_JOB_NODELIST`` where the job's environment still has it (a plain ``sbatch``
+    script); otherwise the job's ``NodeList`` from ``scontrol show job $SLURM_JOB_ID``. The
+    second is the usual case under Snakemake: the SLURM job-step plugin runs an ``mpi`` job
+    with every ``SLURM_*`` variable removed except the job's id (``SLURM_JOB_ID``,
+    ``SLURM_JOBID``, the array ids, the cluster name and the submit dir and host). Either
+    list is expanded with ``scontrol show hostnames``.
+    """
+    env = os.environ if env is None else env
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+        if not job_id:
+            raise RuntimeError("no SLURM job here (neither SLURM_JOB_NODELIST nor SLURM_JOB_ID is set)")
+        shown = _scontrol(["show", "job", job_id], env)
+        found = re.search(r"(?:^|\s)NodeList=(\S+)", shown)
+        if not found or found.group(1) in ("(null)", "None"):
+            raise RuntimeError(f"`scontrol show job {job_id}` names no NodeList (is the job running?)")
+        nodelist = found.group(1)
+    hosts = _scontrol(["show", "hostnames", nodelist], env).split()
+    if not hosts:
+        raise RuntimeError(f"`scontrol show hostnames {nodelist}` printed no host")
+    return hosts
+
+
+def _scontrol(args: list[str], env) -> str:
+    try:
+        done = subprocess.run(["scontrol", *args], capture_output=True, text=True, env=dict(env), timeout=120)
+    except FileNotFoundError:
+        raise RuntimeError("scontrol is not on PATH (it finds the nodes of the SLURM job)") from None
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no message"])[0]
+        raise RuntimeError(f"`scontrol {' '.join(args)}` failed ({done.returncode}): {why}")
+    return done.stdout
+
+
 def launch_command(job_path: str | os.PathLike, nodes: int, procs_per_node: int,
-                   env: dict | None = None) -> list[str]:
-    """The torchrun command line of a job (``srun`` + one torchrun per node for several nodes)."""
+                   env: dict | None = None, cpus_per_node: int | None = None) -> list[str]:
+    """The torchrun command line of a job (``srun`` + one torchrun per node for several nodes).
+
+    One node: ``torchrun --standalone`` in this process's own place (under SLURM, the job
+    step Snakemake runs the job in: the plugin's ``srun -n1`` step, or the batch step of an
+    ``mpi`` job, which holds that node's GPUs and CPUs). Several nodes: one ``srun`` step
+    with one task (one ``torchrun``) on each of the first ``nodes`` hosts of the job
+    (:func:`slurm_job_hosts`), a c10d rendezvous on the first of them, and ``cpus_per_node``
+    CPUs per task (``srun`` no longer inherits the job's ``--cpus-per-task``, and the
+    job-step plugin drops the ``SLURM_*`` variables that would carry it). The step gets the
+    job's GPUs on each node (a step's default: every generic resource of the job).
+    """
     env = os.environ if env is None else env
     torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs_per_node}"]
     target = ["-m", "singledir.training.distributed", str(job_path)]
     if nodes <= 1:
         return [*torchrun, "--standalone", "--nnodes=1", *target]
-    if "SLURM_JOB_NODELIST" not in env:
-        raise RuntimeError(f"train.nodes = {nodes} needs a SLURM allocation of {nodes} nodes (run the rule through "
-                           "the slurm profile); on one machine set train.nodes: 1")
-    head = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], check=True,
-                          capture_output=True, text=True).stdout.split()[0]
+    try:
+        hosts = slurm_job_hosts(env)
+    except RuntimeError as err:
+        raise RuntimeError(f"train.nodes = {nodes} needs a SLURM job of {nodes} nodes, and here {err}; run the "
+                           "rule through profiles/slurm, or set train.nodes: 1 on one machine") from None
+    if len(hosts) < nodes:
+        raise RuntimeError(f"train.nodes = {nodes}, but this SLURM job holds {len(hosts)} node(s) "
+                           f"({','.join(hosts)}); the rule asks for train.nodes nodes: check that no profile "
+                           "set-resources overrides nodes for train_model")
+    hosts = hosts[:nodes]
+    head = hosts[0]
     port = int(env.get("SINGLEDIR_RDZV_PORT", 29400))
-    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-            *torchrun, f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}",
-            f"--rdzv_id={env.get('SLURM_JOB_ID', 'singledir')}", *target]
+    job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    step = ["srun", *([f"--jobid={job_id}"] if job_id else []), f"--nodes={nodes}", f"--ntasks={nodes}",
+            "--ntasks-per-node=1", f"--nodelist={','.join(hosts)}",
+            *([f"--cpus-per-task={cpus_per_node}"] if cpus_per_node else []), "--kill-on-bad-exit=1"]
+    return [*step, *torchrun, f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{port}",
+            f"--rdzv_id={job_id or 'singledir'}", *target]
 
 
 def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1, log_path=None,
@@ -448,7 +508,12 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
     if nodes * procs_per_node <= 1:
         run_job(job_path, log=log)
         return
-    cmd = launch_command(job_path, nodes, procs_per_node)
+    job = json.loads(Path(job_path).read_text())
+    # Check the device here, once, before torchrun starts nodes x procs_per_node workers
+    # that would each stop with the same error.
+    resolve_device(job.get("device", "auto"))
+    cpus = int((job.get("run") or {}).get("threads") or 0) or None
+    cmd = launch_command(job_path, nodes, procs_per_node, cpus_per_node=cpus)
     env = dict(os.environ, PET_SHUTDOWN_TIMEOUT=os.environ.get("PET_SHUTDOWN_TIMEOUT", "300"),
                TORCH_ELASTIC_SHUTDOWN_TIMEOUT=os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "300"),
                PYTHONUNBUFFERED="1")
@@ -472,14 +537,14 @@ def launch(job_path: str | os.PathLike, nodes: int = 1, procs_per_node: int = 1,
         if out:
             out.close()
     if rc != 0:
-        deadline = Deadline.from_dict(json.loads(Path(job_path).read_text()).get("deadline"))
+        deadline = Deadline.from_dict(job.get("deadline"))
         # torchrun exits 1 whatever its processes' status: the deadline tells a piece's end
         if not received and deadline is not None and deadline.passed():
             raise PieceDone(f"piece done: the time budget of {deadline.source} is used up; the training processes "
                             f"checkpointed (see {log_path or 'their output'}) and the job's retry resumes")
         why = f"signal {received[0]}" if received else f"exit code {rc}"
         raise TrainingInterrupted(f"distributed training stopped ({why}); rerun to resume from the last "
-                                  f"checkpoint in {Path(json.loads(Path(job_path).read_text())['work_dir'])}")
+                                  f"checkpoint in {Path(job['work_dir'])}")
 
 
 if __name__ == "__main__":
