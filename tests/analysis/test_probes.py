@@ -209,6 +209,11 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
                 path = tmp_path / f"{model}.csv"
                 pd.DataFrame([early, row, dict(row, probe="point@0.5", value=0.9)]).to_csv(path, index=False)
                 files.append(str(path))
+                (tmp_path / "models" / model).mkdir(parents=True)  # every net trained (none left out)
+                pd.DataFrame({"epoch": [8], "train_loss": [0.5], "train_accuracy": [0.95 - 0.7 * frac],
+                              "test_accuracy": [0.9]}).to_csv(tmp_path / "models" / model / "history.csv", index=False)
+    np.savez(tmp_path / "dataset.npz", n_classes=np.int64(10))
+    histories = sorted(str(p) for p in (tmp_path / "models").glob("*/history.csv"))
     class Named(SimpleNamespace):  # snakemake's input/output: attributes, items(), iteration over values
         def items(self):
             return vars(self).items()
@@ -217,7 +222,7 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
             return iter(vars(self).values())
 
     out = tmp_path / "out"
-    sm = SimpleNamespace(input=Named(probes=files),
+    sm = SimpleNamespace(input=Named(probes=files, histories=histories, data=str(tmp_path / "dataset.npz")),
                          output=Named(pdf=str(out / "figX4.pdf"), csv=str(out / "figX4.csv"), stats=str(out / "st.csv")),
                          params=SimpleNamespace(bootstrap=50, seed=0, scale="demo", label="stand-in"),
                          log=[str(tmp_path / "figX4.log")])
@@ -241,3 +246,4 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
     assert st.loc["auc_diff_batch_norm_minus_plain_clean", "unit"] == "networks"
     assert st.loc["train_accuracy_diff_reliance_0.5_minus_plain_corrupted", "value"] == pytest.approx(0.0)
     assert (out / "figX4.pdf").stat().st_size > 1000
+    assert st.loc["networks_failed_excluded", "value"] == 0 and st.loc["networks_used", "value"] == 20
