@@ -355,3 +355,42 @@ def test_early_stopping_figure_whose_only_net_failed_says_so(tmp_path):
     assert table.empty and list(stats.index) == ["stopping_net_failed_excluded", "stopping_net_used"]
     assert stats.loc["stopping_net_failed_excluded", "note"] == (
         "the only net failed to train: early_stopping_s0 diverged at epoch 2 (training loss nan)")
+
+
+def _curves(tmp_path, models, kind="ablation_zero", n_units=10) -> list[str]:
+    paths = []
+    for i, m in enumerate(models):
+        k = np.arange(n_units + 1)
+        rows = [pd.DataFrame({"model": m, "ordering": o, "n_ablated": k, "fraction": k / n_units,
+                              "accuracy": np.clip(0.95 - (0.05 + 0.01 * i + 0.02 * j) * k, 0.1, 1)})
+                for j, o in enumerate(("random_0", "random_1"))]
+        pd.concat(rows).to_csv(tmp_path / f"{m}_{kind}.csv", index=False)
+        paths.append(str(tmp_path / f"{m}_{kind}.csv"))
+    return paths
+
+
+def test_mean_ablation_figure_leaves_a_failed_net_out(tmp_path):
+    """Fig. A1: the paired zero-vs-mean difference over the nets that trained (n = 2 of 3)."""
+    models = ["bn_s0", "bn_s1", "bn_s2"]
+    stats, table = _run_figure(tmp_path, "figA1_ablation_methods.py",
+                               {"zero": _curves(tmp_path, models), "mean": _curves(tmp_path, models, "ablation_mean")},
+                               {"bn_s0": (0.2, 0.9), "bn_s1": (0.2, 0.9), "bn_s2": (float("nan"), float("nan"))})
+    assert set(table["model"]) == {"bn_s0", "bn_s1"}
+    assert stats.loc["auc_difference_zero_minus_mean", "n"] == 2 and stats.loc["auc_zero", "n"] == 2
+    assert stats.loc["networks_failed_excluded", "note"] == f"excluded 1 of 3 nets: bn_s2 {DIVERGED}"
+
+
+def test_dropout_figure_leaves_a_net_at_chance_out(tmp_path):
+    """Fig. 5a (issue 30): a net at chance keeps an "accuracy ratio" of ~1 at the dropout
+    fraction; it is left out of the curves and the readings, named and counted."""
+    models = ["dropout_p0.2_f0.0_s0", "dropout_p0.2_f0.0_s1", "dropout_p0.2_f1.0_s0", "dropout_p0.2_f1.0_s1"]
+    specs = {m: {"model": {"dropout": 0.2}, "labels": {"fraction": float(m.split("_f")[1][:3])}} for m in models}
+    finals = {m: (0.2, 0.9) for m in models}
+    finals["dropout_p0.2_f1.0_s1"] = (2.3, 0.1)
+    stats, table = _run_figure(tmp_path, "fig5_regularizers.py", {"curves": _curves(tmp_path, models)}, finals,
+                               specs=specs, family="mnist")
+    assert "dropout_p0.2_f1.0_s1" not in set(table["model"])
+    assert stats.loc["mean_accuracy_past_dropout_p0.2_corrupted", "n"] == 1
+    assert stats.loc["past_dropout_difference_clean_minus_corrupted_p0.2", "n"] == 3
+    assert stats.loc["networks_failed_excluded", "note"].startswith(
+        "excluded 1 of 4 nets: dropout_p0.2_f1.0_s1 never learned (final training accuracy 0.100")
