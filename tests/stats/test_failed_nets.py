@@ -394,3 +394,51 @@ def test_dropout_figure_leaves_a_net_at_chance_out(tmp_path):
     assert stats.loc["past_dropout_difference_clean_minus_corrupted_p0.2", "n"] == 3
     assert stats.loc["networks_failed_excluded", "note"].startswith(
         "excluded 1 of 4 nets: dropout_p0.2_f1.0_s1 never learned (final training accuracy 0.100")
+
+
+def test_regularizer_curves_leave_a_failed_clean_net_out(tmp_path):
+    """Fig. X3: a clean-label net at chance is left out of its condition's band and statistics."""
+    files, finals = [], {}
+    for seed in (0, 1, 2):
+        model = f"reliance_f0.0_s{seed}"
+        f = np.linspace(0, 1, 6)
+        pd.DataFrame({"model": model, "regularizer": "reliance", "strength": 0.5, "dropout": 0.0, "batch_norm": False,
+                      "corrupted_fraction": 0.0, "fraction": f, "accuracy": 0.9 - 0.5 * f}).to_csv(
+            tmp_path / f"{model}.csv", index=False)
+        files.append(str(tmp_path / f"{model}.csv"))
+        finals[model] = (0.3, 0.9) if seed else (2.3, 0.1)
+    stats, table = _run_figure(tmp_path, "figX3_regularizer_curves.py", {"curves": files}, finals,
+                               figure={"beyond": {"probe_fractions": [0.5]}})
+    assert set(table["model"]) == {"reliance_f0.0_s1", "reliance_f0.0_s2"}
+    assert stats.loc["accuracy_at_0.5_reliance_0.5_clean", "n"] == 2
+    assert stats.loc["networks_failed_excluded", "note"].startswith("excluded 1 of 3 nets: reliance_f0.0_s0 never")
+
+
+def test_probe_stopping_figure_leaves_a_diverged_net_out(tmp_path):
+    """Fig. X2: the seeds' stopping rules over the nets that trained (n = 2 of 3)."""
+    from singledir.analysis import probes
+    names = probes.probe_names([0.5])
+    files, finals = [], {}
+    for seed in (0, 1, 2):
+        model = f"probe_stopping_s{seed}"
+        rows = [{"model": model, "epoch": e, "probe": p, "value": 0.5 + 0.1 * e - 0.03 * e * e, "val_loss": 1 / e + 0.05 * e,
+                 "report_loss": 1 / e + 0.05 * e + 0.01 * seed, "report_accuracy": 0.8} for e in (1, 2, 3, 4)
+                for p in names]
+        pd.DataFrame(rows).to_csv(tmp_path / f"{model}.csv", index=False)
+        files.append(str(tmp_path / f"{model}.csv"))
+        finals[model] = (float("nan"), float("nan")) if seed == 2 else (0.3, 0.9)
+    stats, table = _run_figure(tmp_path, "figX2_probe_stopping.py", {"probes": files}, finals,
+                               figure={"beyond": {"probe_fractions": [0.5], "patience": 1}})
+    assert "probe_stopping_s2" not in set(table["model"])
+    assert stats.loc["test_loss_full_auc_minus_val_loss", "n"] == 2
+    assert stats.loc["networks_failed_excluded", "note"] == f"excluded 1 of 3 nets: probe_stopping_s2 {DIVERGED}"
+
+
+def test_a_net_given_pretrained_weights_is_not_judged(tmp_path):
+    """An empty history (model.weights: e.g. ImageNet's selectivity net, the clean-label
+    checkpoint) has no training to judge: it counts as trained, never as failed."""
+    from singledir.stats.net_tables import final_accuracies
+    (tmp_path / "selectivity_s0").mkdir()
+    (tmp_path / "selectivity_s0" / "history.csv").write_text("step,epoch,train_loss,train_top1\n")
+    nets = final_accuracies([tmp_path / "selectivity_s0" / "history.csv"], 10)
+    assert nets["failed"].tolist() == [False] and excluded_note(nets) == ""

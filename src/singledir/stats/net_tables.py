@@ -43,10 +43,19 @@ def final_accuracies(history_paths: Iterable[str | os.PathLike], n_classes: int)
 
     Reads epoch-based histories (MNIST/CIFAR-10: train/test accuracy evaluated after the
     last epoch) and step-based ImageNet histories (``train_top1`` of the last logging
-    window; no test accuracy, so nan).
+    window; no test accuracy, so nan). An empty history is a net given pretrained weights
+    (``model.weights``, e.g. ImageNet's selectivity net: the clean-label checkpoint), not
+    trained here: nothing to judge, so it counts as trained (its own training was judged
+    where it ran), with nan accuracies.
     """
     rows = []
     for path in history_paths:
+        if pd.read_csv(path).empty:
+            nan = float("nan")
+            rows.append({"model": os.path.basename(os.path.dirname(os.fspath(path))), "train_loss": nan,
+                         "train_accuracy": nan, "test_accuracy": nan, "failed": False, "diverged": False,
+                         "failure": ""})
+            continue
         last = _last_row(path)
         epochs = "epoch" in last and pd.notna(last["epoch"])
         acc = last["train_accuracy"] if "train_accuracy" in last else last["train_top1"]
