@@ -117,6 +117,7 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
         ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
         ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
         ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7),
+        ("figX1", "networks_failed_excluded", 0, nan, nan, 12, "networks", nan, nan, nan),  # none failed
         ("figX4", "auc_plain_clean", 0.6, 0.55, 0.65, 4, "networks", nan, nan, nan),
         ("figX4", "auc_diff_ablation_noise_0.25_minus_plain_clean", 0.01, -0.01, 0.03, 8, "networks", 0.5, 0.03, nan),
         ("figX4", "auc_diff_ablation_noise_0.75_minus_plain_clean", 0.2, 0.15, 0.25, 8, "networks", 0.03, 0.029, nan),
@@ -146,7 +147,8 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
                  ("figX1", "cost_fraction_point@0.5_of_full", 0.2, nan, nan, 12, "", nan, nan, nan),
                  ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
                  ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
-                 ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7)])
+                 ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7),
+                 ("figX1", "networks_failed_excluded", 0, nan, nan, 12, "networks", nan, nan, nan)])
     t2 = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS)
     row = t2.set_index("claim_id").loc["X1_onepoint_keeps_rank_r_mnist"]
     assert row["verdict"] == "inconclusive" and "more than 0.1" in row["reason"]
