@@ -19,9 +19,12 @@ CONFIG = config_check.workflow_config(workflow, config)
 # What the run will do and cost, before any job (not in the jobs Snakemake spawns, nor
 # with SINGLEDIR_QUIET_PLAN=1, which the tests set: counting FLOPs takes a few seconds).
 if workflow.is_main_process and not os.environ.get("SINGLEDIR_QUIET_PLAN"):
+    import singledir.pipeline.estimate
     import singledir.pipeline.plan
 
-    print(singledir.pipeline.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults), file=sys.stderr, flush=True)
+    print(singledir.pipeline.plan.summary(CONFIG.config, CONFIG.files, CONFIG.defaults,
+                                          estimated=singledir.pipeline.estimate.estimate(CONFIG.config)),
+          file=sys.stderr, flush=True)
 
 
 include: "workflow/rules/common.smk"

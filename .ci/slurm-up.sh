@@ -85,6 +85,8 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS Boards=$BOARDS SocketsPerBoard=$SOCKETS CoresPerSocket=$CORES ThreadsPerCore=$THREADS RealMemory=$MEM Gres=gpu:$NGPUS State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# the profile's CPU partition (profiles/slurm: set-resources, *cpu_partition), on the same node
+PartitionName=cpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF
 {
     echo "$MARK ($DIR)"
@@ -123,7 +125,7 @@ wait_pidfile "$DIR/run/slurmd.pid" slurmd
 
 for _ in $(seq 300); do
     if sinfo -h -o %T 2>/dev/null | grep -qx idle; then
-        echo "slurm-up: cluster ready (partition debug, $CPUS CPUs, $NGPUS fake GPUs; state in $DIR)"
+        echo "slurm-up: cluster ready (partitions debug and cpu, $CPUS CPUs, $NGPUS fake GPUs; state in $DIR)"
         exit 0
     fi
     sleep 0.2

@@ -54,6 +54,41 @@ def test_torchvision_missing_data_is_one_clear_error(tmp_path):
         load_dataset({"source": "torchvision", "name": "MNIST", "root": str(tmp_path), "download": False})
 
 
+@pytest.mark.parametrize("name", ["MNIST", "CIFAR10"])
+def test_a_slurm_job_never_downloads_and_names_the_login_node_data_step(tmp_path, monkeypatch, name):
+    """On a compute node (inside a SLURM job) `download: true` is not acted on: the missing
+    dataset stops the job with one line naming the root and the data step."""
+    import torchvision
+
+    asked = []
+    real = getattr(torchvision.datasets, name)
+
+    def recording(root, train=True, download=False, **kw):
+        asked.append(download)
+        return real(root, train=train, download=download, **kw)
+
+    monkeypatch.setattr(torchvision.datasets, name, recording)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    with pytest.raises(DataError) as err:
+        load_dataset({"source": "torchvision", "name": name, "root": str(empty), "download": True})
+    msg = str(err.value)
+    assert msg.startswith(f"dataset.root: {name} is not in {empty}; run `snakemake --profile profiles/slurm data` "
+                          "on the login node first"), msg
+    assert "SLURM job 4242" in msg and "\n" not in msg
+    assert asked == [False]  # torchvision was asked, without a download
+    assert list(empty.iterdir()) == []
+
+
+def test_outside_slurm_the_missing_dataset_error_names_the_data_step_too(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_JOBID", raising=False)
+    with pytest.raises(DataError, match=r"dataset.root: CIFAR10 not found under .*download: true on a machine with "
+                                        r"internet access \(on a cluster: `snakemake --profile profiles/slurm data`"):
+        load_dataset({"source": "torchvision", "name": "CIFAR10", "root": str(tmp_path), "download": False})
+
+
 def test_normalization_uses_training_statistics_and_keeps_test_labels():
     d = load_dataset({"source": "sklearn_digits"})
     fake = (d.y_train + 1) % 10

@@ -65,3 +65,27 @@ def test_spatial_means_keep_one_value_per_map_and_mode_is_restored():
 def test_unknown_layer_is_one_error_naming_it():
     with pytest.raises(KeyError, match="'nope'"):
         collect_activations(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2), ["nope"])
+
+
+class _Twice(nn.Module):
+    """A layer called twice per forward pass (as a shared ReLU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.act = nn.Linear(3, 3), nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.lin(self.act(x)))
+
+
+def test_a_read_returning_a_tuple_is_joined_element_by_element_for_a_layer_called_twice():
+    """The streamed unit analysis reads (means, sums, sizes) per layer; a layer that runs
+    twice gives each element of the tuple concatenated along the batch."""
+    torch.manual_seed(3)
+    model = _Twice().eval()
+    x = torch.randn(4, 3)
+    [(acts, _)] = list(iter_activations(model, x, ["act"], read=lambda out: (out.clone(), out.sum(1))))
+    first, second = torch.relu(x), torch.relu(model.lin(torch.relu(x))).detach()
+    assert isinstance(acts["act"], tuple) and acts["act"][0].shape == (8, 3) and acts["act"][1].shape == (8,)
+    torch.testing.assert_close(acts["act"][0], torch.cat([first, second]), rtol=0, atol=0)
+    torch.testing.assert_close(acts["act"][1], torch.cat([first.sum(1), second.sum(1)]), rtol=0, atol=0)

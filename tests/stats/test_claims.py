@@ -124,7 +124,8 @@ def test_verdict_rules(expect, value, lo, hi, verdict):
 
 def test_value_claim_on_stand_in_data_is_not_comparable(tmp_path):
     res = tmp_path / "results"
-    write_stats(res, "cifar10", [("fig7", "spearman_selectivity_vs_impact", -0.43, -0.48, -0.38, 352, "units")])
+    write_stats(res, "cifar10", [("fig7", "network_mean_spearman_selectivity_vs_impact", -0.43, -0.48, -0.38, 4,
+                                  "networks (1408 units)")])
     row = claim("fig7b_selectivity_vs_impact").evaluate(C.Sources.from_results(res, stand_ins=["cifar10"]))
     assert row["verdict"] == "not comparable" and "stand-in" in row["reason"] and row["our_value"] == -0.43
     row = claim("fig7b_selectivity_vs_impact").evaluate(C.Sources.from_results(res))
@@ -184,10 +185,11 @@ def test_corruption_claim_whose_nets_did_not_memorize_is_inconclusive(tmp_path):
 
 # ---------------------------------------------------------------- Fig. 4: timing and model selection
 
-def _fig4a(res, diff, lo, hi, gap, epochs=100):
+def _fig4a(res, diff, lo, hi, gap, epochs=100, min_test=20):
     write_stats(res, "mnist", [
         ("fig4", "epoch_auc_peak_minus_min_test_loss", diff, lo, hi, 10, "ablation orderings"),
-        ("fig4", "epoch_auc_peak", 20 + diff, np.nan, np.nan, 25), ("fig4", "epoch_min_test_loss", 20, np.nan, np.nan, 25),
+        ("fig4", "epoch_auc_peak", min_test + diff, np.nan, np.nan, 25),
+        ("fig4", "epoch_min_test_loss", min_test, np.nan, np.nan, 25),
         ("fig4", "snapshot_interval_at_events", gap, np.nan, np.nan, 26),
         ("fig4", "training_epochs", epochs, np.nan, np.nan, 1)])
     return claim("fig4a_auc_peak_at_loss_divergence").evaluate(C.Sources.from_results(res, stand_ins=["mnist"]))
@@ -202,6 +204,13 @@ def test_fig4a_tolerance_is_five_percent_of_training(tmp_path):
     row = _fig4a(res, 0, 0, 0, 20)  # snapshots every 20 epochs cannot resolve +/- 5
     assert row["verdict"] == "inconclusive" and "cannot resolve" in row["reason"]
     assert _fig4a(res, 30, 25, 35, 4)["verdict"] == "not reproduced"
+
+
+def test_fig4a_needs_the_test_loss_minimum_before_the_end_of_training(tmp_path):
+    # peak and minimum both at the last snapshot: "coincide" vacuously, so inconclusive
+    row = _fig4a(tmp_path / "results", 0, 0, 0, 1, epochs=100, min_test=100)
+    assert row["verdict"] == "inconclusive" and "lowest at the end of training (epoch 100 of 100)" in row["reason"]
+    assert _fig4a(tmp_path / "r2", 0, 0, 0, 1, epochs=100, min_test=99)["verdict"] == "reproduced"
 
 
 def _fig4c(res, subset, settings, top1, p):
@@ -250,32 +259,72 @@ def test_fig5a_claims_one_per_dropout_fraction(tmp_path):
     assert other["verdict"] == "not run" and "not in this config's dropout grid" in other["reason"]
 
 
-def test_fig7c_early_minus_late_from_the_tidy_table(tmp_path):
+def test_fig7c_early_minus_late_per_network_from_the_tidy_table(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
-    for depth in range(1, 7):
-        sel = rng.uniform(0, 1, 80)
-        noise = rng.normal(0, 1, 80)
-        impact = -sel + 0.2 * noise if depth <= 2 else noise  # early layers: strongly negative; late: none
-        rows += [{"model": "m", "layer": f"relu{depth}", "depth": depth, "unit": u, "selectivity": s, "impact": i}
-                 for u, (s, i) in enumerate(zip(sel, impact))]
+    for model in ("m0", "m1", "m2", "m3"):
+        for depth in range(1, 7):
+            sel = rng.uniform(0, 1, 80)
+            noise = rng.normal(0, 1, 80)
+            impact = -sel + 0.2 * noise if depth <= 2 else noise  # early layers: strongly negative; late: none
+            rows += [{"model": model, "layer": f"relu{depth}", "depth": depth, "unit": u, "selectivity": s,
+                      "impact": i} for u, (s, i) in enumerate(zip(sel, impact))]
     pd.DataFrame(rows).to_csv(tmp_path / "fig7_cifar10.csv", index=False)
     src = C.Sources.from_paths([tmp_path / "fig7_cifar10.csv"], n_boot=200)
     row = claim("fig7c_early_layers_drive_negative_r").evaluate(src)
     u = pd.DataFrame(rows)
-    r = [stats.spearmanr(g["selectivity"], g["impact"]).statistic for _, g in u.groupby("depth")]
-    assert row["our_value"] == pytest.approx(np.mean(r[:2]) - np.mean(r[-2:]))
+    per_net = []
+    for _, g in u.groupby("model"):  # r per (network, layer), early minus late within each network
+        r = [stats.spearmanr(h["selectivity"], h["impact"]).statistic for _, h in g.groupby("depth")]
+        per_net.append(np.mean(r[:2]) - np.mean(r[-2:]))
+    assert row["our_value"] == pytest.approx(np.mean(per_net))
+    assert row["n"] == 4 and row["n_unit"] == "networks (1920 units)"
     assert row["our_value"] < -0.7 and row["ci_high"] < 0 and row["verdict"] == "reproduced"
+    # a tidy table without the network of each unit cannot be clustered: a clear error
+    u.drop(columns="model").to_csv(tmp_path / "fig7_cifar10.csv", index=False)
+    with pytest.raises(C.ClaimsInputError, match="no 'model' column"):
+        claim("fig7c_early_layers_drive_negative_r").evaluate(C.Sources.from_paths([tmp_path / "fig7_cifar10.csv"]))
 
 
-def test_figA3_is_judged_within_layers(tmp_path):
+def test_figA3_is_judged_within_layers_of_each_network(tmp_path):
     res = tmp_path / "results"
     write_stats(res, "cifar10", [
         ("figA3", "spearman_selectivity_vs_l1_norm", 0.84, 0.8, 0.86, 352, "units"),  # pooled: confounded
-        ("figA3", "mean_within_layer_spearman_selectivity_vs_l1_norm", -0.2, -0.3, -0.1, 11, "layers")])
+        ("figA3", "mean_within_layer_spearman_selectivity_vs_l1_norm", 0.2, 0.1, 0.3, 11, "layers"),  # by depth
+        ("figA3", "network_mean_within_layer_spearman_selectivity_vs_l1_norm", -0.2, -0.3, -0.1, 4,
+         "networks (1408 units)")])
     row = claim("figA3a_selectivity_vs_l1_norm").evaluate(C.Sources.from_results(res))
-    assert row["our_value"] == -0.2 and row["n"] == 11 and row["n_unit"] == "layers"
+    assert row["our_value"] == -0.2 and row["n"] == 4 and row["n_unit"] == "networks (1408 units)"
     assert row["verdict"] == "reproduced" and "fan-in" in row["note"]
+
+
+def test_cifar10_unit_claims_read_statistics_over_networks():
+    cifar_unit = ["fig7b_selectivity_vs_impact", "fig7c_early_layers_drive_negative_r", "figA2a_selectivity_vs_depth",
+                  "figA3a_selectivity_vs_l1_norm", "figA4b_mutual_information_vs_impact"]
+    for cid in cifar_unit:
+        assert claim(cid).resampling.startswith("networks"), cid
+
+
+def test_per_network_is_a_cluster_bootstrap_over_networks():
+    """r per (network, layer), averaged within each network; n counts networks, and the CI
+    reflects the spread between networks, not the (many, dependent) units."""
+    from singledir.stats.inference import per_network, within_layers
+    rng = np.random.default_rng(2)
+    rows = []
+    for k, slope in enumerate([-1.0, 1.0, -1.0, 1.0, 0.0]):  # networks disagree: the mean r is ~0
+        for depth in (1, 2):
+            x = rng.uniform(0, 1, 300)
+            rows.append(pd.DataFrame({"model": f"m{k}", "depth": depth, "x": x, "y": slope * x +
+                                      0.05 * rng.normal(size=300)}))
+    u = pd.concat(rows)
+    res = per_network(u, within_layers("x", "y"), n_boot=500, seed=0)
+    r = [np.mean([stats.spearmanr(h["x"], h["y"]).statistic for _, h in g.groupby("depth")])
+         for _, g in u.groupby("model")]
+    assert res["value"] == pytest.approx(np.mean(r))
+    assert res["n"] == 5 and res["unit"] == "networks (3000 units)"
+    assert res["ci_low"] < -0.3 and res["ci_high"] > 0.3  # a unit bootstrap would give a CI of width ~0.05
+    with pytest.raises(ValueError, match="no 'model' column"):
+        per_network(u.drop(columns="model"), within_layers("x", "y"))
 
 
 # ---------------------------------------------------------------- markdown

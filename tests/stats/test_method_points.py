@@ -15,6 +15,7 @@ from singledir.pipeline import plan
 from singledir.engine.ablation import cumulative_ablation_curve
 from singledir.analysis.auc import curve_aucs
 from singledir.models.nets import MLP
+from singledir.stats import claims as C
 from singledir.stats.net_tables import dropout_readings, final_accuracies, live_map_summary, training_failed
 from singledir.stats.inference import (by_fraction_stats, difference_ci, paired_difference, permutation_spearman, spearman,
                              spearman_r)
@@ -146,6 +147,24 @@ def test_fig6_summary_leaves_dead_maps_out():
     assert s.loc["nobn", "median_selectivity"] == pytest.approx(0.75)
     assert s.loc["nobn", "dead_fraction"] == 0.5 and s.loc["bn", "dead_fraction"] == 0.0
     assert s.loc["nobn", "high_selectivity_fraction"] == 1.0 and s.loc["bn", "high_selectivity_fraction"] == 0.25
+    # and the other way, all maps as the paper's footnote 4 counts them: dead maps at selectivity 0
+    # in the median, and counted with the highly selective ones
+    assert s.loc["nobn", "median_selectivity_all_maps"] == pytest.approx(0.35)
+    assert s.loc["nobn", "high_selectivity_or_dead_fraction"] == 1.0
+    assert s.loc["bn", "high_selectivity_or_dead_fraction"] == 0.25
+
+
+def test_fig6_claims_both_ways(tmp_path):
+    from test_claims import claim, write_stats  # the claims test's helpers (tests/stats is on the path)
+
+    res = tmp_path / "results"
+    write_stats(res, "cifar10", [
+        ("fig6", "high_selectivity_fraction_difference_bn_minus_nobn", -0.1, -0.2, -0.05, 8, "networks", 0.03, 0.03),
+        ("fig6", "high_selectivity_or_dead_fraction_difference_bn_minus_nobn", -0.3, -0.4, -0.2, 8, "networks",
+         0.03, 0.03)])
+    live = claim("fig6a_batchnorm_high_selectivity").evaluate(C.Sources.from_results(res))
+    both = claim("fig6a_batchnorm_high_selectivity_or_dead").evaluate(C.Sources.from_results(res))
+    assert live["our_value"] == -0.1 and both["our_value"] == -0.3 and both["verdict"] == "reproduced"
 
 
 # ---------------------------------------------------------------- config: snapshots, layers

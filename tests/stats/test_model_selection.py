@@ -74,8 +74,23 @@ def test_permutation_null_and_chance():
     assert t1["null_mean"] == pytest.approx(20.0, abs=4.0)  # a shuffled AUC picks at chance
     assert perfect["top5_percent"]["chance"] == 100.0 and perfect["top5_percent"]["p"] == 1.0
     assert perfect["gap_mean_percent"]["p"] == pytest.approx(1 / 201)
-    assert np.isnan(t1["ci_low"])  # no bootstrap CI of a maximum
+    assert np.isnan(t1["ci_low"])  # no CI unless the settings are resampled (n_boot)
     # An AUC unrelated to accuracy is not significant.
     rng = np.random.default_rng(1)
     r = selection_null(rng.normal(size=10), acc, subset_size=5, n_subsets=300, top=(1,), n_perm=200, seed=0)
     assert r["top1_percent"]["p"] > 0.05
+
+
+def test_rates_get_a_ci_by_resampling_the_settings():
+    """Fig. 4c: the whole selection rerun on the grid's settings resampled with replacement."""
+    rng = np.random.default_rng(2)
+    acc = np.linspace(0.5, 0.9, 40)
+    auc = acc + rng.normal(0, 0.05, 40)  # a noisy signal: rates well inside (0, 100)
+    r = selection_null(auc, acc, subset_size=20, n_subsets=500, top=(1, 5), n_perm=20, seed=0, n_boot=200,
+                       boot_subsets=200)
+    for k in ("top1_percent", "top5_percent", "gap_mean_percent"):
+        lo, v, hi = r[k]["ci_low"], r[k]["value"], r[k]["ci_high"]
+        assert lo <= v <= hi and hi > lo, k
+    # a perfect signal stays perfect on every resample: a CI of zero width at 100 %
+    perfect = selection_null(acc, acc, subset_size=20, n_subsets=200, top=(1,), n_perm=5, seed=0, n_boot=50)
+    assert perfect["top1_percent"]["ci_low"] == perfect["top1_percent"]["ci_high"] == 100.0

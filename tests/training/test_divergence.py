@@ -64,7 +64,8 @@ def test_single_mode_nan_loss_ends_training_with_a_history_row_and_a_log_line(di
 
 def test_a_model_returning_inf_ends_training_in_the_epoch_it_happens(digits, tmp_path):
     steps = math.ceil(len(digits.x_train) / 64)
-    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05, seed=0)
+    # every epoch a snapshot, so every epoch has a history row (rows come only at snapshots and the end)
+    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.05, seed=0, snapshot_epochs=[0, 1, 2, 3, 4])
     lines = []
     history, _ = train_one(InfLogits(steps + 1), digits, cfg, tmp_path, log=lines.append)
     assert history["epoch"].tolist() == [0, 1, 2]
@@ -120,7 +121,7 @@ def test_fused_mode_ends_only_the_diverged_member_and_the_others_train_bitwise_a
 
 
 def test_fused_group_whose_members_all_diverge_stops(digits, tmp_path):
-    cfgs = [TrainConfig(epochs=5, batch_size=64, lr=1e6, seed=s) for s in (0, 1)]
+    cfgs = [TrainConfig(epochs=5, batch_size=64, lr=1e6, seed=s, snapshot_epochs=[0]) for s in (0, 1)]
     res = fit([_mlp(0), _mlp(1)], [digits] * 2, cfgs, tmp_path, fused=True, log=lambda *a: None)
     for hist, _ in res:
         assert hist["epoch"].tolist() == [0, 1] and not math.isfinite(hist["train_loss"].iloc[-1])

@@ -52,7 +52,7 @@ def test_selectivity_loss_value_is_ce_minus_alpha_mean_si():
     assert reg.loss(model, x, y, torch.Generator().manual_seed(0)).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_reliance_loss_value_is_clean_plus_lambda_increase():
+def test_reliance_loss_value_is_clean_plus_lambda_squared_increase():
     model = _mlp()
     x, y = torch.randn(32, 64), torch.arange(32) % 10
     reg = R.Regularizer(model, "reliance", strength=0.25, q_max=0.5)
@@ -68,8 +68,49 @@ def test_reliance_loss_value_is_clean_plus_lambda_increase():
     abl = F.cross_entropy(model(x), y)
     for hd in handles:
         hd.remove()
-    assert got.item() == pytest.approx((clean + 0.25 * (abl - clean)).item(), rel=1e-6)
-    assert abl.item() != pytest.approx(clean.item())
+    assert abl.item() > clean.item()
+    assert got.item() == pytest.approx((clean + 0.25 * (abl - clean) ** 2).item(), rel=1e-6)
+
+
+def _grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.25, 0.5, 1.0, 2.0, 10.0, 1000.0])  # the configs use 0.25, 0.5, 1.0
+def test_reliance_penalty_is_not_ablation_noise_at_any_lambda(lam):
+    """Same batch, same q and ablation mask (same generator draws): the reliance objective's
+    gradient is grad CE(clean) + 2 lambda gap grad CE(ablated), never that of ablation-noise
+    training (grad CE(ablated) alone), including at lambda = 1 where the old penalty was it."""
+    x, y = torch.randn(64, 64), torch.arange(64) % 10
+    model = _mlp()
+    noise = R.Regularizer(model, "ablation_noise", strength=0.5)
+    rel = R.Regularizer(model, "reliance", strength=lam, q_max=0.5)
+    g_noise = _grads(model, noise.loss(model, x, y, torch.Generator().manual_seed(1)))
+    loss = rel.loss(model, x, y, torch.Generator().manual_seed(1))
+    g_rel = _grads(model, loss)
+    # the plain definition, on the same draws: clean gradient + 2 lambda gap x ablated gradient
+    g_clean = _grads(model, F.cross_entropy(model(x), y))
+    abl = noise.loss(model, x, y, torch.Generator().manual_seed(1))
+    gap = (abl - F.cross_entropy(model(x), y)).item()
+    assert gap > 0
+    assert torch.allclose(g_rel, g_clean + 2 * lam * gap * g_noise, rtol=1e-4, atol=1e-6)
+    assert loss.item() != pytest.approx(abl.item(), rel=1e-3)
+    cos = F.cosine_similarity(g_rel, g_noise, dim=0).item()
+    assert not torch.allclose(g_rel, g_noise, rtol=1e-2, atol=1e-5) and cos < 0.9999
+    # no rescaling of lambda makes it ablation noise either: the clean gradient keeps weight 1
+    residual = g_rel - (g_rel @ g_noise) / (g_noise @ g_noise) * g_noise
+    assert residual.norm() > 0.05 * g_clean.norm()
+
+
+def test_reliance_penalty_vanishes_when_ablation_does_not_hurt():
+    clean = torch.tensor(1.0, requires_grad=True)
+    assert R.reliance_penalty(clean, torch.tensor(0.8)).item() == 0.0
+    pen = R.reliance_penalty(clean, torch.tensor(1.5, requires_grad=True))
+    assert pen.item() == pytest.approx(0.25)
+    pen.backward()
+    assert clean.grad is None or clean.grad.item() == 0.0  # the clean loss is the reference, not pushed up
 
 
 def test_random_keep_masks_ablate_exactly_round_q_n():
@@ -126,7 +167,7 @@ def test_convnet_reliance_ablates_whole_feature_maps_of_the_chosen_layers(batch_
     abl = F.cross_entropy(model(x), y)
     for hd in handles:
         hd.remove()
-    assert got.item() == pytest.approx((clean + 0.5 * (abl - clean)).item(), rel=1e-5)
+    assert got.item() == pytest.approx((clean + 0.5 * torch.clamp(abl - clean, min=0) ** 2).item(), rel=1e-5)
     for n, k in keep.items():  # whole maps zeroed, exactly the drawn ones (a ReLU map may be dead on its own)
         assert set(torch.nonzero(k == 0).flatten().tolist()) <= set(zeroed[n])
     got.backward()  # gradients reach the convolutions below and above the ablated layers
@@ -234,9 +275,9 @@ def test_config_check_names_the_experiment_for_a_bad_regularizer():
 
     cfg = {"families": {"mnist": {"dataset": {"source": "sklearn_digits"}, "model": {"arch": "mlp", "hidden": [8]},
                                   "train": {"epochs": 1},
-                                  "experiments": {"reg": {"train": {"regularizer": "reliance", "reg_strength": 2.0}}}}}}
+                                  "experiments": {"reg": {"train": {"regularizer": "reliance", "reg_strength": -1.0}}}}}}
     with pytest.raises(ConfigError, match=r"families.mnist.experiments.reg: train.reg_strength / reg_q_max: "
-                                          r"reliance needs lambda and q_max in \[0, 1\]"):
+                                          r"reliance needs lambda >= 0 and q_max in \[0, 1\]"):
         check_config(cfg)
     cfg["families"]["mnist"]["experiments"]["reg"]["train"]["reg_strength"] = 0.5
     check_config(cfg)

@@ -40,8 +40,8 @@ def test_paper_config_lists_the_papers_model_counts(tmp_path):
 def test_unit_figures_use_the_batch_norm_models():
     cfg = load_yaml(REPO / "config" / "config.yaml")
     bn = plan.experiment_models(cfg, "cifar10", "batch_norm[batch_norm=true]")
-    assert bn == [f"batch_norm_bn1_s{s}" for s in range(4)]
-    assert len(plan.experiment_models(cfg, "cifar10", "batch_norm")) == 8  # Figs. 5b, 6: 4 with, 4 without
+    assert bn == [f"batch_norm_bn1_s{s}" for s in range(6)]  # 6, not the paper's 4: Fig. A1's paired test
+    assert len(plan.experiment_models(cfg, "cifar10", "batch_norm")) == 12  # Figs. 5b, 6: 6 with, 6 without
     for fig in ("fig7", "figA1", "figA2", "figA3", "figA4"):
         assert plan.FIGURES["cifar10"][fig] == ["batch_norm[batch_norm=true]"]
     targets = plan.figure_targets(cfg)

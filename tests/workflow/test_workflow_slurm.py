@@ -25,9 +25,15 @@ pytestmark = [
 
 STATE = "/tmp/singledir-slurm"  # short: slurmd puts sockets under it
 TARGET = "results/fig1_mnist.pdf"
-# What fig1 needs: the dataset, two label files, two models, two ablation curves.
-REMOTE_JOBS = {"prepare_dataset": 1, "corrupt_labels": 2, "train_model": 2, "ablation_curve": 2}
-GPU_RULES = {"train_model", "ablation_curve"}
+# What fig1 needs: the dataset (a local rule), two label files, two models, two ablation curves.
+REMOTE_JOBS = {"corrupt_labels": 2, "train_model": 2, "ablation_curve": 2}
+LOCAL_JOBS = ["prepare_dataset", "fig1"]
+# The profile's job groups (singledir.pipeline.submissions): each pair shares one sbatch.
+GROUP_OF = {"corrupt_labels": "labels", "train_model": "train", "ablation_curve": "analysis"}
+GPU_GROUPS = {"train", "analysis"}
+# The test cluster's partitions (.ci/slurm-up.sh): `debug` stands for the GPU partition, `cpu`
+# is the profile's CPU partition as written.
+PARTITION = {"labels": "cpu", "train": "debug", "analysis": "debug"}
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +73,7 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     # profiles/slurm as a user edits it: this cluster's partition.
     prof = load_yaml(REPO / "profiles" / "slurm" / "config.yaml")
     prof["default-resources"]["slurm_partition"] = "debug"
+    assert prof["set-resources"]["corrupt_labels"]["slurm_partition"] == "cpu"  # kept: this cluster has one
     (tmp_path / "profile").mkdir()
     write_yaml(prof, tmp_path / "profile" / "config.yaml")
     # The config as a GPU cluster's user writes it: training asks for one GPU per job
@@ -85,23 +92,33 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
     wall = time.monotonic() - t0
     out = proc.stdout + proc.stderr
 
-    # Every job but the local figure rule was submitted with sbatch and completed in SLURM.
-    remote = re.findall(r"\nrule (\w+):\n(?:    .*\n)*?    jobid: (\d+)\n", out)
+    # Every non-local job ran in a group job, one sbatch per group (fewer submissions than
+    # jobs), completed in SLURM on its partition; local rules ran in this process.
+    members = re.findall(r"\n    rule (\w+):\n(?:        .*\n)*?        jobid: (\d+)\n", out)
+    alone = re.findall(r"\nrule (\w+):\n", out)
     local_jobs = re.findall(r"\nlocalrule (\w+):\n", out)
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", out))
+    submitted = re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: \S*/group_([a-z]+)_", out)
     counts = {}
-    for rule, _ in remote:
+    for rule, _ in members:
         counts[rule] = counts.get(rule, 0) + 1
-    assert counts == REMOTE_JOBS, out[-4000:]
-    assert local_jobs == ["fig1"]
-    assert sorted(submitted) == sorted(jobid for _, jobid in remote)
-    for rule, jobid in remote:
-        info = _slurm_job(submitted[jobid])
-        assert info.get("JobState") == "COMPLETED", (rule, info)
-        assert info.get("Partition") == "debug"
+    assert counts == REMOTE_JOBS and alone == [], out[-4000:]
+    assert sorted(local_jobs) == sorted(LOCAL_JOBS)
+    assert sorted(group for _, _, group in submitted) == sorted(set(GROUP_OF.values())), out[-4000:]
+    assert len(submitted) < sum(REMOTE_JOBS.values())
+    profile_sizes = prof["group-components"]
+    for _, slurm_id, group in submitted:
+        info = _slurm_job(slurm_id)
+        assert info.get("JobState") == "COMPLETED", (group, info)
+        assert info.get("Partition") == PARTITION[group], (group, info)
         # gpu=1 (the config's gpus_per_node for training, the profile's set-resources for the
-        # analyses) became sbatch --gpus=1 for the GPU rules only.
-        assert (info.get("TresPerJob") == "gres:gpu:1") == (rule in GPU_RULES), (rule, info)
+        # analyses) became sbatch --gpus=1 for the GPU groups only: one GPU for the group's
+        # jobs, which run one after another (group_slot), not one GPU per member.
+        assert (info.get("TresPerJob") == "gres:gpu:1") == (group in GPU_GROUPS), (group, info)
+        # The group asks for its members' shares of 24 h (1440 min / group-components each).
+        rule = next(r for r, g in GROUP_OF.items() if g == group)
+        own = {"corrupt_labels": 30, "train_model": 1440, "ablation_curve": 240}[rule]
+        minutes = REMOTE_JOBS[rule] * min(own, 1440 // profile_sizes[group])
+        assert info.get("TimeLimit") == f"{minutes // 60:02d}:{minutes % 60:02d}:00", (group, info)
     # The GPU jobs got their (pretend) device from SLURM, and kept it. (Where mknod is not
     # allowed, slurm-up.sh declares plain files, and SLURM sets no CUDA_VISIBLE_DEVICES.)
     log = (run / "results" / "logs" / "train_model" / "mnist" / "corruption_f1.0_s0.log").read_text()
@@ -121,4 +138,5 @@ def test_demo_slice_runs_through_sbatch_and_equals_a_local_run(cluster, tmp_path
         b = torch.load(local / rel, weights_only=False)["state_dict"]
         assert all(torch.equal(a[k], b[k]) for k in a), rel
     assert "Nothing to be done" in snakemake(run, "-n", TARGET, configfile=cfgfile).stdout
-    print(f"\nSLURM: {len(submitted)} jobs through sbatch, {len(local_jobs)} local, {wall:.0f} s wall")
+    print(f"\nSLURM: {sum(REMOTE_JOBS.values())} jobs in {len(submitted)} sbatch submissions, "
+          f"{len(local_jobs)} local, {wall:.0f} s wall")

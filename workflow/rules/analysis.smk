@@ -17,12 +17,14 @@ rule ablation_curve:
     params:
         analysis=result_params("ablation_curve"),
     # On a cluster (profiles/slurm gives the GPU): an image family's ResNet curves take up
-    # to ~12 h and 32 GB at paper scale, the in-memory families' far less. A profile's
-    # set-resources for this rule would override both.
+    # to ~12 h at paper scale, the in-memory families' far less; memory: the plan's estimate
+    # (estimated_mem_mb). A profile's set-resources for this rule would override both.
     resources:
-        runtime=lambda w: 720 if stores_images(w.family) else 240,
-        mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
+        runtime=job_runtime("ablation_curve", lambda w: 720 if stores_images(w.family) else 240),
+        mem_mb=estimated_mem_mb("ablation_curve"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("ablation_curve")
     log:
         f"{RESULTS}/logs/ablation_curve/{{family}}/{{model}}_{{mode}}.log",
     benchmark:
@@ -43,7 +45,12 @@ rule noise_curve:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("noise_curve"),
+    resources:
+        runtime=job_runtime("noise_curve", 240),
+        mem_mb=estimated_mem_mb("noise_curve"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("noise_curve")
     log:
         f"{RESULTS}/logs/noise_curve/{{family}}/{{model}}.log",
     benchmark:
@@ -70,6 +77,8 @@ rule unit_shard:
         analysis=result_params("unit_analysis"),
         shard=lambda w: int(w.shard),
         n_shards=lambda w: int(w.n),
+    resources:
+        mem_mb=estimated_mem_mb("unit_shard"),
     threads: analysis_threads
     log:
         f"{RESULTS}/logs/unit_shard/{{family}}/{{model}}_{{shard}}_of_{{n}}.log",
@@ -93,11 +102,12 @@ rule unit_analysis:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("unit_analysis"),
-    # An image family's unsharded per-map analysis holds a ResNet's activations (32 GB).
     resources:
-        runtime=240,
-        mem_mb=lambda w: 32000 if stores_images(w.family) else 16000,
+        runtime=job_runtime("unit_analysis", 240),
+        mem_mb=estimated_mem_mb("unit_analysis"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("unit_analysis")
     log:
         f"{RESULTS}/logs/unit_analysis/{{family}}/{{model}}.log",
     benchmark:
@@ -119,7 +129,12 @@ rule training_auc:
         family=ANALYSED_FAMILIES,
     params:
         analysis=result_params("training_auc"),
+    resources:
+        runtime=job_runtime("training_auc", 240),
+        mem_mb=estimated_mem_mb("training_auc"),
+        group_slot=1,
     threads: analysis_threads
+    group: job_group("training_auc")
     log:
         f"{RESULTS}/logs/training_auc/{{family}}/{{model}}.log",
     benchmark:

@@ -23,7 +23,12 @@ rule beyond_probes:
         beyond=lambda w: probe_params(w.family)["beyond"],
     wildcard_constraints:
         model=model_groups.ungrouped_member_regex(BEYOND_PROBE_GROUPS),
+    resources:
+        runtime=job_runtime("beyond_probes", 240),
+        mem_mb=estimated_mem_mb("beyond_probes"),
+        group_slot=1,
     threads: 1
+    group: job_group("beyond_probes")
     log:
         f"{RESULTS}/logs/beyond_probes/{{family}}/{{model}}.log",
     benchmark:
@@ -50,7 +55,7 @@ for _name, _family, _gid, _members in model_groups.group_rules("beyond_probes_gr
         params:
             **probe_params(_family),
         resources:
-            **profile_resources("beyond_probes"),
+            **{"runtime": 240, "mem_mb": job_mem_mb("beyond_probes", _family, _members[0]), **profile_resources("beyond_probes")},
         threads: 1
         log:
             f"{RESULTS}/logs/beyond_probes_group/{_family}/{_gid}.log",

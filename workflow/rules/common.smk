@@ -6,9 +6,12 @@ from snakemake.logging import logger
 
 import singledir.data.access as data_access
 import singledir.data.imagenet as image_folders
+import singledir.pipeline.cost as cost_model
 import singledir.pipeline.groups as model_groups
+import singledir.pipeline.memory as memory_model
 import singledir.pipeline.params as run_params
 import singledir.pipeline.plan as plan
+import singledir.pipeline.submissions as submissions
 
 RESULTS = "results"
 
@@ -27,6 +30,30 @@ def profile_resources(rule_name):
     list (the fused training groups inherit train_model's). Literal values only."""
     given = workflow.resource_settings.overwrite_resources.get(rule_name, {})
     return {name: getattr(res, "raw", res) for name, res in dict(given).items()}
+
+
+# Job groups on a cluster (singledir.pipeline.submissions): short per-model jobs of the
+# in-memory families share one allocation, up to the profile's group-components per group
+# job, one after another (group_slot=1 each; profiles/slurm limits group_slot to 1 per group
+# job). Snakemake ignores groups under local execution.
+def job_group(rule_name):
+    """The `group:` of a rule's jobs: a group name, or None (submitted alone; always without
+    the profile's group-components)."""
+    return lambda w: submissions.active_group(rule_name, family_cfg(w.family)["dataset"],
+                                              workflow.group_settings.group_components)
+
+
+def job_runtime(rule_name, own):
+    """A job's runtime in minutes: `own` (a number or a function of the wildcards), or in a
+    group of N jobs its share of the group's walltime (submissions.grouped_runtime)."""
+    def fn(w):
+        own_min = own(w) if callable(own) else own
+        group = submissions.job_group(rule_name, family_cfg(w.family)["dataset"])
+        return submissions.grouped_runtime(own_min, group, workflow.group_settings.group_components)
+
+    return fn
+
+
 # Families whose data is one in-memory npz (results/data/<family>/dataset.npz). The
 # imagenet family keeps its images on disk (IMAGE_FAMILIES): the data rules of data.smk
 # index them and record the analysis subset; every other rule serves both kinds.
@@ -172,10 +199,52 @@ def training_inputs(w):
     return dict(inputs, index=family_data(w), **({"checkpoint": ckpt} if ckpt else {}))
 
 
-def training_resources(family, spec):
+_DATA_SIZES = {}
+
+
+def data_size(family):
+    """The family's example counts and shape (singledir.pipeline.cost.dataset_size, from
+    headers only), once per parse; None where they cannot be read yet."""
+    if family not in _DATA_SIZES:
+        try:
+            _DATA_SIZES[family] = cost_model.dataset_size(family_cfg(family)["dataset"])
+        except (OSError, KeyError, ValueError):
+            _DATA_SIZES[family] = None
+    return _DATA_SIZES[family]
+
+
+# Memory a job asks for: the plan's peak estimate of that job with its margin
+# (singledir.pipeline.memory.mem_mb); 16 GB where the data size cannot be read at parse time.
+def job_mem_mb(rule_name, family, model=None, members=1):
+    """mem_mb of one job of `rule_name` (of model `model`; training: `members` fused models)."""
+    data = data_size(family)
+    if data is None:
+        return 16000
+    spec = family_specs(family)[model] if model else None
+    if rule_name == "prepare_dataset":
+        peak = memory_model.prepare_dataset_peak_bytes(data)
+    elif rule_name == "train_model":
+        peak = memory_model.training_peak_bytes([spec] * members, data, stores_images(family),
+                                                run_params.training_run_options(config, family, spec["experiment"]))
+    elif rule_name == "unit_analysis" and unit_shard_count(family) > 1:
+        peak = memory_model.small_peak_bytes()  # it merges the shards' tables
+    elif rule_name in ("unit_analysis", "unit_shard"):
+        peak = memory_model.unit_analysis_peak_bytes(spec, data, analysis_cfg(family), stores_images(family))
+    else:
+        peak = memory_model.curve_peak_bytes(spec, data, analysis_cfg(family), stores_images(family))
+    return memory_model.mem_mb(peak / memory_model.MB)
+
+
+def estimated_mem_mb(rule_name):
+    """The mem_mb resource function of a rule (wildcards family and, but for prepare_dataset, model)."""
+    return lambda w: job_mem_mb(rule_name, w.family, dict(w.items()).get("model"))
+
+
+def training_resources(family, spec, members=1):
     """A training job's resources: GPUs and nodes from its run options
     (singledir.pipeline.params.training_gpus), image-decoding CPUs (train.threads) for an
-    image family, and walltime/memory per kind of data (an ImageNet ResNet: 3 days, 64 GB)."""
+    image family, walltime per kind of data (an ImageNet ResNet: 3 days) and the memory
+    estimate (estimated_mem_mb) of `members` fused models."""
     trains = not spec["model"].get("weights")
     options = run_params.training_run_options(config, family, spec["experiment"])
     images = stores_images(family)
@@ -183,7 +252,7 @@ def training_resources(family, spec):
             "nodes": int(options.get("nodes", 1)) if trains else 1,
             "cpus_per_task": int(options.get("threads", 1)) if trains and images else 1,
             "runtime": 4320 if images else 1440,
-            "mem_mb": 64000 if images else 16000}
+            "mem_mb": job_mem_mb("train_model", family, spec["id"], members)}
 
 
 # Fused training (singledir.training.fused). An experiment with `fuse: K` (K > 1) trains its

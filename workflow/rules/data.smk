@@ -8,15 +8,20 @@ SOURCE_DIGESTS = f"{RESULTS}/.work/source_digests.json"
 rule prepare_dataset:
     """Load the family's dataset from its source, validate it and store it as one npz.
     An npz source's content digest is part of `spec`, so a file replaced at the same path
-    reruns this rule and everything downstream."""
+    reruns this rule and everything downstream. A local rule: on a cluster it runs where
+    Snakemake runs, never through sbatch, and it downloads (torchvision, `download: true`)
+    only outside a SLURM job (singledir.data.sources.load_torchvision)."""
     output:
         dataset=f"{RESULTS}/data/{{family}}/dataset.npz",
     params:
         spec=lambda w: data_lib.with_source_digest(family_cfg(w.family)["dataset"], SOURCE_DIGESTS),
+    resources:
+        mem_mb=estimated_mem_mb("prepare_dataset"),
     log:
         f"{RESULTS}/logs/prepare_dataset/{{family}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_dataset/{{family}}.tsv"
+    localrule: True
     conda:
         ENV_CPU
     script:
@@ -37,6 +42,11 @@ rule corrupt_labels:
     params:
         fraction=lambda w: float(w.fraction),
         seed=lambda w: int(w.seed),
+    # seconds each: on a cluster many share one CPU job (singledir.pipeline.submissions)
+    resources:
+        runtime=job_runtime("corrupt_labels", 30),
+        group_slot=1,
+    group: job_group("corrupt_labels")
     log:
         f"{RESULTS}/logs/corrupt_labels/{{family}}_f{{fraction}}_s{{seed}}.log",
     benchmark:
@@ -45,6 +55,17 @@ rule corrupt_labels:
         ENV_CPU
     script:
         "../scripts/corrupt_labels.py"
+
+
+# The login-node step of a cluster run (docs/cluster.md): every in-memory family's dataset,
+# downloaded where the internet is reachable, before any job goes to a compute node:
+#   snakemake --profile profiles/slurm data
+# Image families (ImageNet) are read in place; nothing is fetched for them.
+rule data:
+    """Every dataset the config needs (results/data/<family>/dataset.npz), prepared here."""
+    input:
+        [f"{RESULTS}/data/{f}/dataset.npz" for f in plan.enabled_families(config) if not stores_images(f)],
+    localrule: True
 
 
 # Image families (IMAGE_FAMILIES, e.g. imagenet): the images stay on disk. The index lists

@@ -28,15 +28,17 @@ rule train_model:
         # cache, so the script writes the same benchmark file itself (not when taken from cache).
         benchmark=lambda w: f"{RESULTS}/benchmarks/train_model/{w.family}/{w.model}.tsv",
     # GPUs from the config (nodes x gpus_per_node of the experiment's train section; none
-    # with device: cpu); runtime and memory per kind of data. A profile's set-resources
+    # with device: cpu); runtime per kind of data; memory from the plan's estimate. A profile's set-resources
     # for train_model would override these for every family.
     resources:
         gpu=lambda w: training_resources(w.family, spec_of(w))["gpu"],
         nodes=lambda w: training_resources(w.family, spec_of(w))["nodes"],
         cpus_per_task=lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"],
-        runtime=lambda w: training_resources(w.family, spec_of(w))["runtime"],
+        runtime=job_runtime("train_model", lambda w: training_resources(w.family, spec_of(w))["runtime"]),
         mem_mb=lambda w: training_resources(w.family, spec_of(w))["mem_mb"],
+        group_slot=1,
     threads: lambda w: training_resources(w.family, spec_of(w))["cpus_per_task"]
+    group: job_group("train_model")
     log:
         f"{RESULTS}/logs/train_model/{{family}}/{{model}}.log",
     # Trained models can be shared between clones: --cache with SNAKEMAKE_OUTPUT_CACHE set.
@@ -64,7 +66,7 @@ for _name, _family, _gid, _members in model_groups.group_rules("train_group", FU
             labels=[f"{RESULTS}/data/{_family}/{plan.label_file(s)}" for s in _specs],
             work_dir=f"{RESULTS}/.work/train_group/{_family}/{_gid}/{plan.spec_hash(_specs)}",
         resources:
-            **{**profile_resources("train_model"), **training_resources(_family, _specs[0])},
+            **{**profile_resources("train_model"), **training_resources(_family, _specs[0], len(_specs))},
         threads: 1
         log:
             f"{RESULTS}/logs/train_group/{_family}/{_gid}.log",

@@ -13,26 +13,26 @@ epoch_auc_peak_minus_min_test_loss (CI: orderings resampled, the peak recomputed
 each resample; the test loss is one deterministic curve), snapshot_interval_at_events
 (the largest gap between snapshots next to the peak or the minimum: what the snapshot
 schedule can resolve), training_epochs, and spearman_auc_vs_test_loss across trained
-snapshots (bootstrap over snapshots).
+snapshots (moving-block bootstrap over snapshots in time order: they are autocorrelated).
 
 (b-c) CIFAR-10: ablation AUC as a signal for early stopping and model selection.
 
 (b) One net's training snapshots: normalized AUC (mean over orderings) against test
 loss, coloured by epoch. The untrained snapshot (epoch 0, chance accuracy, where a
 normalized AUC means nothing) is left out. Statistic: spearman_auc_vs_test_loss
-(bootstrap over snapshots; paper -0.728).
+(moving-block bootstrap over snapshots; paper -0.728).
 
 (c) A learning rate x batch size sweep: AUC against test accuracy, one point per net.
 Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets, permutation
 p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
 (repeats averaged), see singledir.stats.model_selection: selection_top<k>_percent,
 selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
-subselections), each with its chance level and a permutation null (AUC shuffled across
-settings), selection_subset_size and selection_settings (the design). Nets that failed
-to train (singledir.stats.net_tables.training_failed) are excluded, counted
-(networks_failed_excluded) and named under the figure; raw (unnormalized) areas are in the CSV.
-With too few settings left for the subselection, the selection statistics are not written
-(the claims say so).
+subselections), each with its chance level, a permutation null (AUC shuffled across
+settings) and a CI resampling the settings, selection_subset_size and selection_settings
+(the design). Nets that failed to train (singledir.stats.net_tables.training_failed) are
+excluded, counted (networks_failed_excluded) and named under the figure; raw
+(unnormalized) areas are in the CSV. With too few settings left for the subselection, the
+selection statistics are not written (the claims say so).
 
 Fig. 4a-b rest on one early-stopping net, judged like the others: if it failed to train,
 its snapshots are left out (Fig. 4a then draws only that sentence, "the only net failed to
@@ -45,7 +45,7 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.inference import bootstrap_ci, result, spearman, stat_row
+from singledir.stats.inference import bootstrap_ci, result, spearman, spearman_over_time, stat_row
 from singledir.stats.model_selection import selection_null, setting_means
 from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
                                        final_performance, mean_auc, spec_value, without_failed)
@@ -120,7 +120,7 @@ def early_stopping_4a(sm):
         stat_row("snapshot_interval_at_events", result(max(gap_at(peak), gap_at(min_test)), n=len(all_epochs),
                                                        unit="snapshots")),
         stat_row("training_epochs", result(n_epochs, n=1, unit="networks")),
-        stat_row("spearman_auc_vs_test_loss", spearman(trained["auc"], trained["test_loss"], boot, seed, "snapshots")),
+        stat_row("spearman_auc_vs_test_loss", spearman_over_time(trained["auc"], trained["test_loss"], boot, seed)),
     ] + stopping_rows
     save_csv(pd.DataFrame(rows), sm.output.stats)
 
@@ -141,7 +141,7 @@ def model_selection_4bc(sm):
                       test_loss=("test_loss", "first"), test_accuracy=("test_accuracy", "first"))
                  .reset_index())
     trained = per_epoch[per_epoch["epoch"] > 0].dropna(subset=["test_loss"])
-    r_b = spearman(trained["auc"], trained["test_loss"], boot, seed, "snapshots")
+    r_b = spearman_over_time(trained["auc"], trained["test_loss"], boot, seed)  # block bootstrap over snapshots
 
     # (c) the sweep
     curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
@@ -166,7 +166,8 @@ def model_selection_4bc(sm):
                          f"settings of the sweep experiment; lower it (paper: 48 of 96)")
     top = list(cfg.get("top", [1, 5, 10]))
     sel = None if few else selection_null(settings["auc"], settings["test_accuracy"], subset,
-                                          int(cfg.get("subsets", 10000)), top, n_perm=boot, seed=seed)
+                                          int(cfg.get("subsets", 10000)), top, n_perm=boot, seed=seed,
+                                          n_boot=boot)  # CI: the grid's settings resampled
 
     table = pd.concat([
         trained.assign(panel="b"),

@@ -12,7 +12,9 @@ median selectivity and median MI of its live maps and the fraction of its live m
 with selectivity above ``figures.fig6.high_selectivity`` (the paper's "large fraction
 of feature maps with high class selectivity"); then BN - no-BN differences of the
 network means (bootstrap over nets, each arm resampled independently; permutation p
-over nets with the smallest p the design allows).
+over nets with the smallest p the design allows). Both ways: the same for all maps as the
+paper's footnote 4 counts them (dead maps at selectivity 0, and "highly selective or dead"):
+selectivity_all_maps_difference_bn_minus_nobn, high_selectivity_or_dead_fraction_difference_bn_minus_nobn.
 Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
 within 5 points of chance, or a non-finite loss) are left out, counted
 (networks_failed_excluded) and named under the figure; with none left the figure says so."""
@@ -72,7 +74,10 @@ with log_to(sm.log[0]):
     bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
     rows = []
     for col, name in (("median_selectivity", "selectivity"), ("median_mi", "mi"),
-                      ("high_selectivity_fraction", "high_selectivity_fraction"), ("dead_fraction", "dead_fraction")):
+                      ("high_selectivity_fraction", "high_selectivity_fraction"), ("dead_fraction", "dead_fraction"),
+                      # both ways (the paper's footnote 4 counts dead maps): all maps, dead ones included
+                      ("median_selectivity_all_maps", "selectivity_all_maps"),
+                      ("high_selectivity_or_dead_fraction", "high_selectivity_or_dead_fraction")):
         rows.append(stat_row(f"{col}_bn", mean_ci(bn[col], boot, seed, "networks")))
         rows.append(stat_row(f"{col}_nobn", mean_ci(no[col], boot, seed, "networks")))
         rows.append(stat_row(f"{name}_difference_bn_minus_nobn",

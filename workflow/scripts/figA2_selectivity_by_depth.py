@@ -2,7 +2,9 @@
 
 One violin per analysed layer (its feature maps' selectivity indices), with the median
 marked. Statistics: Spearman correlation of selectivity with depth over all units
-(bootstrap over units) and the mean selectivity of each layer.
+(bootstrap over units); the same r per network, averaged over networks with a CI over
+networks (network_mean_spearman_selectivity_vs_depth, the CIFAR-10 claim's statistic: units of
+one net are not independent); and the mean selectivity of each layer.
 Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
 within 5 points of chance, or a non-finite loss) are left out, counted
 (networks_failed_excluded) and named under the figure; with none left the figure says so."""
@@ -14,7 +16,7 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
-from singledir.stats.inference import mean_ci, spearman, stat_row
+from singledir.stats.inference import mean_ci, per_network, pooled_spearman, spearman, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
@@ -49,6 +51,10 @@ with log_to(sm.log[0]):
 
     rows = [stat_row("spearman_selectivity_vs_depth",
                      spearman(units["depth"], units["selectivity"], sm.params.bootstrap, sm.params.seed))]
+    # the claim's statistic: r over each network's units, averaged, CI over networks
+    rows.append(stat_row("network_mean_spearman_selectivity_vs_depth",
+                         per_network(units, pooled_spearman("depth", "selectivity"), sm.params.bootstrap,
+                                     sm.params.seed)))
     for d, v in zip(depths, data):
         rows.append(stat_row(f"mean_selectivity_layer{d}", mean_ci(v, sm.params.bootstrap, sm.params.seed)))
     save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)

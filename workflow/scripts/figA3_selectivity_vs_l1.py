@@ -7,8 +7,11 @@ The pooled correlation is confounded by fan-in: at He initialization a filter's 
 norm grows with its fan-in, hence with depth, and so does selectivity (Fig. A2), so a
 pooled r mixes the depth trend into the relation. The claim is judged on the
 within-layer correlations: mean_within_layer_spearman_selectivity_vs_l1_norm, the mean
-of the per-layer r with a bootstrap CI over layers (n = layers). Also written: the
-pooled r and each layer's r (bootstrap over units).
+of the per-layer r with a bootstrap CI over layers (n = layers; one network, ImageNet), and
+network_mean_within_layer_spearman_selectivity_vs_l1_norm: r per (network, layer), averaged
+within each network, CI resampling networks (CIFAR-10's claim; its layers are grouped within
+a network, never by depth across nets). Also written: the pooled r and each layer's r
+(bootstrap over units).
 Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
 within 5 points of chance, or a non-finite loss) are left out, counted
 (networks_failed_excluded) and named under the figure; with none left the figure says so."""
@@ -22,7 +25,7 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
-from singledir.stats.inference import mean_ci, spearman, stat_row
+from singledir.stats.inference import mean_ci, per_network, spearman, stat_row, within_layers
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
@@ -62,6 +65,10 @@ with log_to(sm.log[0]):
                  color="tab:blue", ecolor="0.7", elinewidth=0.8)
     within = mean_ci(pl[ok, 1], sm.params.bootstrap, sm.params.seed, "layers")
     rows.insert(0, stat_row("mean_within_layer_spearman_selectivity_vs_l1_norm", within))
+    # per (network, layer), averaged within each network, CI over networks (several nets: CIFAR-10's claim)
+    rows.insert(1, stat_row("network_mean_within_layer_spearman_selectivity_vs_l1_norm",
+                            per_network(units, within_layers("l1_norm", "selectivity"), sm.params.bootstrap,
+                                        sm.params.seed)))
     ax2.axhline(within["value"], color="tab:blue", lw=0.8, ls="--")
     ax2.set_xlabel("Layer")
     ax2.set_ylabel("Spearman r (selectivity vs L1 norm)")

@@ -9,8 +9,9 @@ train_accuracy (memorization of its own labels), mean_selectivity.
 
 Statistics per condition and labels (networks = seeds; CI over networks): auc_<cond>_<labels>,
 test_accuracy_..., train_accuracy_..., selectivity_...; and for every condition but plain the
-difference to plain with the same labels (difference_ci: networks resampled within each
-group; permutation p over networks): auc_diff_<cond>_minus_plain_<labels>,
+difference to plain with the same labels (difference_ci: permutation p over networks, and
+a CI from the inverted exact permutation test of a shift, which holds its level at 4-8
+networks: singledir.stats.inference.shift_interval_two_sample): auc_diff_<cond>_minus_plain_<labels>,
 test_accuracy_diff_..., train_accuracy_diff_..., selectivity_diff_...; where a batch-norm arm
 ran (CIFAR-10), the same differences of every regularizer to it: ..._diff_<cond>_minus_batch_norm_<labels>.
 Nets left out (singledir.stats.net_tables.excluded_by_labels): on clean labels every net that
@@ -72,7 +73,8 @@ with log_to(sm.log[0]):
             if cond not in REFERENCES[:REFERENCES.index(ref) + 1] and len(base):
                 for name, col in measures.items():
                     rows.append(stat_row(f"{name}_diff_{probes.stat_key(cond)}_minus_{probes.stat_key(ref)}_{arm}",
-                                         difference_ci(g[col], base[col], np.mean, boot, seed, "networks")))
+                                         difference_ci(g[col], base[col], np.mean, boot, seed, "networks",
+                                                       interval="permutation")))
     save_csv(pd.DataFrame(rows + failed_stat_rows(judged, "excluded")), sm.output.stats)
 
     conds = list(dict.fromkeys(nets["condition"]))

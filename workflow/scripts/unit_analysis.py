@@ -6,7 +6,8 @@ Rule unit_shard computes the table of shard ``shard`` of ``n_shards`` layer grou
 unit_analysis computes the whole table (one shard), or merges the shards' tables."""
 import pandas as pd
 
-from singledir.analysis.unit_shards import merge_unit_tables, shard_layers, unit_table
+from singledir.analysis.unit_shards import merge_unit_tables, shard_layers
+from singledir.analysis.unit_stream import READ_OF_FORM, streamed_unit_table
 from singledir.engine.ablation import layer_sizes
 from singledir.io import save_csv
 from singledir.models.api import unit_layers
@@ -30,13 +31,15 @@ with log_to(sm.log[0]):
         x_imp, y_imp = data.impact_examples()
         layers = unit_layers(model, a["unit_layers"], x_imp)
         mine = shard_layers(layer_sizes(model, layers, x_imp[:1]), n_shards)[shard] if n_shards > 1 else layers
-        # Section 3.4: selectivity, information and impact are all measured on the test data.
-        acts, y = data.test_activations(model, mine, speed["chunk_size"], device)
+        # Section 3.4: selectivity, information and impact are all measured on the test data,
+        # streamed batch by batch (singledir.analysis.unit_stream: memory independent of the
+        # number of test images; the spatial means for the information spill to tmpdir).
         print(f"{state['spec']['id']} on {device}: read {sm.input.model}; shard {shard + 1} of {n_shards}: "
-              f"{len(mine)} of {len(layers)} layers ({mine[:1]} .. {mine[-1:]}); selectivity on {len(y)} test "
-              f"examples, impact on {len(y_imp)}, top-{a.get('topk', 1)}; speed {speed}")
-        units = unit_table(model, acts, y, x_imp, y_imp, layers, mine, int(state["n_classes"]), a["mi_bins"],
-                           job.options)
+              f"{len(mine)} of {len(layers)} layers ({mine[:1]} .. {mine[-1:]}); impact on {len(y_imp)} test "
+              f"examples, top-{a.get('topk', 1)}; speed {speed}")
+        units = streamed_unit_table(model, data.test_batches(speed["chunk_size"]), x_imp, y_imp, layers, mine,
+                                    int(state["n_classes"]), a["mi_bins"], job.options, read=READ_OF_FORM[data.form],
+                                    device=device, spill_dir=sm.resources.get("tmpdir"))
         units.insert(0, "model", state["spec"]["id"])
     if len(units):
         print(units.groupby("depth")[["selectivity", "mutual_information", "impact"]].mean().to_string())

@@ -19,11 +19,17 @@ def spatial_average(acts) -> np.ndarray:
 def class_conditional_means(acts: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """(n_classes, C) mean activity per class. A class absent from ``labels`` is an error."""
     acts, labels = spatial_average(acts), np.asarray(labels)
-    counts = np.bincount(labels, minlength=n_classes)
-    if (counts == 0).any():
-        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no examples")
     sums = np.zeros((n_classes, acts.shape[1]))
     np.add.at(sums, labels, acts)
+    return class_means_from_sums(sums, np.bincount(labels, minlength=n_classes))
+
+
+def class_means_from_sums(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n_classes, C) per-class sums of activity and (n_classes,) example counts -> the
+    class-conditional means. A class without examples is an error."""
+    counts = np.asarray(counts)
+    if (counts == 0).any():
+        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no examples")
     return sums / counts[:, None]
 
 
@@ -34,7 +40,12 @@ def class_selectivity_index(acts: np.ndarray, labels: np.ndarray, n_classes: int
     classes' class-conditional means. A dead unit (mu_max + mu_-max = 0) gets 0. For
     non-negative (post-ReLU) activity the index lies in [0, 1].
     """
-    means = class_conditional_means(acts, labels, n_classes)
+    return selectivity_from_class_means(class_conditional_means(acts, labels, n_classes))
+
+
+def selectivity_from_class_means(means: np.ndarray) -> np.ndarray:
+    """Eq. 1 from the (n_classes, C) class-conditional means (see :func:`class_selectivity_index`)."""
+    n_classes = means.shape[0]
     top = means.argmax(0)
     mu_max = means[top, np.arange(means.shape[1])]
     mu_rest = (means.sum(0) - mu_max) / (n_classes - 1)

@@ -14,7 +14,7 @@ unsharded one; ``depth`` is the layer's position among all analysed layers.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,35 +41,65 @@ def shard_layers(sizes: dict[str, int], n_shards: int) -> list[list[str]]:
     return [[n for n, s in zip(names, shard_of) if s == i] for i in range(n_shards)]
 
 
+def unit_statistics(test_activations: Mapping, y_test: np.ndarray, layers: Sequence[str], n_classes: int,
+                    mi_bins: int) -> dict[str, pd.DataFrame]:
+    """Per layer, a table of its units (``unit``, ``selectivity``, ``mutual_information``,
+    ``mean_activity``) from the test examples' activations held in memory
+    (``test_activations[layer]``: full maps or spatial means, labels ``y_test``). This is the
+    plain definition; the workflow streams the test set instead
+    (:func:`singledir.analysis.unit_stream.stream_unit_statistics`, equal to this one)."""
+    out = {}
+    for name in layers:
+        act = test_activations[name]
+        out[name] = pd.DataFrame({
+            "unit": range(act.shape[1]),
+            "selectivity": class_selectivity_index(act, y_test, n_classes),
+            "mutual_information": mutual_information(act, y_test, n_classes, mi_bins),
+            "mean_activity": act.reshape(act.shape[0], act.shape[1], -1).mean((0, 2)),
+        })
+    return out
+
+
 def unit_table(model, test_activations: dict, y_test: np.ndarray, x_impact, y_impact, layers: Sequence[str],
                only: Sequence[str] | None, n_classes: int, mi_bins: int,
                options: EngineOptions = EngineOptions()) -> pd.DataFrame:
     """Per unit of ``only`` (default: all ``layers``): class selectivity, mutual information
     and mean activity of ``test_activations[layer]`` (the test examples' activations: full
     maps or spatial means, :meth:`singledir.data.access.AnalysisData.test_activations`; labels
-    ``y_test``), the single-unit ablation impact on the loss of ``x_impact`` (engine
-    ``options``), and the L1 norm of
-    its filter (:func:`singledir.models.api.unit_weights`). ``depth`` counts ``layers``."""
+    ``y_test``; :func:`unit_statistics`), the single-unit ablation impact on the loss of
+    ``x_impact`` (engine ``options``), and the L1 norm of its filter
+    (:func:`singledir.models.api.unit_weights`). ``depth`` counts ``layers``. Holds every
+    test activation in memory: the plain definition that
+    :func:`singledir.analysis.unit_stream.streamed_unit_table` equals."""
+    only = list(layers) if only is None else list(only)
+    stats = unit_statistics(test_activations, y_test, only, n_classes, mi_bins)
+    return assemble_unit_table(model, stats, x_impact, y_impact, layers, only, options)
+
+
+def assemble_unit_table(model, stats: Mapping[str, pd.DataFrame], x_impact, y_impact, layers: Sequence[str],
+                        only: Sequence[str], options: EngineOptions = EngineOptions()) -> pd.DataFrame:
+    """The units table of the layers ``only`` from their test statistics ``stats``
+    (:func:`unit_statistics`), with each unit's single-unit ablation impact on the loss of
+    ``x_impact`` (the engine, chunk by chunk: ``options.chunk_size`` examples and
+    ``options.max_rows`` rows per forward pass, whatever the number of examples) and the L1
+    norm of its filter."""
     # both load torch: the table half of this module (shard_layers, merge_unit_tables) needs none
     from singledir.engine.ablation import single_unit_impact
     from singledir.models.api import unit_weights
 
-    only = list(layers) if only is None else list(only)
+    only = list(only)
     if not only:
         return pd.DataFrame({c: [] for c in UNIT_COLUMNS})
     depth_of = {name: i for i, name in enumerate(layers, start=1)}
     impact = single_unit_impact(model, x_impact, y_impact, only, options=options)
     parts = []
     for name in only:
-        act = test_activations[name]
         w = unit_weights(model, name).float().cpu()
-        parts.append(pd.DataFrame({
-            "layer": name, "depth": depth_of[name], "unit": range(act.shape[1]),
-            "selectivity": class_selectivity_index(act, y_test, n_classes),
-            "mutual_information": mutual_information(act, y_test, n_classes, mi_bins),
-            "mean_activity": act.reshape(act.shape[0], act.shape[1], -1).mean((0, 2)),
-            "l1_norm": w.abs().reshape(w.shape[0], -1).sum(1).numpy(),
-        }))
+        part = stats[name].copy()
+        part.insert(0, "layer", name)
+        part.insert(1, "depth", depth_of[name])
+        part["l1_norm"] = w.abs().reshape(w.shape[0], -1).sum(1).numpy()
+        parts.append(part)
     return pd.concat(parts).merge(impact, on=["layer", "unit"])[UNIT_COLUMNS]
 
 

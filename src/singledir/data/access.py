@@ -9,7 +9,8 @@ A family keeps its data in one of two forms:
 
 :func:`open_analysis_data` hides the difference: the scripts ask for the training examples
 (with the labels the net was trained on), the test activations and the examples of the
-single-unit impact, and get tensors either way. What each form gives:
+single-unit impact, and get tensors either way; the unit analysis streams the test examples
+as batches instead (:meth:`AnalysisData.test_batches`). What each form gives:
 
 ==========================  =========================================  ==========================================
                             arrays                                     images
@@ -27,7 +28,7 @@ impact examples             every test example                         the first
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,9 +68,10 @@ class AnalysisData:
     """One family's data for the analyses of one trained model (see the module docstring).
     Each part is read on first use (an image analysis decodes only the images it needs)."""
 
-    def __init__(self, form: str, n_classes: int, load_train, load_impact, test_activations):
+    def __init__(self, form: str, n_classes: int, load_train, load_impact, test_activations, test_batches):
         self.form, self.n_classes = form, int(n_classes)
         self._load_train, self._load_impact, self._test_activations = load_train, load_impact, test_activations
+        self._test_batches = test_batches
         self._train = self._impact = None
 
     def all_training_examples(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +103,13 @@ class AnalysisData:
         (arrays: full (N, C, ...) maps; images: (N, C) spatial means), and their labels."""
         return self._test_activations(model, layers, chunk_size, device)
 
+    def test_batches(self, chunk_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The test examples of :meth:`test_activations` as ``(inputs, labels)`` batches of
+        ``chunk_size``, in the same order (arrays: on the data's device; images: decoded
+        batch by batch on the CPU), for analyses that stream the test set
+        (:mod:`singledir.analysis.unit_stream`)."""
+        return self._test_batches(chunk_size)
+
 
 def open_analysis_data(inputs: Mapping[str, str], device, *, dataset_cfg: Mapping | None = None,
                        impact_per_class: int = 0, chunk_size: int = 1024, loader_workers: int = 0) -> AnalysisData:
@@ -130,8 +139,12 @@ def _arrays(dataset_path, labels_path, device) -> AnalysisData:
         acts, _ = collect_activations(model, data.x_test, layers, chunk_size=chunk_size)
         return {n: a.numpy() for n, a in acts.items()}, data.y_test.cpu().numpy()
 
+    def test_batches(chunk_size):
+        n = len(data.x_test)
+        return ((data.x_test[i:i + chunk_size], data.y_test[i:i + chunk_size]) for i in range(0, n, chunk_size))
+
     return AnalysisData(ARRAYS, data.n_classes, lambda: (data.x_train, data.y_train),
-                        lambda: (data.x_test, data.y_test), test_activations)
+                        lambda: (data.x_test, data.y_test), test_activations, test_batches)
 
 
 def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_per_class, chunk_size,
@@ -160,10 +173,13 @@ def _images(index_path, labels_path, subset_path, dataset_cfg, device, impact_pe
         imp = test[test["rank"] < impact_per_class] if impact_per_class else test
         return load(imp["path"], imp["target"])
 
+    def test_batches(chunk_size):
+        return DataLoader(IndexedImages(root, test["path"], test["target"], tf), batch_size=chunk_size,
+                          num_workers=loader_workers)
+
     def test_activations(model, layers, chunk_size, device):
-        loader = DataLoader(IndexedImages(root, test["path"], test["target"], tf), batch_size=chunk_size,
-                            num_workers=loader_workers)
-        means, labels = collect_activations(model, loader, layers, spatial=True, device=device)
+        means, labels = collect_activations(model, test_batches(chunk_size), layers, spatial=True, device=device)
         return {n: m.double().numpy() for n, m in means.items()}, labels.numpy()
 
-    return AnalysisData(IMAGES, int(index["target"].max()) + 1, load_train, load_impact, test_activations)
+    return AnalysisData(IMAGES, int(index["target"].max()) + 1, load_train, load_impact, test_activations,
+                        test_batches)

@@ -261,6 +261,14 @@ def load_npz(spec: dict) -> ImageData:
 
 
 TORCHVISION_DATASETS = {"MNIST": 10, "CIFAR10": 10}
+# The login-node step that prepares every dataset of a cluster run (rule `data`, docs/cluster.md).
+DATA_STEP = "snakemake --profile profiles/slurm data"
+
+
+def compute_node_job() -> str | None:
+    """The SLURM job id when this process runs inside a SLURM job (a compute node), else None.
+    SLURM_JOB_ID is one of the variables the SLURM job-step plugin keeps for its job steps."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID") or None
 
 
 def load_torchvision(spec: dict) -> ImageData:
@@ -271,16 +279,24 @@ def load_torchvision(spec: dict) -> ImageData:
         raise DataError(f"dataset.name: {name!r} is not supported for source torchvision; "
                         f"choose one of {sorted(TORCHVISION_DATASETS)}")
     root = Path(os.path.expanduser(str(spec.get("root", "data"))))
-    download = bool(spec.get("download", False))
+    slurm_job = compute_node_job()
+    # A SLURM job runs on a compute node, which usually cannot reach the internet: it never
+    # downloads (a download there would fail, or hang until the time limit). The data step
+    # on the login node fetches the files first.
+    download = bool(spec.get("download", False)) and slurm_job is None
     cls = getattr(torchvision.datasets, name)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as err:
+        if slurm_job is not None:
+            raise DataError(f"dataset.root: {name} is not in {root}; run `{DATA_STEP}` on the login node first "
+                            f"(this is SLURM job {slurm_job} on a compute node, which never downloads)") from err
         hint = ("set dataset.download: true on a machine with internet access"
                 if not download else "the download failed (no network?); download it elsewhere and copy it")
-        raise DataError(f"dataset.root: {name} not found under {root} ({err}). Either {hint}, "
-                        f"or place torchvision's {name} files under {root}/, or use the npz source.") from err
+        raise DataError(f"dataset.root: {name} not found under {root} ({err}). Either {hint} (on a cluster: "
+                        f"`{DATA_STEP}` on the login node), or place torchvision's {name} files under {root}/, "
+                        "or use the npz source.") from err
     x_train, y_train = np.asarray(train.data), np.asarray(train.targets, dtype=np.int64)
     x_test, y_test = np.asarray(test.data), np.asarray(test.targets, dtype=np.int64)
     limit = spec.get("train_limit")

@@ -15,15 +15,21 @@ import numpy as np
 import pandas as pd
 
 from singledir.figures import plotting
-from singledir.stats.inference import spearman, stat_row
+from singledir.stats.inference import per_network, pooled_spearman, spearman, stat_row
 
 
 def statistics(units: pd.DataFrame, predictor: str, n_boot: int, seed: int) -> list[dict]:
-    """Spearman r of ``predictor`` with the impact over all units, then per layer (by depth)."""
+    """Spearman r of ``predictor`` with the impact over all units, then per layer (by depth),
+    then ``network_mean_spearman_<predictor>_vs_impact``: r over each network's own units,
+    averaged over networks, CI resampling networks (the claims' statistic where several
+    nets feed the panel: units of one net are not independent)."""
     corr = functools.partial(spearman, n_boot=n_boot, seed=seed)
     rows = [stat_row(f"spearman_{predictor}_vs_impact", corr(units[predictor], units["impact"]))]
     for depth, g in units.groupby("depth"):
         rows.append(stat_row(f"spearman_{predictor}_vs_impact_layer{depth}", corr(g[predictor], g["impact"])))
+    if "model" in units:
+        rows.append(stat_row(f"network_mean_spearman_{predictor}_vs_impact",
+                             per_network(units, pooled_spearman(predictor, "impact"), n_boot, seed)))
     return rows
 
 

@@ -49,7 +49,8 @@ def iter_activations(model: nn.Module, data: Batches, layers: Sequence[str], *, 
     ``data``: a tensor of examples (run in chunks of ``chunk_size``; labels None) or an
     iterable of ``(inputs, labels)`` batches (inputs moved to ``device`` when given).
     ``read`` runs inside the hook, when the layer returns: :func:`copy` (default),
-    :func:`spatial_mean` (keeps only (N, C) per batch), or any reduction. A layer called
+    :func:`spatial_mean` (keeps only (N, C) per batch), or any reduction to a tensor or a
+    tuple of tensors with the batch first. A layer called
     more than once per forward pass gives its outputs concatenated along the batch
     dimension. The model runs in eval mode; its mode is restored afterwards."""
     was_training = model.training
@@ -65,11 +66,22 @@ def iter_activations(model: nn.Module, data: Batches, layers: Sequence[str], *, 
         for x, y in _batches(data, chunk_size):
             current.clear()
             model(x if device is None else x.to(device))
-            yield {name: (v[0] if len(v) == 1 else torch.cat(v)) for name, v in current.items()}, y
+            yield {name: _join(v) for name, v in current.items()}, y
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+
+
+def _join(reads: list):
+    """One layer's reads of one batch: the read itself, or (a layer called more than once)
+    the reads concatenated along the batch dimension, element by element when ``read``
+    returns a tuple of tensors."""
+    if len(reads) == 1:
+        return reads[0]
+    if isinstance(reads[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*reads))
+    return torch.cat(reads)
 
 
 def collect_activations(model: nn.Module, data: Batches, layers: Sequence[str], *, chunk_size: int = 1024,

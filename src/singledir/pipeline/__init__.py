@@ -5,6 +5,7 @@
 - :mod:`~singledir.pipeline.config_check`  config loading and validation against the JSON schema;
 - :mod:`~singledir.pipeline.config_docs`   config/README.md, every config key, generated from the schema;
 - :mod:`~singledir.pipeline.cost`          FLOP-counted cost model;
+- :mod:`~singledir.pipeline.submissions`   cluster job groups and the number of SLURM submissions;
 - :mod:`~singledir.pipeline.params`        what a rule gets as params (result-defining keys) and the
   speed knobs its script reads from the config;
 - :mod:`~singledir.pipeline.runtime`       helpers of the workflow scripts (device, torch setup, benchmark files);

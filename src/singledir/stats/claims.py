@@ -335,9 +335,10 @@ def counting_failed(claims: Sequence["Claim"]) -> list["Claim"]:
 # ---------------------------------------------------------------------------- expectations
 
 def _interval(e: Estimate) -> tuple[float, float] | None:
-    """Our 95 % CI, or None when there is none (a statistic without a CI cannot be judged)."""
+    """Our 95 % CI, or None when there is none (a statistic without a CI cannot be judged).
+    An unbounded side (+/- inf: an exact test that this design cannot make reject) is a CI."""
     lo, hi = e.ci_low, e.ci_high
-    return (lo, hi) if (np.isfinite(lo) and np.isfinite(hi)) else None
+    return (lo, hi) if not (np.isnan(lo) or np.isnan(hi)) else None
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ from singledir.stats.claims import FAMILY_NAMES, NOT_RUN, REPRODUCED, RULES, VER
 
 
 def format_number(v) -> str:
-    """A table cell's number: '' for a missing one, integers without decimals, else 4 significant digits."""
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    """A table cell's number: '' for a missing one, 'inf' / '-inf' for an unbounded CI side,
+    integers without decimals, else 4 significant digits."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
         return ""
     v = float(v)
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
     return f"{v:.0f}" if v == int(v) else f"{v:.4g}"
 
 

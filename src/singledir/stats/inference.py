@@ -21,6 +21,7 @@ not finite are dropped.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Callable, Sequence
@@ -70,6 +71,44 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 1000, s
         idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
         reps[b] = statistic(*[a[idx] for a in arrays])
     return percentile_interval(reps, level)
+
+
+def block_bootstrap_ci(statistic: Callable[..., float], *arrays, block: int | None = None, n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Moving-block bootstrap CI of ``statistic(*arrays)`` for rows in time order (snapshots
+    of one training run), whose neighbours are correlated: each resample joins random runs
+    of ``block`` consecutive rows (default ceil(n^(1/3)), the usual rate) up to n rows, so
+    the dependence within a block is kept (Kuensch 1989). ``block = 1`` is the plain bootstrap."""
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    if n == 0:
+        raise ValueError("block_bootstrap_ci: no rows to resample")
+    block = int(block or math.ceil(n ** (1 / 3)))
+    if not 1 <= block <= n:
+        raise ValueError(f"block_bootstrap_ci: block length {block} must be between 1 and the {n} rows")
+    rng = np.random.default_rng(seed)
+    n_blocks = math.ceil(n / block)
+    offsets = np.arange(block)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        starts = rng.integers(0, n - block + 1, n_blocks)
+        idx = (starts[:, None] + offsets[None, :]).ravel()[:n]
+        reps[b] = statistic(*[a[idx] for a in arrays])
+    return percentile_interval(reps, level)
+
+
+def spearman_over_time(x, y, n_boot: int = 1000, seed: int = 0, unit: str = "snapshots") -> dict:
+    """Spearman's r of two series over one training run (rows in time order), with a 95 %
+    moving-block bootstrap CI (:func:`block_bootstrap_ci`): snapshots are autocorrelated, so
+    resampling them as independent rows gives too narrow a CI. p: scipy's (not used by claims)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3:
+        return result(NAN, n=len(x), unit=unit)
+    r = spearman_r(x, y)
+    ci = block_bootstrap_ci(spearman_r, x, y, n_boot=n_boot, seed=seed)
+    p = float(sstats.spearmanr(x, y).pvalue) if np.isfinite(r) else NAN
+    block = math.ceil(len(x) ** (1 / 3))
+    return result(r, ci, len(x), p, unit=f"{unit} (blocks of {block})")
 
 
 def result(value: float, ci: tuple[float, float] = (NAN, NAN), n: int = 0, p: float = NAN, p_min: float = NAN,
@@ -154,13 +193,28 @@ def spearman(x, y, n_boot: int = 1000, seed: int = 0, unit: str = "", permutatio
 
 # ---------------------------------------------------------------------------- group differences
 
+@functools.lru_cache(maxsize=32)
+def _all_label_sets(n: int, k: int) -> np.ndarray:
+    """Every choice of k of n rows as boolean masks (cached: the same design is tested many times)."""
+    masks = np.zeros((math.comb(n, k), n), bool)
+    for i, c in enumerate(itertools.combinations(range(n), k)):
+        masks[i, list(c)] = True
+    masks.flags.writeable = False
+    return masks
+
+
+@functools.lru_cache(maxsize=32)
+def _all_subsets(n: int) -> np.ndarray:
+    """The 2^n - 1 non-empty subsets of n rows as 0/1 rows (cached)."""
+    subsets = np.array(list(itertools.product([0.0, 1.0], repeat=n)))[1:]
+    subsets.flags.writeable = False
+    return subsets
+
+
 def _label_sets(n: int, k: int, n_perm: int, rng) -> tuple[np.ndarray, bool]:
     """(rows = relabellings, True if exact): boolean masks of which k of n rows form group a."""
     if math.comb(n, k) <= EXACT_LIMIT:
-        masks = np.zeros((math.comb(n, k), n), bool)
-        for i, c in enumerate(itertools.combinations(range(n), k)):
-            masks[i, list(c)] = True
-        return masks, True
+        return _all_label_sets(n, k), True
     order = np.argsort(rng.random((n_perm, n)), axis=1)
     masks = np.zeros((n_perm, n), bool)
     np.put_along_axis(masks, order[:, :k], True, axis=1)
@@ -168,12 +222,17 @@ def _label_sets(n: int, k: int, n_perm: int, rng) -> tuple[np.ndarray, bool]:
 
 
 def difference_ci(a, b, statistic: Callable = np.mean, n_boot: int = 1000, seed: int = 0, unit: str = "",
-                  n_perm: int = 10000, level: float = 0.95) -> dict:
+                  n_perm: int = 10000, level: float = 0.95, interval: str = "percentile") -> dict:
     """statistic(a) - statistic(b): CI resampling a and b independently; permutation p.
 
     ``p`` is the two-sided permutation p (group labels shuffled; exact when C(n, |a|) <=
     :data:`EXACT_LIMIT`) and ``p_min`` the smallest p the design can reach
     (2 / C(n, |a|) exact, e.g. 1/3 for 2 + 2 networks and 2/70 for 4 + 4).
+
+    ``interval="permutation"`` (difference of means only): the CI is instead the
+    inverted permutation test of a shift (:func:`shift_interval_two_sample`), which holds
+    its level at 4-8 networks where the percentile bootstrap under-covers; it is unbounded
+    (+/- inf) when the design cannot reach a one-sided (1 - level) / 2.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     n = len(a) + len(b)
@@ -182,8 +241,14 @@ def difference_ci(a, b, statistic: Callable = np.mean, n_boot: int = 1000, seed:
     value = float(statistic(a) - statistic(b))
     both = np.concatenate([a, b])
     labels = np.r_[np.zeros(len(a)), np.ones(len(b))]
-    ci = bootstrap_ci(lambda v, g: statistic(v[g == 0]) - statistic(v[g == 1]), both, labels,
-                      n_boot=n_boot, seed=seed, level=level, strata=labels)
+    if interval == "permutation":
+        if statistic is not np.mean:
+            raise ValueError("difference_ci: interval='permutation' inverts a test of a shift in the mean; "
+                             "use statistic=np.mean")
+        ci = shift_interval_two_sample(a, b, level, n_perm, seed)
+    else:
+        ci = bootstrap_ci(lambda v, g: statistic(v[g == 0]) - statistic(v[g == 1]), both, labels,
+                          n_boot=n_boot, seed=seed, level=level, strata=labels)
     masks, exact = _label_sets(n, len(a), n_perm, np.random.default_rng(seed))
     null = np.array([statistic(both[m]) - statistic(both[~m]) for m in masks])
     extreme = np.abs(null) >= abs(value) - 1e-12
@@ -195,18 +260,24 @@ def difference_ci(a, b, statistic: Callable = np.mean, n_boot: int = 1000, seed:
     return result(value, ci, n, p, p_min, unit)
 
 
-def paired_difference(diffs, n_boot: int = 1000, seed: int = 0, unit: str = "", n_perm: int = 10000) -> dict:
+def paired_difference(diffs, n_boot: int = 1000, seed: int = 0, unit: str = "", n_perm: int = 10000,
+                      interval: str = "percentile") -> dict:
     """Mean of paired differences (one per network): bootstrap CI and a sign-flip permutation p.
 
     Exact over all 2^n sign patterns when 2^n <= :data:`EXACT_LIMIT`; ``p_min`` =
-    2 / 2^n there (e.g. 0.125 for 4 networks).
+    2 / 2^n there (e.g. 0.125 for 4 networks). ``interval="permutation"``: the CI is the
+    inverted sign-flip test (:func:`shift_interval_paired`) instead of the percentile
+    bootstrap (which under-covers at 4-8 networks).
     """
     d = np.asarray(diffs, float)
     n = len(d)
     if n == 0:
         return result(NAN, unit=unit)
     value = float(d.mean())
-    ci = bootstrap_ci(np.mean, d, n_boot=n_boot, seed=seed) if n > 1 else (NAN, NAN)
+    if interval == "permutation":
+        ci = shift_interval_paired(d, 0.95, n_perm, seed)
+    else:
+        ci = bootstrap_ci(np.mean, d, n_boot=n_boot, seed=seed) if n > 1 else (NAN, NAN)
     if 2 ** n <= EXACT_LIMIT:
         signs = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
         null = np.abs(signs @ d) / n
@@ -219,12 +290,119 @@ def paired_difference(diffs, n_boot: int = 1000, seed: int = 0, unit: str = "", 
     return result(value, ci, n, p, p_min, unit)
 
 
+# ---------------------------------------------------------------------------- shift intervals
+
+def _order_bounds(thresholds: np.ndarray, n_patterns: int, level: float) -> tuple[float, float]:
+    """(k-th smallest, k-th largest) threshold, k = floor(alpha * n_patterns), alpha = (1 - level) / 2:
+    the exact confidence bounds of a permutation test inverted over a shift; (-inf, inf) when
+    k < 1 (the design's smallest one-sided p, 1 / n_patterns, exceeds alpha)."""
+    k = int(math.floor((1 - level) / 2 * n_patterns + 1e-9))
+    if k < 1:
+        return -math.inf, math.inf
+    t = np.sort(thresholds)
+    return float(t[k - 1]), float(t[-k])
+
+
+def shift_interval_paired(diffs, level: float = 0.95, n_perm: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Confidence interval of the mean paired difference by inverting the one-sided sign-flip test.
+
+    Testing H0: centre = mu with the statistic sum(d - mu), a sign pattern that flips the
+    subset S lies at or above the observed sum exactly when mean(d_S) <= mu. The one-sided
+    p at mu is therefore (1 + #{S: mean(d_S) <= mu}) / 2^n, and the set of mu a one-sided
+    test at alpha = (1 - level) / 2 keeps is bounded by the k-th smallest and k-th largest
+    subset means, k = floor(alpha 2^n). So ``lower > margin`` is the exact one-sided test
+    at the margin (d shifted by the margin) rejecting at alpha. Exact over all 2^n - 1
+    subsets when 2^n <= :data:`EXACT_LIMIT`, else ``n_perm`` random ones. Valid when the
+    differences are symmetric about their centre; (-inf, inf) when the design cannot reach
+    alpha (n = 4: smallest one-sided p 1/16 > 0.025).
+    """
+    d = np.asarray(diffs, float)
+    n = len(d)
+    if n == 0:
+        return NAN, NAN
+    if 2 ** n <= EXACT_LIMIT:
+        subsets = _all_subsets(n)
+        n_patterns = 2 ** n
+    else:
+        subsets = np.random.default_rng(seed).integers(0, 2, size=(n_perm, n)).astype(float)
+        subsets = subsets[subsets.sum(1) > 0]
+        n_patterns = len(subsets) + 1
+    return _order_bounds(subsets @ d / subsets.sum(1), n_patterns, level)
+
+
+def shift_interval_two_sample(a, b, level: float = 0.95, n_perm: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Confidence interval of mean(a) - mean(b) by inverting the one-sided permutation test of a shift.
+
+    For a shift delta, a - delta and b are pooled and relabelled; a relabelling that puts j
+    of a's m values (and m - j of b's) into the first group has statistic T* with
+    T* - T = C + delta c, c = 1 - j/m + (m - j)/|b| > 0 for every relabelling but the
+    observed one. It reaches T exactly when delta >= -C / c, so (as for
+    :func:`shift_interval_paired`) the exact bounds are order statistics of those
+    thresholds. Exact when C(n, m) <= :data:`EXACT_LIMIT`; valid under a location shift
+    (the arms' distributions differ by delta only); (-inf, inf) when 1 / C(n, m) exceeds
+    (1 - level) / 2 (e.g. 3 + 3 networks: 1/20).
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    m, k = len(a), len(b)
+    if m == 0 or k == 0:
+        return NAN, NAN
+    masks, exact = _label_sets(m + k, m, n_perm, np.random.default_rng(seed))
+    both = np.concatenate([a, b])
+    j = masks[:, :m].sum(1)
+    first = masks.astype(float) @ both / m
+    second = (~masks).astype(float) @ both / k
+    C = first - second - (a.mean() - b.mean())
+    c = 1 - j / m + (m - j) / k
+    moved = c > 1e-12
+    n_patterns = len(masks) if exact else len(masks) + 1
+    return _order_bounds(-C[moved] / c[moved], n_patterns, level)
+
+
 # ---------------------------------------------------------------------------- tables
 
 def network_means(table: pd.DataFrame, value: str, by: Sequence[str] = ("model",)) -> pd.DataFrame:
     """One row per network: ``value`` averaged over its orderings or noise draws (the
     within-network replicates), so that between-network statistics resample networks."""
     return table.groupby(list(by), sort=False)[value].mean().reset_index()
+
+
+def per_network(table: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], n_boot: int = 1000,
+                seed: int = 0, network: str = "model", what: str = "units") -> dict:
+    """A unit-level statistic replicated over networks (a cluster bootstrap).
+
+    ``statistic`` is computed on each network's rows alone (e.g. Spearman r over its units,
+    or the mean of its per-layer r), the value is the mean over networks, and the 95 % CI
+    resamples networks (the clusters), not the units, which are not independent: units of
+    one net share its training run. ``n`` counts the networks with a finite statistic;
+    ``unit`` says "networks (N <what>)", N the rows behind them. One network gives no CI.
+    """
+    if network not in table:
+        raise ValueError(f"per_network: the table has no {network!r} column naming each row's network "
+                         f"(columns {list(table.columns)})")
+    names, values, rows = [], [], 0
+    for name, g in table.groupby(network, sort=False):
+        v = float(statistic(g))
+        if np.isfinite(v):
+            names.append(name)
+            values.append(v)
+            rows += len(g)
+    res = mean_ci(values, n_boot, seed)
+    res["unit"] = f"networks ({rows} {what})"
+    return res
+
+
+def within_layers(x: str, y: str, layer: str = "depth") -> Callable[[pd.DataFrame], float]:
+    """Statistic for :func:`per_network`: the mean over layers of Spearman r(x, y) within each layer."""
+    def statistic(g: pd.DataFrame) -> float:
+        r = [spearman_r(h[x], h[y]) for _, h in g.groupby(layer)]
+        r = [v for v in r if np.isfinite(v)]
+        return float(np.mean(r)) if r else NAN
+    return statistic
+
+
+def pooled_spearman(x: str, y: str) -> Callable[[pd.DataFrame], float]:
+    """Statistic for :func:`per_network`: Spearman r(x, y) over all of a network's rows."""
+    return lambda g: spearman_r(g[x], g[y])
 
 
 def stat_row(statistic: str, res: dict) -> dict:

@@ -11,11 +11,18 @@ as ``analysis.ablation_layers``), a whole feature map being one unit of a ConvNe
     N units for the whole batch (no 1/(1-q) rescaling: the test-time perturbation is an
     ablation, not dropout), so no single ablation fraction is privileged, unlike dropout's
     fixed p. At q = 0 the forward pass is the plain model's.
-``reliance`` (strength = lambda)
-    loss = CE(clean) + lambda * (CE(ablated) - CE(clean)): the loss increase under one
-    random cumulative ablation of the batch (q ~ Uniform(0, reg_q_max), as above), one
-    extra forward pass per step. lambda in [0, 1] mixes the clean and the ablated loss;
-    lambda > 1 would reward a low clean loss less than nothing, so the schema caps it at 1.
+``reliance`` (strength = lambda, in 1/nats, >= 0)
+    loss = CE(clean) + lambda * max(0, CE(ablated) - [CE(clean)])^2: a penalty on the
+    network's reliance, the loss increase under one random cumulative ablation of the batch
+    (q ~ Uniform(0, reg_q_max), as above; one extra forward pass per step). [.] is the clean
+    loss as the penalty's reference, held fixed (detached): the penalty lowers the ablated
+    loss towards the clean one and never pushes the clean loss up. Its gradient is
+    grad CE(clean) + 2 lambda gap grad CE(ablated), gap = the current increase: the clean
+    loss always keeps weight 1, and the ablated loss gets weight in proportion to how much
+    the net relies on the ablated units now. So it is not ablation-noise training (whose
+    loss is CE(ablated) alone) at any lambda, nor a fixed mix of the two; lambda = 0 is plain
+    training. (An earlier form, CE(clean) + lambda (CE(ablated) - CE(clean)), was the
+    ablated loss itself at lambda = 1: ablation noise under another name.)
 ``selectivity`` (strength = alpha)
     loss = CE - alpha * mean SI (Leavitt & Morcos 2020, "Selectivity considered harmful",
     eq. 2): SI = (mu_max - mu_rest) / (mu_max + mu_rest + eps) per unit, from the unit's
@@ -49,8 +56,8 @@ def check(name: str, strength: float, q_max: float = 0.5) -> None:
         raise ValueError(f"train.regularizer: unknown regularizer {name!r}; choose one of {list(REGULARIZERS)}")
     if name == "ablation_noise" and not 0.0 <= strength <= 1.0:
         raise ValueError(f"train.reg_strength: ablation_noise needs q_max in [0, 1]; got {strength}")
-    if name == "reliance" and not (0.0 <= strength <= 1.0 and 0.0 <= q_max <= 1.0):
-        raise ValueError(f"train.reg_strength / reg_q_max: reliance needs lambda and q_max in [0, 1]; "
+    if name == "reliance" and not (0.0 <= strength and 0.0 <= q_max <= 1.0):
+        raise ValueError(f"train.reg_strength / reg_q_max: reliance needs lambda >= 0 and q_max in [0, 1]; "
                          f"got {strength}, {q_max}")
 
 
@@ -166,7 +173,13 @@ class Regularizer:
         keep = random_keep_masks(sizes, draw_q(self.q_max, gen), gen, xb.device)
         with ablated(self.modules, keep):
             abl = F.cross_entropy(model(xb), yb)
-        return clean + self.strength * (abl - clean)
+        return clean + self.strength * reliance_penalty(clean, abl)
+
+
+def reliance_penalty(clean: torch.Tensor, ablated_loss: torch.Tensor) -> torch.Tensor:
+    """max(0, CE(ablated) - CE(clean))^2 with the clean loss as a fixed reference (detached):
+    the ``reliance`` regularizer's penalty, weighted by lambda (module docstring)."""
+    return torch.clamp(ablated_loss - clean.detach(), min=0.0) ** 2
 
 
 def from_train_config(model: nn.Module, cfg: TrainConfig) -> Regularizer:
@@ -178,5 +191,5 @@ def is_regularized(spec: dict) -> bool:
     return (spec.get("train", {}).get("regularizer") or "none") != "none"
 
 
-__all__ = ["REGULARIZERS", "Regularizer", "class_selectivity", "mean_selectivity", "random_keep_masks",
+__all__ = ["REGULARIZERS", "Regularizer", "class_selectivity", "mean_selectivity", "random_keep_masks", "reliance_penalty",
            "from_train_config", "is_regularized", "check", "ablated", "capture"]

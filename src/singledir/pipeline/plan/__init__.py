@@ -39,6 +39,7 @@ from singledir.data.sources import DataError
 from singledir.figures import registry
 from singledir.models.nets import CONVNET_CHANNELS
 from singledir.pipeline import cost
+from singledir.pipeline.submissions import summary_line as submission_text
 from singledir.training.regularizers import check as check_regularizer
 from singledir.training.options import RUN_OPTION_KEYS
 
@@ -334,17 +335,26 @@ def _get(config: dict, dotted: str):
 
 
 def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
-            bench_csv: str = "results/bench.csv") -> str:
+            bench_csv: str = "results/bench.csv", estimated: dict | None = None,
+            submissions: dict | None = None) -> str:
     """The plan of a (validated) config as text: per family and experiment the networks,
-    their training length, the dataset and its size, the figures they feed and their
-    counted cost; the totals (networks, jobs, CPU- and GPU-hours from :mod:`singledir.pipeline.cost`);
-    and every value that came from a schema default."""
+    their training length, the dataset and its size, the figures they feed and, given
+    ``estimated`` (:func:`singledir.pipeline.estimate.estimate` of the config, which builds
+    on this module, so the caller computes it), their counted cost, jobs, submissions,
+    GPU-hours and the peak memory of a job; the totals, with how the cluster submissions come
+    about (``submissions``: :func:`singledir.pipeline.submissions.submission_counts`, when
+    given); each rule's peak memory and mem_mb; and every value that came from a schema default."""
+    if estimated is None:
+        lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
+                 f"device {config.get('device')}): cost not estimated here (python -m singledir.pipeline.plan)"]
+        return "\n".join(lines + _defaults_lines(config, defaults))
+    est = estimated
+    by_exp = {(r["family"], r["experiment"]): r for r in est["experiments"]}
     lines = [f"Plan of {', '.join(map(str, files)) or 'the config'} (scale {config.get('scale')}, "
              f"device {config.get('device')}):"]
     rows = [("family", "experiment", "nets", "training", "dataset (train/test, shape)", "figures",
-             "train PFLOP", "analysis PFLOP")]
+             "train PFLOP", "analysis PFLOP", "jobs", "subm.", "GPU-h", "peak MB/job")]
     nets = 0
-    train_total = analysis_total = 0.0
     figures = set(figure_targets(config, ""))
     for family, fam in config.get("families", {}).items():
         if not fam.get("enabled", True):
@@ -354,7 +364,7 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
             data = cost.dataset_size(fam["dataset"])
             data_text = f"{data.name} {data.n_train}/{data.n_test}, {'x'.join(map(str, data.shape))}"
         except (OSError, KeyError, ValueError) as err:
-            data, data_text = None, f"size unknown ({err})"
+            data_text = f"size unknown ({err})"
         for exp in enabled_experiments(config, family):
             specs = experiment_specs(config, family, exp)
             first = next(iter(specs.values()))
@@ -362,33 +372,47 @@ def summary(config: dict, files=(), defaults=(), jobs: int | None = None,
             length = f"{train['steps']} steps" if "steps" in train else f"{train.get('epochs')} epochs"
             feeds = [fig for fig, needs in FIGURES.get(family, {}).items()
                      if any(parse_selection(n)[0] == exp for n in needs) and f"/{fig}_{family}.pdf" in figures]
-            t_flops = a_flops = float("nan")
-            if data is not None:
-                t_flops = sum(cost.training_flops(s, data) for s in specs.values())
-                a_flops = sum(cost.analysis_flops(s, data, fam.get("analysis", {})) for s in specs.values())
-                train_total += t_flops
-                analysis_total += a_flops
+            pf = est["pflop"].get(family, {}).get(exp, {})
+            r = by_exp.get((family, exp), {})
             nets += len(specs)
             rows.append((family, exp, str(len(specs)), length, data_text, ",".join(feeds) or "-",
-                         f"{t_flops / 1e15:.3g}", f"{a_flops / 1e15:.3g}"))
+                         f"{pf.get('training', float('nan')):.3g}", f"{pf.get('analysis', float('nan')):.3g}",
+                         str(r.get("jobs", "?")), str(r.get("submissions", "?")),
+                         _fmt_hours(r.get("gpu_hours", float("nan"))), f"{r.get('peak_mem_mb', 0):,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) if i < 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     rates = cost.throughputs(config, bench_csv)
+    train_total = sum(v["training"] for f in est["pflop"].values() for v in f.values()) * 1e15
+    analysis_total = sum(v["analysis"] for f in est["pflop"].values() for v in f.values()) * 1e15
     total = train_total + analysis_total
     jobs_text = f"{jobs} jobs" if jobs is not None else "jobs: see Snakemake's job stats below"
-    lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures")
+    lines.append(f"  total: {nets} networks, {jobs_text}, {len(figures)} figures; {est['submissions']} submissions")
+    if submissions is not None:  # singledir.pipeline.submissions.submission_counts
+        lines.append(f"  {submission_text(submissions)}")
     lines.append(f"  estimated cost: {total / 1e15:.3g} PFLOP ({train_total / 1e15:.3g} training + "
-                 f"{analysis_total / 1e15:.3g} analysis, a naive upper bound)")
-    for kind, unit in (("cpu", "CPU-hours on this machine"), ("gpu", "GPU-hours on one GPU")):
-        rate, source = rates[kind]
-        lines.append(f"    {_fmt_hours(total / rate / 3600)} {unit} at {rate:.3g} FLOP/s ({source})")
-    shown = default_values(config, defaults)
+                 f"{analysis_total / 1e15:.3g} analysis as the engine computes it; singledir.pipeline.cost)")
+    rate, source = rates["cpu"]
+    lines.append(f"    {_fmt_hours(total / rate / 3600)} CPU-hours on this machine at {rate:.3g} FLOP/s ({source})")
+    lines.append(f"    {_fmt_hours(est['gpu_hours_total'])} GPU-hours on one GPU at {est['gpu_flops_per_s']:.3g} FLOP/s "
+                 f"({est['gpu_flops_source']})")
+    lines.append(f"      with {est['gpu_step_overhead_s'] * 1e3:.3g} ms per training step whatever its batch "
+                 f"({est['gpu_step_overhead_source']})")
     import textwrap
 
-    lines.extend(textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
-                               initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
-    return "\n".join(lines)
+    lines.extend(textwrap.wrap("memory per rule (estimated peak -> mem_mb asked, MB; singledir.pipeline.memory): "
+                               + ", ".join(f"{rule} {est['peak_mem_mb'][rule]:,} -> {est['mem_mb'][rule]:,}"
+                                           for rule in est["mem_mb"]),
+                               width=110, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False))
+    return "\n".join(lines + _defaults_lines(config, defaults))
+
+
+def _defaults_lines(config: dict, defaults) -> list[str]:
+    import textwrap
+
+    shown = default_values(config, defaults)
+    return textwrap.wrap(f"from schema defaults: {'; '.join(shown) if shown else 'none'}", width=110,
+                         initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
 
 
 def default_values(config: dict, defaults) -> list[str]:

@@ -1,0 +1,31 @@
+"""The plan's decidability check (singledir.pipeline.claim_design): the paper config decides
+every claim by design; the demo's does not, and the plan prints why."""
+from pathlib import Path
+
+from singledir.pipeline.claim_design import config_design, summary_lines, undecidable
+from singledir.pipeline.config_check import load_config
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def test_paper_config_decides_every_claim_by_design():
+    assert undecidable(load_config([CONFIG / "config.yaml"]).config) == []
+
+
+def test_design_records_what_the_claims_need():
+    design = config_design(load_config([CONFIG / "config.yaml"]).config)
+    fig5 = design["mnist"]["fig5"]
+    assert len(fig5) == 24 and {n["dropout"] for n in fig5} == {0.1, 0.2, 0.3}  # 4 seeds x 2 labels x 3 p
+    assert len(design["cifar10"]["figA1"]) == 6 and all(n["batch_norm"] for n in design["cifar10"]["figA1"])
+    assert design["mnist"]["fig7"][0]["units"] == 256 and design["cifar10"]["fig7"][0]["units"] == 2816
+    assert max(n["snapshots"] for n in design["cifar10"]["fig4"]) == 101
+
+
+def test_demo_config_lists_undecidable_claims_with_reasons():
+    cfg = load_config([CONFIG / "demo.yaml"]).config
+    bad = {b["claim"]: b["why"] for b in undecidable(cfg)}
+    assert "1 vs 1 networks" in bad["fig5a_dropout_past_fraction_p0.1"]
+    lines = summary_lines(cfg)
+    assert lines[0] == f"  claims the design cannot decide: {len(bad)}"
+    assert any("fig5a_dropout_past_fraction_p0.1 (mnist, Fig. 5a)" in l for l in lines)
+    assert "Fisher-z" in lines[-1]
