@@ -117,6 +117,7 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
         ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
         ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
         ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7),
+        ("figX1", "networks_failed_excluded", 0, nan, nan, 12, "networks", nan, nan, nan),  # none failed
         ("figX4", "auc_plain_clean", 0.6, 0.55, 0.65, 4, "networks", nan, nan, nan),
         ("figX4", "auc_diff_ablation_noise_0.25_minus_plain_clean", 0.01, -0.01, 0.03, 8, "networks", 0.5, 0.03, nan),
         ("figX4", "auc_diff_ablation_noise_0.75_minus_plain_clean", 0.2, 0.15, 0.25, 8, "networks", 0.03, 0.029, nan),
@@ -146,7 +147,8 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
                  ("figX1", "cost_fraction_point@0.5_of_full", 0.2, nan, nan, 12, "", nan, nan, nan),
                  ("figX1", "spearman_full_auc_vs_test_accuracy", 0.8, 0.5, 0.95, 12, "networks", 0.001, 1e-4, nan),
                  ("figX1", "spearman_point@0.5_vs_test_accuracy", 0.78, 0.45, 0.9, 12, "networks", 0.002, 1e-4, nan),
-                 ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7)])
+                 ("figX1", "selection_top1_percent_point@0.5", 60.0, nan, nan, 12, "networks", 0.01, 0.001, 16.7),
+                 ("figX1", "networks_failed_excluded", 0, nan, nan, 12, "networks", nan, nan, nan)])
     t2 = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS)
     row = t2.set_index("claim_id").loc["X1_onepoint_keeps_rank_r_mnist"]
     assert row["verdict"] == "inconclusive" and "more than 0.1" in row["reason"]
@@ -209,6 +211,11 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
                 path = tmp_path / f"{model}.csv"
                 pd.DataFrame([early, row, dict(row, probe="point@0.5", value=0.9)]).to_csv(path, index=False)
                 files.append(str(path))
+                (tmp_path / "models" / model).mkdir(parents=True)  # every net trained (none left out)
+                pd.DataFrame({"epoch": [8], "train_loss": [0.5], "train_accuracy": [0.95 - 0.7 * frac],
+                              "test_accuracy": [0.9]}).to_csv(tmp_path / "models" / model / "history.csv", index=False)
+    np.savez(tmp_path / "dataset.npz", n_classes=np.int64(10))
+    histories = sorted(str(p) for p in (tmp_path / "models").glob("*/history.csv"))
     class Named(SimpleNamespace):  # snakemake's input/output: attributes, items(), iteration over values
         def items(self):
             return vars(self).items()
@@ -217,7 +224,7 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
             return iter(vars(self).values())
 
     out = tmp_path / "out"
-    sm = SimpleNamespace(input=Named(probes=files),
+    sm = SimpleNamespace(input=Named(probes=files, histories=histories, data=str(tmp_path / "dataset.npz")),
                          output=Named(pdf=str(out / "figX4.pdf"), csv=str(out / "figX4.csv"), stats=str(out / "st.csv")),
                          params=SimpleNamespace(bootstrap=50, seed=0, scale="demo", label="stand-in"),
                          log=[str(tmp_path / "figX4.log")])
@@ -241,3 +248,4 @@ def test_figX4_script_compares_cifar10_regularizers_with_plain_and_batch_norm(tm
     assert st.loc["auc_diff_batch_norm_minus_plain_clean", "unit"] == "networks"
     assert st.loc["train_accuracy_diff_reliance_0.5_minus_plain_corrupted", "value"] == pytest.approx(0.0)
     assert (out / "figX4.pdf").stat().st_size > 1000
+    assert st.loc["networks_failed_excluded", "value"] == 0 and st.loc["networks_used", "value"] == 20

@@ -90,6 +90,7 @@ def test_input_files_follow_the_panel_inputs_in_order():
     files = registry.input_files("fig4", "cifar10", models.__getitem__)
     assert files == {
         "snapshots": ["results/analysis/cifar10/early_stopping_s0/training_auc.csv"],
+        "stopping_histories": ["results/models/cifar10/early_stopping_s0/history.csv"],
         "curves": ["results/analysis/cifar10/sweep_a/ablation_zero.csv", "results/analysis/cifar10/sweep_b/ablation_zero.csv"],
         "histories": ["results/models/cifar10/sweep_a/history.csv", "results/models/cifar10/sweep_b/history.csv"],
     }
@@ -138,8 +139,17 @@ def test_io_and_table_summaries(tmp_path):
 
 
 def test_figures_that_leave_out_failed_nets_read_the_data_class_count():
-    """Chance is 1 / the data's class count: the figures that judge training read the data file."""
-    assert [n for n in registry.FIGURES if any(registry.judges_training(n, f) for f in registry.families_of(n))] == \
-        ["fig1", "fig2", "fig3", "fig4", "fig5", "figX1"]
-    assert registry.judges_training("fig4", "cifar10") and not registry.judges_training("fig4", "mnist")
-    assert not registry.judges_training("fig7", "mnist")
+    """Chance is 1 / the data's class count: every panel judges training (issue 30: failed nets
+    excluded everywhere), so each reads the data file and the histories (Fig. X1: probes) of every net it draws."""
+    assert all(registry.judges_training(n, f) for n in registry.FIGURES for f in registry.families_of(n))
+    for name in registry.FIGURES:
+        for fam in registry.families_of(name):
+            files = registry.input_files(name, fam, lambda sel: [f"{sel}_m"], "results")
+            drawn = {f.split("/")[-2] for fs in files.values() for f in fs}
+            judged = {f.split("/")[-2] for key, fs in files.items() for f in fs
+                      if registry.panel(name, fam).inputs[key].kind in registry.TRAINING_KINDS}
+            assert judged == drawn, (name, fam)  # Fig. X1 judges from its probes, the others from histories
+    # Fig. 4a-b's one early-stopping net is judged apart from Fig. 4c's sweep
+    assert set(registry.panel("fig4", "cifar10").inputs) == {"snapshots", "stopping_histories", "curves", "histories"}
+    assert registry.panel("fig4", "mnist").inputs["stopping_histories"].selections == ("early_stopping",)
+    assert registry.panel("fig7", "cifar10").inputs["histories"].selections == ("batch_norm[batch_norm=true]",)

@@ -61,7 +61,9 @@ def test_mnist_family_end_to_end_on_real_mnist(tmp_path):
 
     # Fig. 1a: normalized AUC falls with the corrupted fraction, over networks.
     curves = pd.read_csv(res / "fig1_mnist.csv")
-    per_net = curve_aucs(curves.drop(columns=[c for c in ("experiment",) if c in curves])).groupby(
+    # the curve columns only: the table also carries each net's final accuracies and failure columns
+    tidy = curves[["model", "corrupted_fraction", "ordering", "n_ablated", "fraction", "accuracy"]]
+    per_net = curve_aucs(tidy).groupby(
         ["model", "corrupted_fraction"], as_index=False)["auc"].mean()
     assert len(per_net) == 6
     rho = spearmanr(per_net["corrupted_fraction"], per_net["auc"]).statistic

@@ -31,7 +31,13 @@ subselections), each with its chance level, a permutation null (AUC shuffled acr
 settings) and a CI resampling the settings, selection_subset_size and selection_settings
 (the design). Nets that failed to train (singledir.stats.net_tables.training_failed) are
 excluded, counted (networks_failed_excluded) and named under the figure; raw
-(unnormalized) areas are in the CSV."""
+(unnormalized) areas are in the CSV. With too few settings left for the subselection, the
+selection statistics are not written (the claims say so).
+
+Fig. 4a-b rest on one early-stopping net, judged like the others: if it failed to train,
+its snapshots are left out (Fig. 4a then draws only that sentence, "the only net failed to
+train: ..."; Fig. 4b is empty and its statistic nan) and stopping_net_failed_excluded (with
+the note) and stopping_net_used say so; the claims of 4a-b are then inconclusive."""
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,14 +47,23 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, result, spearman, spearman_over_time, stat_row
 from singledir.stats.model_selection import selection_null, setting_means
-from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_performance, mean_auc,
-                                       spec_value)
+from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
+                                       final_performance, mean_auc, spec_value, without_failed)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
 def early_stopping_4a(sm):
     boot, seed = sm.params.bootstrap, sm.params.seed
     t = pd.concat([pd.read_csv(f) for f in sm.input.snapshots])
+    stopping = final_accuracies(sm.input.stopping_histories, data_class_count(sm.input.data))
+    note = excluded_note(stopping)
+    print(note or "no net failed to train")
+    t = without_failed(t, stopping)
+    stopping_rows = failed_stat_rows(stopping, name="stopping_net")
+    if t.empty:
+        plotting.no_net_left(sm.output, "Ablation AUC over training", sm.params.scale, sm.params.label, note,
+                             stopping_rows, t)
+        return
     save_csv(t, sm.output.csv)
     model = t["model"].iloc[0]
     t = t[t["model"] == model]
@@ -71,7 +86,7 @@ def early_stopping_4a(sm):
     ax2.set_ylabel("Normalized ablation AUC", color="tab:green")
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(lines, [l.get_label() for l in lines], fontsize=7, loc="center right")
-    plotting.finish(fig, "Ablation AUC over training", sm.params.scale, sm.params.label, sm.output.pdf)
+    plotting.finish(fig, "Ablation AUC over training", sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     trained = per_epoch[per_epoch["epoch"] > 0].dropna(subset=["test_loss"])
     epochs = trained["epoch"].to_numpy(float)
@@ -106,7 +121,7 @@ def early_stopping_4a(sm):
                                                        unit="snapshots")),
         stat_row("training_epochs", result(n_epochs, n=1, unit="networks")),
         stat_row("spearman_auc_vs_test_loss", spearman_over_time(trained["auc"], trained["test_loss"], boot, seed)),
-    ]
+    ] + stopping_rows
     save_csv(pd.DataFrame(rows), sm.output.stats)
 
 
@@ -117,6 +132,10 @@ def model_selection_4bc(sm):
 
     # (b) snapshots of one net
     snap = pd.concat([pd.read_csv(f) for f in sm.input.snapshots], ignore_index=True)
+    stopping = final_accuracies(sm.input.stopping_histories, data_class_count(sm.input.data))
+    note_b = excluded_note(stopping)
+    print(note_b or "the early-stopping net trained")
+    snap = without_failed(snap, stopping)
     per_epoch = (snap.groupby(["model", "epoch"])
                  .agg(auc=("auc", "mean"), auc_std=("auc", "std"), train_loss=("train_loss", "first"),
                       test_loss=("test_loss", "first"), test_accuracy=("test_accuracy", "first"))
@@ -127,8 +146,9 @@ def model_selection_4bc(sm):
     # (c) the sweep
     curves = pd.concat([pd.read_csv(f) for f in sm.input.curves], ignore_index=True)
     nets = final_performance(sm.input.histories, data_class_count(sm.input.data)).merge(mean_auc(curves), on="model")
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
+    note_c = excluded_note(nets)
+    print(note_c or "no net of the sweep failed to train")
+    note = "; ".join(f"({panel}) {n}" for panel, n in (("b", note_b), ("c", note_c)) if n)
     nets["lr"] = spec_value(nets["model"], specs, "train", "lr")
     nets["batch_size"] = spec_value(nets["model"], specs, "train", "batch_size")
     nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
@@ -137,12 +157,17 @@ def model_selection_4bc(sm):
     settings = setting_means(ok, ["lr", "batch_size"])
     n_settings = len(settings)
     subset = int(cfg.get("subset_size", max(1, n_settings // 2)))
-    if subset > n_settings:
+    few = subset > n_settings and bool(ok.shape[0] < nets.shape[0])  # failed nets took the settings away
+    if few:
+        print(f"only {n_settings} settings left once failed nets are excluded, fewer than subset_size {subset}: "
+              "no selection statistics")
+    elif subset > n_settings:
         raise ValueError(f"families.cifar10.figures.fig4.subset_size: {subset} is more than the {n_settings} "
                          f"settings of the sweep experiment; lower it (paper: 48 of 96)")
     top = list(cfg.get("top", [1, 5, 10]))
-    sel = selection_null(settings["auc"], settings["test_accuracy"], subset, int(cfg.get("subsets", 10000)), top,
-                         n_perm=boot, seed=seed, n_boot=boot)  # CI: the grid's settings resampled
+    sel = None if few else selection_null(settings["auc"], settings["test_accuracy"], subset,
+                                          int(cfg.get("subsets", 10000)), top, n_perm=boot, seed=seed,
+                                          n_boot=boot)  # CI: the grid's settings resampled
 
     table = pd.concat([
         trained.assign(panel="b"),
@@ -171,15 +196,19 @@ def model_selection_4bc(sm):
     fig.colorbar(sc2, ax=ax2, pad=0.01).set_label("Learning rate")
     if len(markers) <= 8:
         ax2.legend(fontsize=6, loc="lower right", markerscale=0.8)
-    top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
-    chance_txt = " / ".join(f"{sel[f'top{k}_percent']['chance']:.0f}" for k in top)
+    if sel:
+        top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
+        chance_txt = " / ".join(f"{sel[f'top{k}_percent']['chance']:.0f}" for k in top)
+        selection_txt = (f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
+                         f"{top_txt} % of subsets (chance {chance_txt});\nits test accuracy is "
+                         f"{sel['gap_mean_percent']['value']:.1f} +/- {sel['gap_std_percent']['value']:.1f} % below "
+                         "the subset's best")
+    else:
+        selection_txt = f"No model selection: {n_settings} settings left, fewer than the subset size {subset}"
     ax2.set_title(f"Spearman r = {r_c['value']:.3f}, p = {r_c['p']:.2g}, {plotting.count(r_c['n'])}\n"
                   f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}]", fontsize=7, loc="right")
     # The model-selection statistic, under the panel (section 3.2).
-    ax2.text(0.5, -0.3, f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
-             f"{top_txt} % of subsets (chance {chance_txt});\nits test accuracy is {sel['gap_mean_percent']['value']:.1f} +/- "
-             f"{sel['gap_std_percent']['value']:.1f} % below the subset's best", fontsize=7, ha="center", va="top",
-             transform=ax2.transAxes)
+    ax2.text(0.5, -0.3, selection_txt, fontsize=7, ha="center", va="top", transform=ax2.transAxes)
     ax2.set_xlabel("Test accuracy")
     ax2.set_ylabel("Area under ablation curve (normalized)")
     ax2.set_title("c", loc="left", fontweight="bold")
@@ -187,15 +216,16 @@ def model_selection_4bc(sm):
                     sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     rows = [stat_row("spearman_auc_vs_test_loss", r_b), stat_row("spearman_auc_vs_test_accuracy", r_c)]
-    for k in top:
+    for k in top if sel else []:
         rows.append(stat_row(f"selection_top{k}_percent", sel[f"top{k}_percent"]))
-    rows.append(stat_row("selection_gap_to_best_percent", sel["gap_mean_percent"]))
-    rows.append(stat_row("selection_gap_to_best_std_percent", sel["gap_std_percent"]))
+    if sel:
+        rows.append(stat_row("selection_gap_to_best_percent", sel["gap_mean_percent"]))
+        rows.append(stat_row("selection_gap_to_best_std_percent", sel["gap_std_percent"]))
     # settings per random subselection (n: settings in the sweep): with at most k of them,
     # every pick is trivially in the top k
     rows.append(stat_row("selection_subset_size", {"value": subset, "n": n_settings, "unit": "settings"}))
     rows.append(stat_row("selection_settings", {"value": n_settings, "n": n_settings, "unit": "settings"}))
-    rows += failed_stat_rows(nets)
+    rows += failed_stat_rows(nets) + failed_stat_rows(stopping, name="stopping_net")
     save_csv(pd.DataFrame(rows), sm.output.stats)
 
 

@@ -12,6 +12,10 @@ past that point / accuracy there, per net) and
 past_dropout_difference_clean_minus_corrupted_p<p> (between networks: bootstrap and
 permutation over nets).
 
+Nets that failed to train (chance or a non-finite loss, on either labels: a net at chance
+keeps an "accuracy ratio" of ~1, issue 30) are left out of the curves and statistics,
+counted (networks_failed_excluded) and named under the figure.
+
 Fig. 5b: cumulative ablation curves of ConvNets trained with and without batch norm
 on clean labels (mean +/- std over model instances x orderings).
 
@@ -29,8 +33,8 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
 from singledir.stats.net_tables import (curve_matrix, data_class_count, dropout_readings, excluded_note,
-                                       failed_stat_rows, final_accuracies, mean_auc,
-                                        spec_value, with_corrupted_fraction)
+                                       failed_stat_rows, final_accuracies, mean_auc, spec_value,
+                                       with_corrupted_fraction, without_failed)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
@@ -38,6 +42,14 @@ def dropout_5a(sm):
     specs = sm.params.specs
     c = with_corrupted_fraction(sm.input.curves, specs)
     c.insert(1, "dropout", c["model"].map(lambda m: specs[m]["model"]["dropout"]))
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
+    c = without_failed(c, nets)
+    title = "Dropout: robust only up to the dropout fraction"
+    if c.empty:
+        plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), c)
+        return
     save_csv(c, sm.output.csv)
 
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -56,7 +68,7 @@ def dropout_5a(sm):
     ax.set_ylabel("Training accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    plotting.finish(fig, "Dropout: robust only up to the dropout fraction", sm.params.scale, sm.params.label, sm.output.pdf)
+    plotting.finish(fig, title, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     # Statistics, one set per dropout fraction p. Each curve is read exactly at
     # round(p * N) units (rule ablation_curve puts that point on every dropout net's curve).
@@ -75,11 +87,11 @@ def dropout_5a(sm):
             rows.append(stat_row(f"mean_accuracy_past_dropout_{tag}",
                                  mean_ci(network_means(g, "past")["past"], boot, seed, "networks")))
         # Between networks: clean vs corrupted nets at this p, orderings averaged per net.
-        nets = network_means(gp, "past", ["model", "corrupted"])
+        by_net = network_means(gp, "past", ["model", "corrupted"])
         rows.append(stat_row(f"past_dropout_difference_clean_minus_corrupted_p{p:g}",
-                             difference_ci(nets.loc[~nets["corrupted"], "past"], nets.loc[nets["corrupted"], "past"],
-                                           np.mean, boot, seed, "networks")))
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+                             difference_ci(by_net.loc[~by_net["corrupted"], "past"],
+                                           by_net.loc[by_net["corrupted"], "past"], np.mean, boot, seed, "networks")))
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
 
 
 def batchnorm_5b(sm):

@@ -14,14 +14,20 @@ of feature maps with high class selectivity"); then BN - no-BN differences of th
 network means (bootstrap over nets, each arm resampled independently; permutation p
 over nets with the smallest p the design allows). Both ways: the same for all maps as the
 paper's footnote 4 counts them (dead maps at selectivity 0, and "highly selective or dead"):
-selectivity_all_maps_difference_bn_minus_nobn, high_selectivity_or_dead_fraction_difference_bn_minus_nobn."""
+selectivity_all_maps_difference_bn_minus_nobn, high_selectivity_or_dead_fraction_difference_bn_minus_nobn.
+Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
+within 5 points of chance, or a non-finite loss) are left out, counted
+(networks_failed_excluded) and named under the figure; with none left the figure says so."""
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import live_map_summary, spec_value
+from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
+                                       live_map_summary, spec_value, without_failed)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -30,6 +36,14 @@ with log_to(sm.log[0]):
     specs = sm.params.specs
     boot, seed = sm.params.bootstrap, sm.params.seed
     units = pd.concat([pd.read_csv(f) for f in sm.input.units], ignore_index=True)
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
+    units = without_failed(units, nets)
+    title = "Class selectivity and mutual information with and without batch norm"
+    if units.empty:
+        plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), units)
+        sys.exit(0)  # nothing else to draw or test
     units.insert(1, "batch_norm", [bool(v) for v in spec_value(units["model"], specs, "model", "batch_norm", True)])
     units["dead"] = units["mean_activity"] <= 0
     save_csv(units, sm.output.csv)
@@ -54,8 +68,7 @@ with log_to(sm.log[0]):
         ax.set_ylabel("Density (live feature maps)")
         ax.legend(fontsize=7)
         ax.set_title(panel, loc="left", fontweight="bold")
-    plotting.finish(fig, "Class selectivity and mutual information with and without batch norm",
-                    sm.params.scale, sm.params.label, sm.output.pdf)
+    plotting.finish(fig, title, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     per_net = live_map_summary(units, high)
     bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
@@ -69,6 +82,6 @@ with log_to(sm.log[0]):
         rows.append(stat_row(f"{col}_nobn", mean_ci(no[col], boot, seed, "networks")))
         rows.append(stat_row(f"{name}_difference_bn_minus_nobn",
                              difference_ci(bn[col], no[col], np.mean, boot, seed, "networks")))
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

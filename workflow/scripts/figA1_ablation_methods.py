@@ -4,22 +4,38 @@ each feature map, appendix A.1), same networks, same orderings.
 Networks are the unit: each net's AUC is averaged over its orderings (identical in both
 modes) first. Statistics: auc_zero and auc_mean (mean over nets, bootstrap over nets)
 and auc_difference_zero_minus_mean, the mean of the paired per-network differences
-(bootstrap over nets, sign-flip permutation p with the smallest p the design allows)."""
+(bootstrap over nets, sign-flip permutation p with the smallest p the design allows).
+Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
+within 5 points of chance, or a non-finite loss) are left out, counted
+(networks_failed_excluded) and named under the figure; with none left the figure says so."""
+import sys
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import curve_matrix, mean_auc
+from singledir.stats.net_tables import (curve_matrix, data_class_count, excluded_note, failed_stat_rows,
+                                       final_accuracies, mean_auc, without_failed)
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
+TITLE = "Ablation to zero vs to the empirical feature-map mean"
 sm = snakemake
 with log_to(sm.log[0]):
     boot, seed = sm.params.bootstrap, sm.params.seed
     zero = pd.concat([pd.read_csv(f) for f in sm.input.zero], ignore_index=True).assign(mode="zero")
     mean = pd.concat([pd.read_csv(f) for f in sm.input.mean], ignore_index=True).assign(mode="mean")
     curves = pd.concat([zero, mean], ignore_index=True)
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
+    curves = without_failed(curves, nets)
+    if curves.empty:
+        plotting.no_net_left(sm.output, TITLE, sm.params.scale, sm.params.label, note,
+                             failed_stat_rows(nets), curves)
+        sys.exit(0)  # nothing else to draw or test
+    zero, mean = curves[curves["mode"] == "zero"], curves[curves["mode"] == "mean"]
     save_csv(curves, sm.output.csv)
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
@@ -32,7 +48,7 @@ with log_to(sm.log[0]):
     ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
               f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
               title_fontsize=7)
-    plotting.finish(fig, "Ablation to zero vs to the empirical feature-map mean", sm.params.scale, sm.params.label, sm.output.pdf)
+    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
 
     a_zero = mean_auc(zero).set_index("model")["auc"]
     a_mean = mean_auc(mean).set_index("model")["auc"]
@@ -40,6 +56,6 @@ with log_to(sm.log[0]):
     rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed, "networks")),
             stat_row("auc_mean", mean_ci(a_mean, boot, seed, "networks")),
             stat_row("auc_difference_zero_minus_mean", paired_difference(paired, boot, seed, "networks"))]
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

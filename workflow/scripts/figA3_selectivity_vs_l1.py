@@ -11,8 +11,12 @@ of the per-layer r with a bootstrap CI over layers (n = layers; one network, Ima
 network_mean_within_layer_spearman_selectivity_vs_l1_norm: r per (network, layer), averaged
 within each network, CI resampling networks (CIFAR-10's claim; its layers are grouped within
 a network, never by depth across nets). Also written: the pooled r and each layer's r
-(bootstrap over units)."""
+(bootstrap over units).
+Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
+within 5 points of chance, or a non-finite loss) are left out, counted
+(networks_failed_excluded) and named under the figure; with none left the figure says so."""
 import functools
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,12 +24,21 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
+from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
 from singledir.stats.inference import mean_ci, per_network, spearman, stat_row, within_layers
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
 with log_to(sm.log[0]):
     units = pd.concat([pd.read_csv(f) for f in sm.input.units])
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
+    units = without_failed(units, nets)
+    if units.empty:
+        plotting.no_net_left(sm.output, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label, note,
+                             failed_stat_rows(nets), units)
+        sys.exit(0)  # nothing else to draw or test
     save_csv(units, sm.output.csv)
     corr = functools.partial(spearman, n_boot=sm.params.bootstrap, seed=sm.params.seed)
 
@@ -61,7 +74,7 @@ with log_to(sm.log[0]):
     ax2.set_ylabel("Spearman r (selectivity vs L1 norm)")
     ax2.set_title(f"Within each layer: mean r = {within['value']:.3f} [{within['ci_low']:.3f}, {within['ci_high']:.3f}], "
                   f"{within['n']} layers", fontsize=7)
-    plotting.finish(fig, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label, sm.output.pdf)
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+    plotting.finish(fig, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label, sm.output.pdf, note=note)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

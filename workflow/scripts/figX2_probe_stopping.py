@@ -12,7 +12,12 @@ Statistics (networks = seeds): stop_epoch_<rule>, test_loss_at_<rule>,
 test_accuracy_at_<rule> (mean, CI over seeds) and test_loss_<rule>_minus_val_loss (paired
 by network, sign-flip permutation p; its CI is the inverted exact sign-flip test, which holds
 its level at 4-8 seeds: singledir.stats.inference.shift_interval_paired), for every probe and
-for final."""
+for final.
+Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
+within 5 points of chance, or a non-finite loss) are left out, counted
+(networks_failed_excluded) and named under the figure; with none left the figure says so."""
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -21,6 +26,7 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
+from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -29,6 +35,14 @@ with log_to(sm.log[0]):
     b = sm.params.figure["beyond"]
     boot, seed = sm.params.bootstrap, sm.params.seed
     t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
+    nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    note = excluded_note(nets)
+    print(note or "no net failed to train")
+    t = without_failed(t, nets)
+    title = f"Early stopping by cheap probes (patience {b['patience']})"
+    if t.empty:
+        plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), t)
+        sys.exit(0)  # nothing else to draw or test
     names = probes.probe_names(b["probe_fractions"])
     trained = t[t["epoch"] > 0]  # an untrained net's flat curve scores ~1 (see Fig. 4a)
     stops = probes.stop_epochs(trained, names, b["patience"])
@@ -52,7 +66,7 @@ with log_to(sm.log[0]):
             rows.append(stat_row(f"test_loss_{r}_minus_val_loss",
                                  paired_difference(d, boot, seed, "networks", interval="permutation")))
     rows.append(stat_row("patience", {"value": b["patience"], "n": int(stops["model"].nunique()), "unit": "snapshots"}))
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5, 3.4), sharey=True)
     for i, r in enumerate(rules):
@@ -68,7 +82,7 @@ with log_to(sm.log[0]):
     ax1.invert_yaxis()
     plotting.suptitle(fig, f"Early stopping by cheap probes ({plotting.count(stops['model'].nunique())}, "
                            f"patience {b['patience']})", sm.params.scale, sm.params.label)
-    fig.tight_layout()
+    plotting.layout_with_note(fig, note)
     plotting.save(fig, sm.output.pdf)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

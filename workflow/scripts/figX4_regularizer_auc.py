@@ -13,7 +13,13 @@ difference to plain with the same labels (difference_ci: permutation p over netw
 a CI from the inverted exact permutation test of a shift, which holds its level at 4-8
 networks: singledir.stats.inference.shift_interval_two_sample): auc_diff_<cond>_minus_plain_<labels>,
 test_accuracy_diff_..., train_accuracy_diff_..., selectivity_diff_...; where a batch-norm arm
-ran (CIFAR-10), the same differences of every regularizer to it: ..._diff_<cond>_minus_batch_norm_<labels>."""
+ran (CIFAR-10), the same differences of every regularizer to it: ..._diff_<cond>_minus_batch_norm_<labels>.
+Nets left out (singledir.stats.net_tables.excluded_by_labels): on clean labels every net that
+failed to train (chance or a non-finite loss: its flat curve scores AUC ~1), on corrupted
+labels only diverged ones (not fitting shuffled labels is what the memorization comparison
+measures); counted (networks_failed_excluded) and named under the figure."""
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -22,6 +28,8 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
+from singledir.stats.net_tables import (data_class_count, excluded_by_labels, excluded_note, failed_stat_rows,
+                                       final_accuracies, without_failed)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -29,12 +37,23 @@ from singledir.pipeline.logs import io_summary, log_to, table_summary
 # (CIFAR-10's reg_batchnorm; batch norm itself is compared with plain only).
 REFERENCES = ["plain", "batch norm"]
 
+TITLE = "Regularizers vs reliance on single directions"
 sm = snakemake
 with log_to(sm.log[0]):
     boot, seed = sm.params.bootstrap, sm.params.seed
     t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
     t = t[t["epoch"] == t.groupby("model")["epoch"].transform("max")]
     t = probes.add_condition(t)
+    judged = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
+    corrupted = t.drop_duplicates("model").set_index("model")["labels"] == "corrupted"
+    judged["excluded"] = excluded_by_labels(judged, corrupted)
+    note = excluded_note(judged, "excluded")
+    print(note or "no net failed to train")
+    t = without_failed(t, judged, "excluded")
+    if t.empty:
+        plotting.no_net_left(sm.output, TITLE, sm.params.scale, sm.params.label, note,
+                             failed_stat_rows(judged, "excluded"), t)
+        sys.exit(0)  # nothing else to draw or test
     nets = (t[t["probe"] == probes.FULL]
             .rename(columns={"value": "auc"})
             [["model", "condition", "labels", "regularizer", "strength", "dropout", "batch_norm", "seed", "auc",
@@ -56,7 +75,7 @@ with log_to(sm.log[0]):
                     rows.append(stat_row(f"{name}_diff_{probes.stat_key(cond)}_minus_{probes.stat_key(ref)}_{arm}",
                                          difference_ci(g[col], base[col], np.mean, boot, seed, "networks",
                                                        interval="permutation")))
-    save_csv(pd.DataFrame(rows), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(judged, "excluded")), sm.output.stats)
 
     conds = list(dict.fromkeys(nets["condition"]))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(conds)}
@@ -83,8 +102,6 @@ with log_to(sm.log[0]):
     ax2.set_xticks(range(len(conds)), conds, rotation=35, ha="right", fontsize=6)
     ax2.set_title("Class selectivity per condition", fontsize=9)
     ax2.set_ylabel("Mean class selectivity (clean labels)")
-    plotting.suptitle(fig, "Regularizers vs reliance on single directions", sm.params.scale, sm.params.label)
-    fig.tight_layout()
-    plotting.save(fig, sm.output.pdf)
+    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from singledir.io import save_figure  # noqa: E402
+from singledir.io import save_csv, save_figure  # noqa: E402
 from singledir.stats.inference import spearman_r  # noqa: E402
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
@@ -64,19 +64,40 @@ def save(fig, path) -> None:
     plt.close(fig)
 
 
+def no_net_left(outputs, title: str, scale: str, label: str, note: str, rows: list[dict], table: pd.DataFrame) -> None:
+    """A figure rule's outputs (``pdf``, ``csv``, ``stats``) when every net it would draw failed
+    to train (``note``, e.g. "the only net failed to train: <model> diverged at epoch 3
+    (training loss nan)"): the PDF with its title and that sentence, the (empty) tidy
+    ``table`` and the statistics ``rows`` (:func:`singledir.stats.net_tables.failed_stat_rows`:
+    the claims read there that no net is left, and say so)."""
+    fig, ax = plt.subplots(figsize=(4.8, 2.4))
+    ax.axis("off")
+    ax.text(0.5, 0.5, textwrap.fill(f"Nothing to draw: {note}", 60), ha="center", va="center", fontsize=8,
+            transform=ax.transAxes)
+    finish(fig, title, scale, label, outputs.pdf)
+    save_csv(table, outputs.csv)
+    save_csv(pd.DataFrame(rows), outputs.stats)
+
+
 def finish(fig, title: str, scale: str, label: str, path, note: str = "") -> None:
     """The end of every figure: its title (with the scale note), a tight layout, and the
     atomic save (the figure is closed). ``note`` (e.g. the nets a figure left out because
     they failed to train, :func:`singledir.stats.net_tables.excluded_note`) is printed in
     small type under the panels, so an exclusion is never silent."""
     suptitle(fig, title, scale, label)
+    layout_with_note(fig, note)
+    save(fig, path)
+
+
+def layout_with_note(fig, note: str = "") -> None:
+    """A tight layout, with ``note`` (if any) in small type under the panels (:func:`finish`;
+    figures titled elsewhere, e.g. :mod:`singledir.figures.unit_importance`, call it before saving)."""
     if note:
         text = textwrap.fill(note, int(fig.get_figwidth() * 24))  # ~24 characters per inch at 5.5 pt
         fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=5.5, color="0.3")
         fig.tight_layout(rect=(0, 0.01 + 0.03 * (text.count("\n") + 1), 1, 1))
     else:
         fig.tight_layout()
-    save(fig, path)
 
 
 LAYER_COLORS = plt.get_cmap("viridis")

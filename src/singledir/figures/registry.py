@@ -124,41 +124,44 @@ FIGURE_LIST = [
            }),
     Figure("fig4", "Single direction reliance as a signal for hyperparameter selection and early stopping",
            "fig4_selection_and_early_stopping.py", {
-               "mnist": Panel("4a", _ins(snapshots=("training_auc", ["early_stopping"]))),
+               "mnist": Panel("4a", _ins(snapshots=("training_auc", ["early_stopping"]),
+                                          stopping_histories=("history", ["early_stopping"]))),
                "cifar10": Panel("4b-c", _ins(snapshots=("training_auc", ["early_stopping"]),
+                                             stopping_histories=("history", ["early_stopping"]),
                                              curves=("ablation_zero", ["sweep"]), histories=("history", ["sweep"]))),
            }),
     Figure("fig5", "Impact of regularizers on networks' reliance upon single directions", "fig5_regularizers.py", {
-        "mnist": Panel("5a", _ins(curves=("ablation_zero", ["dropout"]))),
+        "mnist": Panel("5a", _ins(curves=("ablation_zero", ["dropout"]), histories=("history", ["dropout"]))),
         "cifar10": Panel("5b", _ins(curves=("ablation_zero", ["batch_norm"]), histories=("history", ["batch_norm"]))),
     }),
     Figure("fig6", "Batch normalization decreases class selectivity and increases mutual information",
            "fig6_batchnorm_selectivity.py", {
-               "cifar10": Panel("6a-b", _ins(units=("units", ["batch_norm"]))),
+               "cifar10": Panel("6a-b", _ins(units=("units", ["batch_norm"]), histories=("history", ["batch_norm"]))),
            }),
     Figure("fig7", "Selective and non-selective directions are similarly important", "unit_importance_scatter.py", {
-        "mnist": Panel("7a", _ins(units=("units", ["selectivity"])), _SELECTIVITY),
-        "cifar10": Panel("7b-c", _ins(units=("units", _CIFAR_BN)), _SELECTIVITY),
-        "imagenet": Panel("7d-e", _ins(units=("units", ["selectivity"])),
+        "mnist": Panel("7a", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"])), _SELECTIVITY),
+        "cifar10": Panel("7b-c", _ins(units=("units", _CIFAR_BN), histories=("history", _CIFAR_BN)), _SELECTIVITY),
+        "imagenet": Panel("7d-e", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"])),
                           dict(predictor="selectivity", xlabel="Class selectivity index", short="selectivity",
                                title="ResNet: class selectivity vs ablation impact", per_layer_panel=True)),
     }),
     Figure("figA1", "Ablation to zero vs. ablation to the empirical feature map mean", "figA1_ablation_methods.py", {
-        "cifar10": Panel("A1", _ins(zero=("ablation_zero", _CIFAR_BN), mean=("ablation_mean", _CIFAR_BN))),
+        "cifar10": Panel("A1", _ins(zero=("ablation_zero", _CIFAR_BN), mean=("ablation_mean", _CIFAR_BN),
+                                    histories=("history", _CIFAR_BN))),
     }),
     Figure("figA2", "Class selectivity increases with depth", "figA2_selectivity_by_depth.py", {
-        "cifar10": Panel("A2a", _ins(units=("units", _CIFAR_BN))),
-        "imagenet": Panel("A2b", _ins(units=("units", ["selectivity"]))),
+        "cifar10": Panel("A2a", _ins(units=("units", _CIFAR_BN), histories=("history", _CIFAR_BN))),
+        "imagenet": Panel("A2b", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"]))),
     }),
     Figure("figA3", "Class selectivity is uncorrelated with L1-norm", "figA3_selectivity_vs_l1.py", {
-        "cifar10": Panel("A3a", _ins(units=("units", _CIFAR_BN))),
-        "imagenet": Panel("A3b", _ins(units=("units", ["selectivity"]))),
+        "cifar10": Panel("A3a", _ins(units=("units", _CIFAR_BN), histories=("history", _CIFAR_BN))),
+        "imagenet": Panel("A3b", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"]))),
     }),
     Figure("figA4", "Mutual information is not a good predictor of unit importance",
            "unit_importance_scatter.py", {
-               "mnist": Panel("A4a", _ins(units=("units", ["selectivity"])), _MI),
-               "cifar10": Panel("A4b-c", _ins(units=("units", _CIFAR_BN)), _MI),
-               "imagenet": Panel("A4d-e", _ins(units=("units", ["selectivity"])),
+               "mnist": Panel("A4a", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"])), _MI),
+               "cifar10": Panel("A4b-c", _ins(units=("units", _CIFAR_BN), histories=("history", _CIFAR_BN)), _MI),
+               "imagenet": Panel("A4d-e", _ins(units=("units", ["selectivity"]), histories=("history", ["selectivity"])),
                                  dict(predictor="mutual_information", xlabel="Mutual information (bits)", short="MI",
                                       title="ResNet: mutual information vs ablation impact", per_layer_panel=True)),
            }),
@@ -175,17 +178,19 @@ FIGURE_LIST = [
                                     curves=("probe_curve", ["sweep", "generalization"])), dict(beyond=_beyond)),
     }, beyond=True),
     Figure("figX2", "Cheap reliance probes for early stopping", "figX2_probe_stopping.py", {
-        fam: Panel("X2", _ins(probes=("probes", ["probe_stopping"]), curves=("probe_curve", ["probe_stopping"])),
+        fam: Panel("X2", _ins(probes=("probes", ["probe_stopping"]), curves=("probe_curve", ["probe_stopping"]),
+                              histories=("history", ["probe_stopping"])),
                    dict(beyond=_beyond))
         for fam in ("mnist", "cifar10")
     }, beyond=True),
     Figure("figX3", "Regularizers aimed at single-direction reliance: ablation curves", "figX3_regularizer_curves.py", {
-        fam: Panel("X3", _ins(probes=("probes", regs), curves=("probe_curve", regs)), dict(beyond=_beyond))
+        fam: Panel("X3", _ins(probes=("probes", regs), curves=("probe_curve", regs), histories=("history", regs)),
+                   dict(beyond=_beyond))
         for fam, regs in (("mnist", BEYOND_REGULARIZER_EXPERIMENTS), ("cifar10", _CIFAR_REGULARIZERS))
     }, beyond=True),
     Figure("figX4", "Regularizers aimed at single-direction reliance: AUC vs test accuracy",
            "figX4_regularizer_auc.py", {
-               fam: Panel("X4", _ins(probes=("probes", regs), curves=("probe_curve", regs)))
+               fam: Panel("X4", _ins(probes=("probes", regs), curves=("probe_curve", regs), histories=("history", regs)))
                for fam, regs in (("mnist", BEYOND_REGULARIZER_EXPERIMENTS), ("cifar10", _CIFAR_REGULARIZERS))
            }, beyond=True),
 ]
@@ -238,9 +243,12 @@ def input_files(name: str, family: str, models_of: Callable[[str], list[str]], r
 # Input kinds that carry a net's final training loss and accuracy, and the figures that
 # judge from them which nets failed to train (singledir.stats.net_tables.training_failed)
 # and leave those out: against chance = 1 / the data's class count, so such a panel's rule
-# also reads the family's data file (input ``data``).
+# also reads the family's data file (input ``data``). Every figure judges: a failed net's
+# outputs (a flat curve scoring AUC ~1, a unit table of a net at chance) must never flow
+# silently into one; Figs. 1-2 leave out diverged nets only (corrupted nets near chance are
+# their data). Each panel reads the histories of all the nets it draws (a test checks).
 TRAINING_KINDS = ("history", "probes")
-JUDGING_FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "figX1")
+JUDGING_FIGURES = tuple(f.name for f in FIGURE_LIST)
 
 
 def judges_training(name: str, family: str) -> bool:

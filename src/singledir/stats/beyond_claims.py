@@ -27,7 +27,7 @@ import pandas as pd
 
 from singledir.io import atomic_path
 from singledir.stats.claims import (FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction, Estimate,
-                                    NotRun, _f, between_networks, from_stat, with_failed_count)
+                                    NotRun, _f, between_networks, counting_failed, from_stat, with_failed_count)
 from singledir.stats.claims_markdown import format_number
 from singledir.stats.paper_claims import CLAIMS
 
@@ -230,7 +230,7 @@ def beyond_claims() -> list[Claim]:
 
 
 # The rows of the claims table (results/claims.csv): the paper's claims, then ours.
-ALL_CLAIMS: list[Claim] = CLAIMS + beyond_claims()
+ALL_CLAIMS: list[Claim] = CLAIMS + counting_failed(beyond_claims())
 
 
 # ---------------------------------------------------------------------------- docs/beyond.md section

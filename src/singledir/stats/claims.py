@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -267,22 +267,69 @@ def memorized(figure: str, estimator: Estimator) -> Estimator:
     return estimate
 
 
-def with_failed_count(figure: str, estimator: Estimator) -> Estimator:
+def with_failed_count(figure: str, estimator: Estimator, statistic: str = "networks_failed_excluded",
+                      required: bool = True) -> Estimator:
     """Adds to the note how many nets the figure excluded because they failed to train (or
     diverged), and puts the figure's list of them, each named with its reason
-    (``networks_failed_excluded``'s note, :func:`singledir.stats.net_tables.failed_stat_rows`:
+    (``statistic``'s note, :func:`singledir.stats.net_tables.failed_stat_rows`:
     "excluded 2 of 24 nets: sweep_lr0.5_bs16_s0 diverged at epoch 3 (training loss nan); ..."),
-    in the claim's reason, whatever the verdict: a claim never rests silently on fewer nets."""
+    in the claim's reason, whatever the verdict: a claim never rests silently on fewer nets.
+
+    The figure's statistic already left the failed nets out, so the claim's n counts the
+    others. With no net left (e.g. the only net failed), or too few for the statistic the
+    claim reads (the figure could not write it), the claim is inconclusive and says why,
+    never an error. ``required=False`` (:func:`counting_failed`) accepts a stats table
+    written before the figure counted failed nets (no ``statistic`` row): nothing is added."""
     def estimate(src: Sources, family: str) -> Estimate:
-        e = estimator(src, family)
-        r = src.stat(family, figure, "networks_failed_excluded")
+        if not src.has_stat(family, figure, statistic):
+            e = estimator(src, family)  # its own "not run" or missing-statistic error first
+            if required:
+                src.stat(family, figure, statistic)  # the error naming the missing count
+            return e
+        r = src.stat(family, figure, statistic)
         k, n = int(_f(r["value"])), int(_f(r["n"]))
-        if k:
-            e.note = "; ".join(filter(None, [e.note, f"{k} of {n} nets failed to train and were excluded"]))
-            named = r.get("note")
-            e.excluded = named if isinstance(named, str) and named else f"excluded {k} of {n} nets that failed to train"
+        if not k:
+            return estimator(src, family)
+        named = r.get("note")
+        excluded = named if isinstance(named, str) and named else f"excluded {k} of {n} nets that failed to train"
+        left = n - k
+        try:
+            e = estimator(src, family) if left else None
+        except ClaimsInputError:  # the figure had too few nets left to write the statistic
+            e = None
+        if e is None:
+            e = Estimate(math.nan, math.nan, math.nan, left, "networks",
+                         caps=[f"too few nets left ({left}) once those that failed to train are excluded"])
+        e.note = "; ".join(filter(None, [e.note, f"{k} of {n} nets failed to train and were excluded"]))
+        e.excluded = excluded
         return e
+    estimate.counts_failed = True  # counting_failed leaves it as is
     return estimate
+
+
+# The paper panels whose figure rule counts its nets under another statistic than
+# networks_failed_excluded: Fig. 4a-b rest on the one early-stopping net (Fig. 4c on the sweep).
+FAILED_STATISTIC = {"4a": "stopping_net_failed_excluded", "4b": "stopping_net_failed_excluded"}
+
+
+def figure_rule(panel: str) -> str:
+    """The figure rule of a paper panel: "7b" -> "fig7", "A2a" -> "figA2", "X4" -> "figX4"."""
+    m = re.match(r"[A-Z]?[0-9]+", panel)
+    if not m:
+        raise ValueError(f"claim panel {panel!r} names no figure (expected e.g. '7b', 'A2a', 'X4')")
+    return "fig" + m.group(0)
+
+
+def counting_failed(claims: Sequence["Claim"]) -> list["Claim"]:
+    """Every claim, its estimate wrapped in :func:`with_failed_count` for its figure (each figure
+    leaves out the nets that failed to train and counts them; claims already wrapped stay):
+    the failed nets are named in every claim's reason and the claim is inconclusive when none
+    is left, without touching each claim's own statistics."""
+    return [c if getattr(c.estimate, "counts_failed", False) else
+            replace(c, estimate=with_failed_count(figure_rule(c.figure), c.estimate,
+                                                  FAILED_STATISTIC.get(c.figure, "networks_failed_excluded"),
+                                                  required=False))
+            for c in claims]
 
 
 # ---------------------------------------------------------------------------- expectations

@@ -43,10 +43,19 @@ def final_accuracies(history_paths: Iterable[str | os.PathLike], n_classes: int)
 
     Reads epoch-based histories (MNIST/CIFAR-10: train/test accuracy evaluated after the
     last epoch) and step-based ImageNet histories (``train_top1`` of the last logging
-    window; no test accuracy, so nan).
+    window; no test accuracy, so nan). An empty history is a net given pretrained weights
+    (``model.weights``, e.g. ImageNet's selectivity net: the clean-label checkpoint), not
+    trained here: nothing to judge, so it counts as trained (its own training was judged
+    where it ran), with nan accuracies.
     """
     rows = []
     for path in history_paths:
+        if pd.read_csv(path).empty:
+            nan = float("nan")
+            rows.append({"model": os.path.basename(os.path.dirname(os.fspath(path))), "train_loss": nan,
+                         "train_accuracy": nan, "test_accuracy": nan, "failed": False, "diverged": False,
+                         "failure": ""})
+            continue
         last = _last_row(path)
         epochs = "epoch" in last and pd.notna(last["epoch"])
         acc = last["train_accuracy"] if "train_accuracy" in last else last["train_top1"]
@@ -90,10 +99,10 @@ def memorization_rows(nets: pd.DataFrame) -> list[dict]:
 # A net "failed to train" when its final training accuracy is within this margin of chance
 # (1 / the data's number of classes) or its final loss is not finite (diverged: the training
 # loop ends such a net with a history row holding the NaN or inf loss). Such a net's flat
-# ablation curve scores the maximal normalized AUC of 1.0, so it is excluded from
-# cross-network statistics (Figs. 3, 4c, 5b, X1), counted and named (failed_stat_rows);
-# Figs. 1-2 exclude diverged nets only (a corrupted net near chance is data there: the
-# claims' memorization gate reports it).
+# ablation curve scores the maximal normalized AUC of 1.0 (and a net at chance keeps its
+# "accuracy ratio" of ~1), so every figure leaves it out (Figs. 3-7, A1-A4, X1-X4), counts
+# and names it (failed_stat_rows); Figs. 1-2 exclude diverged nets only (a corrupted net near
+# chance is data there: the claims' memorization gate reports it).
 FAILED_MARGIN = 0.05
 
 
@@ -137,22 +146,25 @@ def training_failed(nets: pd.DataFrame, n_classes: int, margin: float = FAILED_M
                      index=nets.index, name="failed", dtype=bool)
 
 
-def failed_stat_rows(nets: pd.DataFrame, column: str = "failed", shown: int = 5) -> list[dict]:
+def failed_stat_rows(nets: pd.DataFrame, column: str = "failed", shown: int = 5, name: str = "networks") -> list[dict]:
     """Stats rows reporting how many nets a figure used and how many it excluded
     (``nets[column]`` True), the excluded ones named with their reason (``failure``) in the
     row's ``note``: "excluded 2 of 24 nets: sweep_lr0.5_bs16_s0 diverged at epoch 3 (training
-    loss nan); ..." (the first ``shown``, then how many more)."""
+    loss nan); ..." (the first ``shown``, then how many more). The statistics are
+    ``<name>_failed_excluded`` and ``<name>_used`` (Fig. 4a-b: ``stopping_net``, its one
+    early-stopping net, beside Fig. 4c's sweep)."""
     nan = float("nan")
     failed = nets[column].astype(bool)
-    return [{"statistic": "networks_failed_excluded", "value": int(failed.sum()), "ci_low": nan, "ci_high": nan,
+    return [{"statistic": f"{name}_failed_excluded", "value": int(failed.sum()), "ci_low": nan, "ci_high": nan,
              "n": len(nets), "unit": "networks", "p": nan, "p_min": nan, "note": excluded_note(nets, column, shown)},
-            {"statistic": "networks_used", "value": int((~failed).sum()), "ci_low": nan, "ci_high": nan,
+            {"statistic": f"{name}_used", "value": int((~failed).sum()), "ci_low": nan, "ci_high": nan,
              "n": len(nets), "unit": "networks", "p": nan, "p_min": nan}]
 
 
 def excluded_note(nets: pd.DataFrame, column: str = "failed", shown: int = 5) -> str:
     """"excluded 2 of 24 nets: <model> <reason>; ..." for the rows where ``nets[column]``
-    is True (the table's ``model`` column, or its index), or "" when none is."""
+    is True (the table's ``model`` column, or its index), "the only net failed to train:
+    <model> <reason>" for a figure of one net, or "" when none is."""
     bad = nets[nets[column].astype(bool)]
     if bad.empty:
         return ""
@@ -160,7 +172,26 @@ def excluded_note(nets: pd.DataFrame, column: str = "failed", shown: int = 5) ->
     reasons = bad["failure"] if "failure" in bad else pd.Series("failed to train", index=bad.index)
     parts = [f"{m} {r}" for m, r in list(zip(names, reasons))[:shown]]
     more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    if len(nets) == 1:
+        return "the only net failed to train: " + parts[0]
     return f"excluded {len(bad)} of {len(nets)} nets: " + "; ".join(parts) + more
+
+
+def without_failed(table: pd.DataFrame, nets: pd.DataFrame, column: str = "failed") -> pd.DataFrame:
+    """The rows of a per-model ``table`` (column ``model``: curves, units, probes) whose net
+    trained: the models marked ``nets[column]`` (:func:`final_accuracies`) are left out."""
+    return table[~table["model"].isin(nets.loc[nets[column].astype(bool), "model"])]
+
+
+def excluded_by_labels(nets: pd.DataFrame, corrupted: pd.Series) -> pd.Series:
+    """Per row of a :func:`final_accuracies` table, whether a figure comparing clean- and
+    corrupted-label arms (Figs. X3-X4) leaves the net out: on clean labels when it failed to
+    train, on corrupted labels only when it diverged (as Figs. 1-2: a net that never fits
+    shuffled labels is what the memorization comparison measures). ``corrupted``: model ->
+    whether it was trained on corrupted labels."""
+    on_corrupted = nets["model"].map(corrupted).fillna(False).astype(bool)
+    return pd.Series(np.where(on_corrupted, nets["diverged"], nets["failed"]).astype(bool), index=nets.index,
+                     name="excluded")
 
 
 def model_aucs(curves: pd.DataFrame) -> pd.DataFrame:

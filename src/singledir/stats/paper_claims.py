@@ -15,7 +15,7 @@ import numpy as np
 from singledir.stats.claims import (PAPER_SELECTION_DESIGN, TIMING_TOL_FRACTION, Claim, Direction, Estimate,
                                     ClaimsInputError, Estimator, Negligible, NotComparable, NotRun, Sources,
                                     Value, _f,
-                                    between_networks, from_stat, memorized, with_failed_count)
+                                    between_networks, counting_failed, from_stat, memorized, with_failed_count)
 from singledir.stats.inference import per_network, spearman_r
 
 
@@ -314,5 +314,7 @@ def appendix_claims() -> list[Claim]:
     return out
 
 
-CLAIMS: list[Claim] = (corruption_claims() + training_and_selection_claims() + dropout_and_batchnorm_claims()
-                       + selectivity_claims() + appendix_claims())
+# Every claim names and counts the nets its figure left out because they failed to train
+# (claims.counting_failed).
+CLAIMS: list[Claim] = counting_failed(corruption_claims() + training_and_selection_claims()
+                                      + dropout_and_batchnorm_claims() + selectivity_claims() + appendix_claims())
