@@ -93,14 +93,16 @@ def test_gpu_profiles_give_every_gpu_rule_one_gpu(rules):
 
 def test_gpu_rule_scripts_claim_their_gpus(rules):
     """Each GPU job's script hands its gpu resource to setup_torch (singledir.pipeline.gpu), itself or
-    through open_model_job, which hands it on."""
+    through open_model_job, which hands it on; training hands on what its resources grant
+    (gpu_resources.granted_gpus: the gpu resource, or gres GPUs per node x nodes for an mpi job)."""
     from workflow_runs import script_path
     jobs = (REPO / "src" / "singledir" / "pipeline" / "jobs.py").read_text()
     assert re.search(r"setup_torch\(\w+, gpus=gpus\)", jobs), "open_model_job must hand gpus to setup_torch"
     for r in rules:
         if r["name"] in gpu_rules(rules):
             text = script_path(r).read_text()
-            assert re.search(r"(setup_torch|open_model_job)\([^)]*gpus=\w+\.resources\.get\(\"gpu\", 0\)", text), r["name"]
+            assert re.search(r"(setup_torch|open_model_job)\([^)]*gpus=(\w+\.resources\.get\(\"gpu\", 0\)"
+                             r"|granted_gpus\(\w+\.resources\))", text), r["name"]
 
 
 def test_figure_and_table_rules_are_local(rules):
