@@ -15,7 +15,7 @@ REPORT_CONFIG ?= config/demo.yaml
 # Extra snakemake options for demo/report, e.g. SNAKEMAKE_ARGS=-n for a dry run.
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install demo test test-fast report readme-status clean-demo
+.PHONY: install demo laptop test test-fast report readme-status results-page clean-demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/snakemake all_figures --profile profiles/local --configfile config/demo.yaml $(SNAKEMAKE_ARGS)
 
+# Real MNIST and CIFAR-10 on this machine's CPU (under 2 hours on 2 idle cores; torchvision
+# downloads the datasets into data/ once): docs/results/laptop/README.md.
+laptop: install
+	$(BIN)/snakemake all_figures --profile profiles/local --configfile config/laptop.yaml $(SNAKEMAKE_ARGS)
+
 # The HTML report of the run (figures with captions, claims table, config, runtimes):
 # finishes the workflow for REPORT_CONFIG, then renders results/report.html.
 report: install
@@ -45,6 +50,12 @@ report: install
 readme-status: install
 	$(BIN)/python -m singledir.figures.readme_status results/claims.md docs/status.md README.md
 	$(BIN)/python -m singledir.stats.beyond_claims results/claims.csv docs/beyond.md
+
+# A recorded run's page (after make laptop): claims table, figure thumbnails (poppler's
+# pdftoppm) and job times under RESULTS_PAGE, and the README's real-data status block.
+RESULTS_PAGE ?= docs/results/laptop
+results-page: install
+	$(BIN)/python -m singledir.figures.results_page results $(RESULTS_PAGE) --readme README.md
 
 # Two pytest-xdist workers: the suite is mostly single-threaded Snakemake and Python
 # start-up (tests/conftest.py keeps each test file on one worker). TEST_WORKERS=0: one process.

@@ -29,3 +29,14 @@ def test_demo_config_lists_undecidable_claims_with_reasons():
     assert lines[0] == f"  claims the design cannot decide: {len(bad)}"
     assert any("fig5a_dropout_past_fraction_p0.1 (mnist, Fig. 5a)" in l for l in lines)
     assert "Fisher-z" in lines[-1]
+
+
+def test_laptop_config_decides_every_mnist_claim_by_design():
+    """config/laptop.yaml (README, docs/results/laptop) is sized so that every MNIST claim, the
+    paper's and ours, can be decided; the run's npz override changes only where the data come from."""
+    cfg = load_config([CONFIG / "laptop.yaml"]).config
+    assert [b["claim"] for b in undecidable(cfg) if b["family"] == "mnist"] == []
+    override = CONFIG.parent / "docs" / "results" / "laptop" / "override.yaml"
+    with_npz = load_config([CONFIG / "laptop.yaml", override]).config
+    assert with_npz["families"]["mnist"]["dataset"]["source"] == "npz"
+    assert undecidable(with_npz) == undecidable(cfg)
