@@ -29,3 +29,12 @@ def test_demo_config_lists_undecidable_claims_with_reasons():
     assert lines[0] == f"  claims the design cannot decide: {len(bad)}"
     assert any("fig5a_dropout_past_fraction_p0.1 (mnist, Fig. 5a)" in l for l in lines)
     assert "Fisher-z" in lines[-1]
+
+
+def test_laptop_sweep_counts_its_six_settings_and_decides_every_mnist_claim():
+    """config/laptop.yaml's Fig. 4c sweep is 3 learning rates x 2 batch sizes: 6 settings (Fig.
+    4b's early-stopping net, also in Fig. 4's design, is not one of them; it used to make 7)."""
+    bad = {b["claim"]: b for b in undecidable(load_config([CONFIG / "laptop.yaml"]).config)}
+    assert "Spearman over 6 settings" in bad["fig4c_auc_vs_test_accuracy"]["why"]
+    assert "the sweep has 6 settings, not the paper's 96" in bad["fig4c_selection_gap"]["why"]
+    assert not [c for c, b in bad.items() if b["family"] == "mnist"]
