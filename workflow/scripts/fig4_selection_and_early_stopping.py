@@ -23,16 +23,20 @@ normalized AUC means nothing) is left out. Statistic: spearman_auc_vs_test_loss
 (moving-block bootstrap over snapshots; paper -0.728).
 
 (c) A learning rate x batch size sweep: AUC against test accuracy, one point per net.
-Statistics: spearman_auc_vs_test_accuracy over nets (bootstrap over nets, permutation
-p; paper 0.914) and the model-selection statistic of section 3.2 on the settings
-(repeats averaged), see singledir.stats.model_selection: selection_top<k>_percent,
-selection_gap_to_best_percent (mean) and selection_gap_to_best_std_percent (std over
-subselections), each with its chance level, a permutation null (AUC shuffled across
-settings) and a CI resampling the settings, selection_subset_size and selection_settings
-(the design). Nets that failed to train (singledir.stats.net_tables.training_failed) are
-excluded, counted (networks_failed_excluded) and named under the figure; raw
-(unnormalized) areas are in the CSV. With too few settings left for the subselection, the
-selection statistics are not written (the claims say so).
+Statistics: spearman_auc_vs_test_accuracy over nets (CI resampling settings, each with all
+its repeats; permutation p over nets; paper 0.914:
+singledir.stats.model_selection.spearman_over_settings) and the model-selection statistic
+of section 3.2 on the settings (repeats averaged), see singledir.stats.model_selection:
+selection_top<k>_percent, selection_gap_to_best_percent (mean) and
+selection_gap_to_best_std_percent (std over subselections), each with its chance level, a
+permutation null (AUC shuffled across settings) and a CI resampling the settings;
+selection_subset_size, selection_settings_designed (the sweep's settings as configured,
+counted before any net is left out: the design the claims compare with the paper's 48 of
+96) and selection_settings (the settings the selection used). Nets that failed to train
+(singledir.stats.net_tables.training_failed) are excluded, counted
+(networks_failed_excluded) and named under the figure; a setting stays while one of its
+repeats trained. Raw (unnormalized) areas are in the CSV. With too few settings left for
+the subselection, the selection statistics are not written (the claims say so).
 
 Fig. 4a-b rest on one early-stopping net, judged like the others: if it failed to train,
 its snapshots are left out (Fig. 4a then draws only that sentence, "the only net failed to
@@ -45,8 +49,8 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.inference import bootstrap_ci, result, spearman, spearman_over_time, stat_row
-from singledir.stats.model_selection import selection_null, setting_means
+from singledir.stats.inference import bootstrap_ci, result, spearman_over_time, stat_row
+from singledir.stats.model_selection import selection_null, setting_means, spearman_over_settings
 from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
                                        final_performance, mean_auc, spec_value, without_failed)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
@@ -153,17 +157,22 @@ def model_selection_4bc(sm):
     nets["batch_size"] = spec_value(nets["model"], specs, "train", "batch_size")
     nets["seed"] = spec_value(nets["model"], specs, "train", "seed")
     ok = nets[~nets["failed"]]
-    r_c = spearman(ok["auc"], ok["test_accuracy"], boot, seed, "networks", permutation=True)
+    r_c = spearman_over_settings(ok, ["lr", "batch_size"], n_boot=boot, seed=seed)  # CI: settings resampled
+    # the design is the sweep as configured: counted before failed nets are left out, so a
+    # failed net never turns the paper's 48 of 96 into another design (issue 30)
+    designed = len(setting_means(nets, ["lr", "batch_size"]))
     settings = setting_means(ok, ["lr", "batch_size"])
     n_settings = len(settings)
-    subset = int(cfg.get("subset_size", max(1, n_settings // 2)))
-    few = subset > n_settings and bool(ok.shape[0] < nets.shape[0])  # failed nets took the settings away
-    if few:
-        print(f"only {n_settings} settings left once failed nets are excluded, fewer than subset_size {subset}: "
-              "no selection statistics")
-    elif subset > n_settings:
-        raise ValueError(f"families.cifar10.figures.fig4.subset_size: {subset} is more than the {n_settings} "
+    subset = int(cfg.get("subset_size", max(1, designed // 2)))
+    if subset > designed:
+        raise ValueError(f"families.cifar10.figures.fig4.subset_size: {subset} is more than the {designed} "
                          f"settings of the sweep experiment; lower it (paper: 48 of 96)")
+    few = subset > n_settings  # failed nets took the settings away
+    if few:
+        print(f"only {n_settings} of {designed} settings left once failed nets are excluded, fewer than subset_size "
+              f"{subset}: no selection statistics")
+    elif n_settings < designed:
+        print(f"{n_settings} of the sweep's {designed} settings left once failed nets are excluded")
     top = list(cfg.get("top", [1, 5, 10]))
     sel = None if few else selection_null(settings["auc"], settings["test_accuracy"], subset,
                                           int(cfg.get("subsets", 10000)), top, n_perm=boot, seed=seed,
@@ -199,14 +208,16 @@ def model_selection_4bc(sm):
     if sel:
         top_txt = " / ".join(f"{sel[f'top{k}_percent']['value']:.0f}" for k in top)
         chance_txt = " / ".join(f"{sel[f'top{k}_percent']['chance']:.0f}" for k in top)
-        selection_txt = (f"Max-AUC pick of {subset} of {n_settings} settings is in the top {'/'.join(map(str, top))}: "
+        of = f"{n_settings} settings" if n_settings == designed else f"the {n_settings} of {designed} settings left"
+        selection_txt = (f"Max-AUC pick of {subset} of {of} is in the top {'/'.join(map(str, top))}: "
                          f"{top_txt} % of subsets (chance {chance_txt});\nits test accuracy is "
                          f"{sel['gap_mean_percent']['value']:.1f} +/- {sel['gap_std_percent']['value']:.1f} % below "
                          "the subset's best")
     else:
-        selection_txt = f"No model selection: {n_settings} settings left, fewer than the subset size {subset}"
+        selection_txt = (f"No model selection: {n_settings} of {designed} settings left, fewer than the subset size "
+                         f"{subset}")
     ax2.set_title(f"Spearman r = {r_c['value']:.3f}, p = {r_c['p']:.2g}, {plotting.count(r_c['n'])}\n"
-                  f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}]", fontsize=7, loc="right")
+                  f"95% CI [{r_c['ci_low']:.3f}, {r_c['ci_high']:.3f}] (settings resampled)", fontsize=7, loc="right")
     # The model-selection statistic, under the panel (section 3.2).
     ax2.text(0.5, -0.3, selection_txt, fontsize=7, ha="center", va="top", transform=ax2.transAxes)
     ax2.set_xlabel("Test accuracy")
@@ -225,6 +236,7 @@ def model_selection_4bc(sm):
     # every pick is trivially in the top k
     rows.append(stat_row("selection_subset_size", {"value": subset, "n": n_settings, "unit": "settings"}))
     rows.append(stat_row("selection_settings", {"value": n_settings, "n": n_settings, "unit": "settings"}))
+    rows.append(stat_row("selection_settings_designed", {"value": designed, "n": len(nets), "unit": "networks"}))
     rows += failed_stat_rows(nets) + failed_stat_rows(stopping, name="stopping_net")
     save_csv(pd.DataFrame(rows), sm.output.stats)
 

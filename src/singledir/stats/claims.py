@@ -27,8 +27,10 @@ Verdicts (:data:`VERDICTS`, rules in :data:`RULES`, printed under the table):
   below :data:`MEMORIZATION_THRESHOLD`); a timing claim whose snapshots are sparser than
   its tolerance.
 * **not comparable** — the design differs from the paper's in a way that changes the
-  statistic's meaning: model-selection rates on subsets other than 48 of 96 settings, or
-  a value claim (a number the paper measured on its dataset) tested on stand-in data.
+  statistic's meaning: model-selection rates and gap on subsets other than 48 of 96
+  settings (the sweep's settings counted as designed, before failed nets are left out), or
+  a value claim (a number the paper measured on its dataset) tested on stand-in data. The
+  row keeps our value, CI and n all the same.
 * **not run** — the family or figure was not run.
 
 Every verdict other than *reproduced* has a reason in the ``reason`` column.
@@ -79,8 +81,9 @@ RULES = {
                    f"networks, a corruption claim whose most-corrupted nets did not memorize (final training accuracy "
                    f"< {MEMORIZATION_THRESHOLD:g}), and a timing claim whose snapshots are sparser than its tolerance"),
     NOT_COMPARABLE: ("the design differs from the paper's in a way that changes the statistic's meaning "
-                     "(model-selection subsets other than 48 of 96 settings; a paper value measured on a dataset "
-                     "that we test on stand-in data)"),
+                     "(model-selection subsets other than 48 of 96 settings, counted before failed nets are left "
+                     "out; a paper value measured on a dataset that we test on stand-in data); our value and CI "
+                     "are kept in the row"),
     NOT_RUN: "the family or figure was not run (disabled, or its results are absent)",
 }
 
@@ -94,7 +97,14 @@ class ClaimsInputError(ValueError):
 
 
 class NotComparable(Exception):
-    """The design differs from the paper's so that the statistic means something else."""
+    """The design differs from the paper's so that the statistic means something else.
+
+    ``estimate`` (optional): what we measured all the same; the claims table keeps its value,
+    CI and n in the row (a "not comparable" row still says what this design gave)."""
+
+    def __init__(self, message: str, estimate: "Estimate | None" = None):
+        super().__init__(message)
+        self.estimate = estimate
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -297,6 +307,12 @@ def with_failed_count(figure: str, estimator: Estimator, statistic: str = "netwo
             e = estimator(src, family) if left else None
         except ClaimsInputError:  # the figure had too few nets left to write the statistic
             e = None
+        except NotComparable as err:  # the row keeps its estimate: it counts and names the failed nets too
+            if err.estimate is not None:
+                err.estimate.note = "; ".join(filter(None, [err.estimate.note,
+                                                            f"{k} of {n} nets failed to train and were excluded"]))
+                err.estimate.excluded = excluded
+            raise
         if e is None:
             e = Estimate(math.nan, math.nan, math.nan, left, "networks",
                          caps=[f"too few nets left ({left}) once those that failed to train are excluded"])
@@ -468,6 +484,10 @@ class Claim:
     estimate: Estimator
     note: str = ""
 
+    def _stats(self, e: Estimate) -> dict:
+        return {"our_value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
+                "n_unit": e.n_unit or self.resampling, "p": e.p, "p_min": e.p_min, "chance": e.chance}
+
     def evaluate(self, src: Sources) -> dict:
         row = {"claim_id": self.claim_id, "figure": self.figure, "family": self.family,
                "statement": self.statement, "quantity": self.quantity, "paper_value": self.expect.paper_value,
@@ -480,13 +500,18 @@ class Claim:
         except NotRun as err:
             return {**row, **empty, "verdict": NOT_RUN, "reason": str(err), "note": "; ".join(notes)}
         except NotComparable as err:
-            return {**row, **empty, "verdict": NOT_COMPARABLE, "reason": str(err), "note": "; ".join(notes)}
+            # what this design gave stays in the row (value, CI, n), only the verdict says "not comparable"
+            e = err.estimate
+            if e is None:
+                return {**row, **empty, "verdict": NOT_COMPARABLE, "reason": str(err), "note": "; ".join(notes)}
+            return {**row, **self._stats(e), "verdict": NOT_COMPARABLE,
+                    "reason": "; ".join(filter(None, [str(err), e.excluded])),
+                    "note": "; ".join(notes + ([e.note] if e.note else []))}
         if e.tol is not None and isinstance(self.expect, Value):
             row["tolerance"] = f"{self.expect.tolerance} (+/- {e.tol:g})"
         if e.note:
             notes.append(e.note)
-        stats = {"our_value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
-                 "n_unit": e.n_unit or self.resampling, "p": e.p, "p_min": e.p_min, "chance": e.chance}
+        stats = self._stats(e)
         if isinstance(self.expect, Value) and self.expect.dataset_specific and self.family in src.stand_ins:
             return {**row, **stats, "verdict": NOT_COMPARABLE,
                     "reason": f"the paper's {self.expect.paper_value} was measured on "

@@ -73,6 +73,27 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 1000, s
     return percentile_interval(reps, level)
 
 
+def cluster_bootstrap_ci(statistic: Callable[..., float], *arrays, clusters, n_boot: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic(*arrays)`` resampling whole clusters: each
+    resample draws as many clusters as there are, with replacement, and keeps all rows of
+    each drawn cluster (e.g. the repeats of one hyperparameter setting, which share it and are
+    not independent draws of settings). One cluster per row is :func:`bootstrap_ci`."""
+    arrays = [np.asarray(a) for a in arrays]
+    labels = np.asarray(clusters)
+    if len(labels) != len(arrays[0]):
+        raise ValueError(f"cluster_bootstrap_ci: {len(labels)} cluster labels for {len(arrays[0])} rows")
+    if len(labels) == 0:
+        raise ValueError("cluster_bootstrap_ci: no rows to resample")
+    groups = [np.flatnonzero(labels == c) for c in pd.unique(labels)]
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
+        reps[b] = statistic(*[a[idx] for a in arrays])
+    return percentile_interval(reps, level)
+
+
 def block_bootstrap_ci(statistic: Callable[..., float], *arrays, block: int | None = None, n_boot: int = 1000,
                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Moving-block bootstrap CI of ``statistic(*arrays)`` for rows in time order (snapshots

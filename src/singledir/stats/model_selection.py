@@ -27,8 +27,19 @@ bootstrap of the rate over subsets, not of a maximum over a few settings). The r
 comparable with the paper's only for the paper's design (subsets of 48 of 96 settings:
 the top-k rates depend on the subset size); the claims say "not comparable" otherwise.
 
+*Settings, not nets, are the sample* (:func:`spearman_over_settings`): the repeats of a
+setting share its learning rate and batch size, so the CI of Spearman r(AUC, test accuracy)
+over the sweep's nets resamples settings, each with all its repeats (a cluster bootstrap),
+as the rates' CI does. The sweep's design is counted before failed nets are left out
+(``selection_settings_designed``), so a failed net never makes the paper's own 48-of-96
+design "not comparable"; the settings the selection used are ``selection_settings``.
+
 The same test judges the cheap reliance probes of :mod:`singledir.analysis.probes` as
 selection signals over networks (:func:`probe_selection_table`, Fig. X1, beyond the paper).
+Fig. X1 ranks only networks trained without a reliance regularizer (:func:`x1_networks`):
+the ablation-noise, reliance-penalty and class-selectivity arms were trained to move the very
+quantity the probes measure, so pooled with the others their probe values say how they were
+trained, not how well they generalize.
 """
 
 from __future__ import annotations
@@ -41,13 +52,37 @@ import numpy as np
 import pandas as pd
 
 from singledir.analysis.probes import FULL
-from singledir.stats.inference import bootstrap_ci, percentile_interval, spearman, spearman_r, stat_row
+from singledir.stats.inference import (bootstrap_ci, cluster_bootstrap_ci, percentile_interval, permutation_spearman,
+                                       result, spearman, spearman_r, stat_row)
+
+# The conditions Fig. X1 ranks: a regularizer of the probe's own quantity (ablation noise, the
+# reliance penalty, class selectivity) is never "none"; plain, dropout and batch-norm nets are.
+UNREGULARIZED = "none"
 
 
 def setting_means(nets: pd.DataFrame, setting_cols: Sequence[str], value_cols: Sequence[str] = ("auc", "test_accuracy")
                   ) -> pd.DataFrame:
     """Average the repeats of each setting: one row per setting, in first-seen order."""
     return nets.groupby(list(setting_cols), sort=False)[list(value_cols)].mean().reset_index()
+
+
+def spearman_over_settings(nets: pd.DataFrame, setting_cols: Sequence[str], x: str = "auc", y: str = "test_accuracy",
+                           n_boot: int = 1000, seed: int = 0) -> dict:
+    """Spearman r(x, y) over the sweep's nets (every repeat a point, as the paper's Fig. 4c),
+    with a 95 % CI resampling *settings* (each drawn with all its repeats:
+    :func:`singledir.stats.inference.cluster_bootstrap_ci`) and a permutation p over nets
+    (:func:`singledir.stats.inference.permutation_spearman`; the repeats of a setting are
+    treated as exchangeable there). ``n`` counts nets, ``unit`` names the settings."""
+    cols = list(setting_cols)
+    if len(nets) < 3:
+        return result(math.nan, n=len(nets), unit="networks")
+    keys = nets[cols].astype(str).agg("|".join, axis=1).to_numpy()
+    xs, ys = nets[x].to_numpy(float), nets[y].to_numpy(float)
+    r = spearman_r(xs, ys)
+    ci = cluster_bootstrap_ci(spearman_r, xs, ys, clusters=keys, n_boot=n_boot, seed=seed)
+    p, p_min = permutation_spearman(xs, ys, seed=seed)
+    n_settings = len(pd.unique(keys))
+    return result(r, ci, len(nets), p, p_min, unit=f"networks in {n_settings} settings (CI: settings resampled)")
 
 
 def _subsets(n: int, size: int, n_subsets: int, rng: np.random.Generator) -> np.ndarray:
@@ -159,6 +194,39 @@ def _r_ratio(a, b, c) -> float:
     return spearman_r(a, c) / rb if np.isfinite(rb) and rb != 0 else np.nan
 
 
+def x1_networks(nets: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows Fig. X1 ranks, the rows it leaves out): the networks trained without a
+    regularizer of single-direction reliance (column ``regularizer`` "none" or absent: plain,
+    dropout, batch norm, the Fig. 3 and 4c nets) and those trained with one (ablation noise,
+    the reliance penalty, class selectivity), which optimized the probe's own quantity."""
+    if "regularizer" not in nets:
+        return nets, nets.iloc[:0]
+    reg = nets["regularizer"].fillna(UNREGULARIZED).astype(str).replace("", UNREGULARIZED)
+    keep = (reg == UNREGULARIZED).to_numpy()
+    return nets[keep], nets[~keep]
+
+
+def regularized_note(left_out: pd.DataFrame, total: int) -> str:
+    """Under Fig. X1 and in its statistics: how many regularized nets it left out, by condition."""
+    nets = left_out.drop_duplicates("model")
+    if nets.empty:
+        return ""
+    by = nets["regularizer"].astype(str)
+    if "strength" in nets:
+        by = by + " " + nets["strength"].map(lambda v: f"{float(v):g}")
+    counts = ", ".join(f"{c}: {k}" for c, k in by.value_counts(sort=False).items())
+    return (f"left out {len(nets)} of {total} nets trained with a reliance regularizer ({counts}): they were "
+            "trained to move what the probes measure; X1 ranks the unregularized nets only")
+
+
+def regularized_stat_row(left_out: pd.DataFrame, total: int) -> dict:
+    """The statistics row ``networks_regularized_excluded`` (value: nets left out, n: all
+    nets of the figure's inputs, note: :func:`regularized_note`)."""
+    row = stat_row("networks_regularized_excluded", result(left_out["model"].nunique(), n=total, unit="networks"))
+    row["note"] = regularized_note(left_out, total)
+    return row
+
+
 def probe_selection_table(nets: pd.DataFrame, probes: Sequence[str], n_boot: int, seed: int, subset_size: int,
                           n_subsets: int, top: Sequence[int], n_perm: int = 500) -> tuple[pd.DataFrame, list[dict]]:
     """Per probe: Spearman r(probe, test accuracy) over networks (bootstrap CI, permutation
@@ -166,7 +234,10 @@ def probe_selection_table(nets: pd.DataFrame, probes: Sequence[str], n_boot: int
     chance and a permutation null (probe shuffled across networks, :func:`selection_null`).
 
     ``nets``: one row per network and probe (columns model, probe, value, cost_passes,
-    test_accuracy). Returns (tidy table, stats rows for results/stats)."""
+    test_accuracy, and ``regularizer`` where the nets have one). Only the unregularized nets
+    are ranked (:func:`x1_networks`; the caller counts those left out with
+    :func:`regularized_stat_row`). Returns (tidy table, stats rows for results/stats)."""
+    nets, _ = x1_networks(nets)
     wide = nets.pivot_table(index="model", columns="probe", values="value")
     acc = nets.groupby("model")["test_accuracy"].first().reindex(wide.index).to_numpy(float)
     cost = nets.groupby("probe")["cost_passes"].median()
