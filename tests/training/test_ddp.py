@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from singledir.training.distributed import global_batch, launch, run_job, write_
 from singledir.data.imagenet import scan
 from singledir.io import save_csv
 from singledir.models.resnet import build_torchvision
+from singledir.training.core import history_frame
 from conftest import write_image_folder
 
 
@@ -47,6 +49,12 @@ def _assert_same_state(a, b, atol=0.0):
             assert torch.equal(a[k], b[k]), k
 
 
+def _results(history):
+    """A step-based history as a frame without the wall-clock images_per_s (the one column
+    that is no result)."""
+    return history_frame(history).drop(columns="images_per_s")
+
+
 def test_global_batches_cover_each_epoch_once():
     n, size = 30, 8
     batches = [global_batch(n, size, seed=1, step=t) for t in range(3)]  # 3 steps = one epoch (30 // 8)
@@ -68,8 +76,12 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     assert ddp["step"] == single["step"] == 4
     assert "2 process(es) on cpu" in (tmp_path / "ddp.log").read_text()
     _assert_same_state(ddp["model"], single["model"], atol=1e-6)  # observed: bitwise equal
-    assert [r["train_loss"] for r in ddp["history"]] == pytest.approx([r["train_loss"] for r in single["history"]],
-                                                                       rel=1e-6)
+    assert [r["train_window_loss"] for r in ddp["history"]] == pytest.approx(
+        [r["train_window_loss"] for r in single["history"]], rel=1e-6)
+    # The final eval-mode training accuracy: each process evaluates every other image of
+    # the fixed subset and one all-reduce sums them, as one process evaluating all of them.
+    assert ddp["history"][-1]["train_accuracy"] == single["history"][-1]["train_accuracy"]
+    assert ddp["history"][-1]["train_loss"] == pytest.approx(single["history"][-1]["train_loss"], rel=1e-6)
     torch.manual_seed(3)
     init = build_torchvision({"name": "resnet18", "width": 0.0625}, 4).state_dict()
     assert not torch.allclose(init["fc.weight"], single["model"]["fc.weight"])  # training moved the weights
@@ -121,7 +133,7 @@ def test_resume_after_kill_and_sigusr1_equals_an_uninterrupted_run(tmp_path):
     final, ref = _final(tmp_path, "interrupted"), _final(tmp_path, "reference")
     assert final["step"] == steps
     _assert_same_state(final["model"], ref["model"])
-    assert [r["train_loss"] for r in final["history"]] == [r["train_loss"] for r in ref["history"]]
+    pd.testing.assert_frame_equal(_results(final["history"]), _results(ref["history"]))
 
 
 @pytest.mark.slow

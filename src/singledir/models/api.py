@@ -17,17 +17,23 @@ model has (``model.arch``: ``mlp`` / ``convnet`` from :mod:`singledir.models.net
 --------------------------------------------------------------------
 One schema for every mode of training (:data:`singledir.training.core.HISTORY_COLUMNS`):
 ``epoch``, ``step``, ``lr``, ``train_loss``, ``train_accuracy``, ``train_top5``,
-``test_loss``, ``test_accuracy``, ``images_per_s``, with empty cells where a mode does not
-measure a quantity:
+``test_loss``, ``test_accuracy``, ``images_per_s``, ``train_window_loss``,
+``train_window_accuracy``, ``train_window_top5``, with empty cells where a mode does not
+measure a quantity (``train_accuracy`` is always an eval-mode measurement):
 
 - epoch-based training (mnist, cifar10; :func:`singledir.training.loop.fit`): one row per
   epoch, ``epoch`` (0 = before training), ``step``, ``lr`` and the whole training and test
   sets' loss and accuracy after that epoch; ``training_auc`` joins on ``epoch``.
 - step-based distributed training (imagenet; :mod:`singledir.training.distributed`): one
-  row per ``train.log_every`` optimizer steps, ``step``, ``lr``, and the means over the
-  interval's training batches on every process of ``train_loss``, ``train_accuracy``
-  (top-1), ``train_top5`` and ``images_per_s`` (no full-set evaluation, which ImageNet
-  cannot afford). A model taken from pretrained weights has the header and no rows.
+  row per ``train.log_every`` optimizer steps and one at the last step, ``step``, ``lr``,
+  ``images_per_s`` and the train-mode means over the interval's augmented training batches
+  on every process (``train_window_loss``, ``train_window_accuracy`` = top-1,
+  ``train_window_top5``); only the last row has ``train_loss``, ``train_accuracy`` (top-1)
+  and ``train_top5``, measured in eval mode on a fixed seeded subset of the training images
+  with the net's training labels (``train.eval_train_per_class`` per class; no full-set
+  evaluation, which ImageNet cannot afford). A diverged net's last row holds the
+  non-finite window loss in ``train_loss``. A model taken from pretrained weights has the
+  header and no rows.
 """
 
 from __future__ import annotations

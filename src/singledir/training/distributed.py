@@ -32,6 +32,16 @@ all-reduce carries a divergence check: a NaN or inf training loss on any process
 training at that step with a history row holding it and a log line, and the checkpoint
 records ``diverged`` (a rerun trains no further); the net then counts as failed
 (:func:`singledir.stats.net_tables.training_failed`).
+
+The training accuracy the figures and claims read (the final history row's
+``train_accuracy``, e.g. the memorization gate of Fig. 1c's corruption claims) is an
+eval-mode measurement (:func:`evaluate_train_subset`): after the last step, the model in
+eval mode (batch norm on its running statistics) classifies a fixed, seeded,
+class-balanced subset of the training images (:func:`train_eval_subset`,
+``train.eval_train_per_class`` per class, 10 unless set) without augmentation, against the
+labels the net was trained on. Every row also keeps the train-mode numbers of its logging
+window (``train_window_loss``, ``train_window_accuracy``, ``train_window_top5``: augmented
+batches, batch norm on batch statistics, weights changing over the window), for the logs.
 The job's time budget (its ``deadline``, :mod:`singledir.training.walltime`) stops training
 like a signal. Data-loader worker processes ignore the stop signals
 (:func:`_ignore_stop_signals`): SLURM signals every process of the job, and a worker that
@@ -63,14 +73,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from singledir.training.checkpoint import (STOP_SIGNALS, STOPPED_EXIT_CODE, PieceDone, TrainingInterrupted,
                                            catch_stop_signals, checkpoint_and_stop, load_checkpoint,
                                            save_checkpoint as save_checkpoint_file)
 from singledir.training.walltime import Deadline
 from singledir.training.cuda_check import resolve_device
-from singledir.data.imagenet import IndexedImages, dataset_transform, read_index, train_labels
+from singledir.data.imagenet import IndexedImages, balanced_subset, dataset_transform, read_index, train_labels
 from singledir.models.api import build_model
 from singledir.training.core import (RunOptions, TrainConfig, configure_torch, history_frame, lr_at, make_optimizer,
                                      set_lr)
@@ -258,21 +268,93 @@ def _worker_shard_batches(dataset: Dataset, cfg: TrainConfig, info: DistInfo, st
 
 
 def _history_row(step: int, lr: float, meter: list[float], seconds: float) -> dict:
-    """One step-based history row from the logging window's meter (loss sum, top-1, top-5, images)."""
-    return {"step": step, "lr": lr, "train_loss": meter[0] / meter[3], "train_accuracy": meter[1] / meter[3],
-            "train_top5": meter[2] / meter[3], "images_per_s": meter[3] / max(seconds, 1e-9)}
+    """One step-based history row from the logging window's meter (loss sum, top-1, top-5,
+    images): the train-mode window columns; the final row adds the eval-mode ones
+    (:func:`evaluate_train_subset`)."""
+    return {"step": step, "lr": lr, "train_window_loss": meter[0] / meter[3],
+            "train_window_accuracy": meter[1] / meter[3], "train_window_top5": meter[2] / meter[3],
+            "images_per_s": meter[3] / max(seconds, 1e-9)}
+
+
+# The seed of the training-accuracy subset: 0, the default analysis.subset_seed, so with
+# train.eval_train_per_class equal to the family's analysis.train_per_class the images are
+# exactly the analysis's training subset (the same balanced_subset of the same true targets;
+# Fig. 1c's curves start from the accuracy recorded here, up to top-1 vs top-5).
+TRAIN_EVAL_SEED = 0
+
+
+def train_eval_subset(true_targets: np.ndarray, per_class: int) -> np.ndarray:
+    """Indices (into the training split) of the images the final training accuracy is
+    measured on: ``per_class`` images of every true class (0: every image), seeded
+    (:data:`TRAIN_EVAL_SEED`), the same for every net of a family whatever its labels or
+    seed, in :func:`~singledir.data.imagenet.balanced_subset`'s order."""
+    return balanced_subset(true_targets, per_class, TRAIN_EVAL_SEED)["index"].to_numpy()
+
+
+@torch.no_grad()
+def evaluate_train_subset(model: nn.Module, eval_set: Dataset, cfg: TrainConfig, info: DistInfo) -> dict:
+    """The eval-mode training loss, top-1 (``train_accuracy``) and top-5 (``train_top5``) of
+    ``model`` on ``eval_set`` (:func:`train_eval_subset`'s images with the net's training
+    labels, untransformed but for the evaluation resize and center crop).
+
+    The model (not its DDP wrapper: no collective runs per batch, so processes may see
+    different numbers of batches) is put in eval mode, so batch norm uses its running
+    statistics, and back in train mode after. Each of the ``info.world`` processes takes
+    every ``world``-th image, and one all-reduce sums (loss, top-1 hits, top-5 hits,
+    images); every process returns the same numbers. The global RNG is left as it was (a
+    ``DataLoader`` draws its base seed from it).
+
+    Cost: one forward pass per image, once per run. At paper scale (ResNet-50, 10 images
+    of each of the 1,000 classes) 10,000 forward passes of about 4.1 GFLOPs, 41 TFLOPs: the
+    forward and backward passes (about 12.3 GFLOPs per image) of 3.3 of the run's 200,000
+    steps of 1,024 images, under 0.002 % of training, plus decoding 10,000 JPEGs over the
+    job's loader processes.
+    """
+    device = info.device
+    was_training = model.training
+    model.eval()
+    shard = Subset(eval_set, range(info.rank, len(eval_set), info.world))
+    loader = DataLoader(shard, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda",
+                        worker_init_fn=_ignore_stop_signals if cfg.num_workers else None)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1 hits, top-5 hits, images
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for x, y in loader:
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(cfg, device):
+                    logits = model(x)
+                logits = logits.float()
+                hit = logits.topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
+                sums += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
+                                     hit[:, 0].sum().double(), hit.any(1).sum().double(),
+                                     torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        if info.world > 1:
+            dist.all_reduce(sums)
+    finally:
+        model.train(was_training)
+    loss, top1, top5, n = sums.cpu().tolist()
+    return {"train_loss": loss / n, "train_accuracy": top1 / n, "train_top5": top5 / n}
 
 
 def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: str | os.PathLike,
-                info: DistInfo | None = None, log=print, deadline: Deadline | None = None) -> pd.DataFrame:
+                info: DistInfo | None = None, log=print, deadline: Deadline | None = None,
+                eval_set: Dataset | None = None) -> pd.DataFrame:
     """Train ``model`` in place for ``cfg.steps`` steps (resuming from ``work_dir``).
 
     Every process of the group calls this with the same arguments. Returns the history
     in the one history schema (:data:`~singledir.training.core.HISTORY_COLUMNS`; one row
-    per ``log_every`` steps: step, lr, train loss, top-1 (``train_accuracy``) and top-5
-    accuracy on the training batches, images per second). The final state is
-    ``work_dir/resume.pt``. Past the ``deadline`` (the job's time budget) every process
-    checkpoints and :class:`~singledir.training.checkpoint.PieceDone` is raised.
+    per ``log_every`` steps and one at the last: step, lr, images per second and the
+    train-mode loss, top-1 and top-5 accuracy of the window's training batches
+    (``train_window_*``); the last row adds the eval-mode ``train_loss``,
+    ``train_accuracy`` (top-1) and ``train_top5`` on ``eval_set``
+    (:func:`evaluate_train_subset`; :func:`run_job` passes :func:`train_eval_subset`'s
+    images; without one they stay empty). The final state is ``work_dir/resume.pt``. Past
+    the ``deadline`` (the job's time budget) every process checkpoints and
+    :class:`~singledir.training.checkpoint.PieceDone` is raised.
     """
     cfg.expect("step", "singledir.training.distributed.train_steps")
     info = info or DistInfo(0, 1, 0, torch.device("cpu"))
@@ -345,6 +427,8 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
                 if ddp is not None:
                     dist.all_reduce(meter)
                 history.append(_history_row(done, lr_at(cfg, step), meter.cpu().tolist(), time.time() - t_window))
+                # the non-finite loss itself, where failure_reason looks (the final train_loss)
+                history[-1]["train_loss"] = history[-1]["train_window_loss"]
                 if info.main:
                     log(f"DIVERGED: the training loss became {history[-1]['train_loss']} at step {done} of "
                         f"{cfg.steps} (lr {lr_at(cfg, step):g}). Training ends here (last history row: train_loss "
@@ -356,10 +440,17 @@ def train_steps(model: nn.Module, dataset: Dataset, cfg: TrainConfig, work_dir: 
                 if ddp is not None:
                     dist.all_reduce(meter)
                 row = _history_row(done, lr_at(cfg, step), meter.cpu().tolist(), time.time() - t_window)
-                history.append(row)
                 if info.main:
-                    log(f"step {done}/{cfg.steps} loss={row['train_loss']:.4f} top1={row['train_accuracy']:.4f} "
-                        f"top5={row['train_top5']:.4f} lr={row['lr']:.4g} {row['images_per_s']:.1f} images/s")
+                    log(f"step {done}/{cfg.steps} window (train mode) loss={row['train_window_loss']:.4f} "
+                        f"top1={row['train_window_accuracy']:.4f} top5={row['train_window_top5']:.4f} "
+                        f"lr={row['lr']:.4g} {row['images_per_s']:.1f} images/s")
+                if done == cfg.steps and eval_set is not None:  # every process takes part
+                    row.update(evaluate_train_subset(model, eval_set, cfg, info))
+                    if info.main:
+                        log(f"step {done}/{cfg.steps} eval mode, {len(eval_set)} fixed training images with their "
+                            f"training labels: loss={row['train_loss']:.4f} top1={row['train_accuracy']:.4f} "
+                            f"top5={row['train_top5']:.4f}")
+                history.append(row)
                 meter.zero_()
                 t_window = time.time()
             if stopping:  # every process takes part in writing the checkpoint
@@ -400,6 +491,9 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
     n_classes = int(index["target"].max()) + 1
     dataset = IndexedImages(job["root"], paths, labels, dataset_transform(job["dataset"], cfg.augment),
                             random_transform=cfg.augment, cache=bool(job["dataset"].get("cache")) and not cfg.augment)
+    chosen = train_eval_subset(index.loc[index["split"] == "train", "target"].to_numpy(), cfg.eval_train_per_class)
+    eval_set = IndexedImages(job["root"], [paths[i] for i in chosen], labels[chosen],
+                             dataset_transform(job["dataset"], False))
     torch.manual_seed(cfg.seed)  # the same initialization on every process
     size = int(job["dataset"].get("image_size", 224))
     model = build_model(job["model"], (3, size, size), n_classes)
@@ -409,7 +503,7 @@ def run_job(job_path: str | os.PathLike, log=print) -> pd.DataFrame:
             f"{sum(p.numel() for p in model.parameters())} parameters, augment={cfg.augment}")
     try:
         result = train_steps(model, dataset, cfg, job["work_dir"], info, log=log if info.main else (lambda *a: None),
-                             deadline=Deadline.from_dict(job.get("deadline")))
+                             deadline=Deadline.from_dict(job.get("deadline")), eval_set=eval_set)
         if info.world > 1:
             # Tear the group down together: once in CI (2 CPU processes, gloo), the rank that
             # reached destroy_process_group first aborted at exit ("terminate called without
