@@ -49,3 +49,25 @@ def test_laptop_sweep_counts_its_six_settings_and_decides_every_mnist_claim():
     assert "Spearman over 6 settings" in bad["fig4c_auc_vs_test_accuracy"]["why"]
     assert "the sweep has 6 settings, not the paper's 96" in bad["fig4c_selection_gap"]["why"]
     assert not [c for c, b in bad.items() if b["family"] == "mnist"]
+
+
+def test_plan_warns_where_training_is_likely_too_short_to_converge():
+    """singledir.pipeline.training_length: none for the paper config; the laptop config's
+    12-epoch CIFAR-10 nets (issue 30: the no-batch-norm arm ended at 0.48 training accuracy)
+    and 30-epoch corrupted-label nets are named, its MNIST experiments (>= 60 epochs) are not."""
+    from singledir.pipeline.training_length import (ASSUMPTION, MIN_EPOCHS_CLEAN, convergence_warnings,
+                                                    summary_lines as length_lines)
+    assert convergence_warnings(load_config([CONFIG / "config.yaml"]).config) == []
+    laptop = load_config([CONFIG / "laptop.yaml"]).config
+    warned = {(w["family"], w["experiment"]): w for w in convergence_warnings(laptop)}
+    assert set(warned) == {("cifar10", "batch_norm"), ("cifar10", "generalization"), ("cifar10", "sweep"),
+                           ("cifar10", "corruption")}
+    bn = warned[("cifar10", "batch_norm")]
+    assert (bn["epochs"], bn["labels"], bn["minimum"]) == (12, "clean", MIN_EPOCHS_CLEAN)
+    assert bn["warning"].startswith("families.cifar10.experiments.batch_norm: 12 epochs, fewer than 20 (clean labels)")
+    assert warned[("cifar10", "corruption")]["labels"] == "corrupted"
+    lines = length_lines(laptop)
+    assert lines[0] == "  training likely too short to converge: 4" and ASSUMPTION in lines[-1]
+    # step-based training counts passes over the training images: demo ImageNet, 28.5
+    demo = {(w["family"], w["experiment"]): w for w in convergence_warnings(load_config([CONFIG / "demo.yaml"]).config)}
+    assert demo[("imagenet", "corruption")]["warning"].endswith("a larger train.steps avoids it")

@@ -22,14 +22,17 @@ def test_training_flops_agree_with_the_benchmark_count():
 
 
 def test_training_counts_one_evaluation_per_snapshot_and_the_final_epoch():
-    """History rows (two evaluation passes each) only at snapshot epochs and the final epoch."""
+    """History rows (two evaluation passes each) only at snapshot epochs, the final epoch and
+    the convergence gate's epoch floor(0.9 x epochs) (4 of 5)."""
     data = cost.DataSize(n_train=64, n_test=20, shape=(1, 28, 28), n_classes=10, name="x")
     model = {"arch": "mlp", "hidden": [32, 16]}
     fwd, step = cost.model_flops(model, data.shape, data.n_classes)
     final_only = cost.training_flops({"model": model, "train": {"epochs": 5}}, data)
     snaps = cost.training_flops({"model": model, "train": {"epochs": 5, "snapshot_epochs": [0, 2, 5]}}, data)
-    assert final_only == 5 * 64 * step + 1 * 84 * fwd
-    assert snaps == 5 * 64 * step + 3 * 84 * fwd  # 0, 2 and the final 5 (a snapshot too)
+    with_reference = cost.training_flops({"model": model, "train": {"epochs": 5, "snapshot_epochs": [4]}}, data)
+    assert final_only == 5 * 64 * step + 2 * 84 * fwd  # 4 and 5
+    assert snaps == 5 * 64 * step + 4 * 84 * fwd  # 0, 2, 4 and the final 5 (a snapshot too)
+    assert with_reference == final_only  # a snapshot at epoch 4 is the reference row itself
 
 
 def test_small_batches_cost_more_gpu_time_for_the_same_flops():

@@ -33,6 +33,12 @@ def none_failed(fig, n=6):
     return (fig, "networks_failed_excluded", 0, np.nan, np.nan, n, "networks", np.nan, np.nan)
 
 
+def all_converged(fig, arms=("bn", "nobn"), n=4):
+    """The convergence rows of a figure comparing arms (claims.converged): none unconverged."""
+    return [(fig, "networks_unconverged" + (f"_{a}" if a else ""), 0, np.nan, np.nan, n, "networks", np.nan, np.nan)
+            for a in arms]
+
+
 # ---------------------------------------------------------------- inputs
 
 def test_claim_reads_its_family_figure_and_statistic(tmp_path):
@@ -154,20 +160,20 @@ def test_too_few_networks_is_at_most_inconclusive(tmp_path):
     # 2 + 2 nets: a perfect separation, but the exact permutation p cannot go below 1/3.
     write_stats(res, "cifar10", [
         ("fig5", "auc_difference_bn_minus_nobn", 0.06, 0.04, 0.09, 4, "networks", 1 / 3, 1 / 3),
-        ("fig5", "networks_failed_excluded", 0, np.nan, np.nan, 4, "networks")])
+        ("fig5", "networks_failed_excluded", 0, np.nan, np.nan, 4, "networks"), *all_converged("fig5", n=2)])
     row = claim("fig5b_batchnorm_auc").evaluate(C.Sources.from_results(res))
     assert row["verdict"] == "inconclusive" and row["n"] == 4 and row["n_unit"] == "networks"
     assert "too few networks" in row["reason"] and "0.333" in row["reason"]
     # 4 + 4 nets can reach p = 2/70, and do.
     write_stats(res, "cifar10", [
         ("fig5", "auc_difference_bn_minus_nobn", 0.06, 0.04, 0.09, 8, "networks", 2 / 70, 2 / 70),
-        ("fig5", "networks_failed_excluded", 1, np.nan, np.nan, 9, "networks")])
+        ("fig5", "networks_failed_excluded", 1, np.nan, np.nan, 9, "networks"), *all_converged("fig5")])
     row = claim("fig5b_batchnorm_auc").evaluate(C.Sources.from_results(res))
     assert row["verdict"] == "reproduced" and "1 of 9 nets failed to train" in row["note"]
     # ... a CI on the paper's side with a permutation p >= 0.05 is inconclusive.
     write_stats(res, "cifar10", [
         ("fig5", "auc_difference_bn_minus_nobn", 0.06, 0.01, 0.09, 8, "networks", 0.09, 2 / 70),
-        ("fig5", "networks_failed_excluded", 0, np.nan, np.nan, 8, "networks")])
+        ("fig5", "networks_failed_excluded", 0, np.nan, np.nan, 8, "networks"), *all_converged("fig5")])
     row = claim("fig5b_batchnorm_auc").evaluate(C.Sources.from_results(res))
     assert row["verdict"] == "inconclusive" and "p = 0.09" in row["reason"]
 

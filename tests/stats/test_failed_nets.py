@@ -147,8 +147,12 @@ def test_every_claim_names_and_counts_the_nets_its_figure_left_out(tmp_path, cla
                                                                    counted):
     """Figs. 4-7, A1-A4 and X2-X4 (issue 30): the claim's n is the figure's (failed nets already
     left out), its reason names them whatever the verdict, its note counts them."""
+    # the figures comparing arms also write how many of each arm's nets did not converge
+    arms = {"fig6": ["_bn", "_nobn"], "figA1": [""], "figX4": ["_batch_norm_clean", "_plain_clean"]}.get(figure, [])
     note = _stats_with_one_failed(tmp_path, family, figure, statistic, counted=counted,
-                                  extra=DESIGN_ROWS.get(claim_id, ()))
+                                  extra=[*DESIGN_ROWS.get(claim_id, ()),
+                                         *({"statistic": f"networks_unconverged{a}", "value": 0, "n": 2,
+                                            "unit": "networks"} for a in arms)])
     row = _claim(claim_id).evaluate(C.Sources.from_results(tmp_path / "results"))
     assert row["n"] == 3 and row["our_value"] == pytest.approx(0.3)  # the figure's statistic, not a stand-in
     assert note in row["reason"] and "too few nets left" not in row["reason"]

@@ -155,10 +155,10 @@ def test_fig6_summary_leaves_dead_maps_out():
 
 
 def test_fig6_claims_both_ways(tmp_path):
-    from test_claims import claim, write_stats  # the claims test's helpers (tests/stats is on the path)
+    from test_claims import all_converged, claim, write_stats  # the claims test's helpers (tests/stats is on the path)
 
     res = tmp_path / "results"
-    write_stats(res, "cifar10", [
+    write_stats(res, "cifar10", [*all_converged("fig6"),
         ("fig6", "high_selectivity_fraction_difference_bn_minus_nobn", -0.1, -0.2, -0.05, 8, "networks", 0.03, 0.03),
         ("fig6", "high_selectivity_or_dead_fraction_difference_bn_minus_nobn", -0.3, -0.4, -0.2, 8, "networks",
          0.03, 0.03)])

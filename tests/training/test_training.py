@@ -35,10 +35,11 @@ def test_training_is_deterministic_and_learns(digits, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert h1.equals(h2)
     assert list(h1.columns) == list(HISTORY_COLUMNS)  # the one schema of every mode
-    assert h1["epoch"].tolist() == [0, 2, 4]  # rows at the snapshot epochs and the final one only
+    # rows at the snapshot epochs, the final one and epoch 3 = floor(0.9 x 4) (the convergence gate's) only
+    assert h1["epoch"].tolist() == [0, 2, 3, 4]
     steps = -(-len(digits.x_train) // CFG["batch_size"])
-    assert h1["step"].tolist() == [e * steps for e in (0, 2, 4)]
-    assert h1["lr"].isna().tolist() == [True, False, False] and (h1["lr"][1:] == CFG["lr"]).all()
+    assert h1["step"].tolist() == [e * steps for e in (0, 2, 3, 4)]
+    assert h1["lr"].isna().tolist() == [True, False, False, False] and (h1["lr"][1:] == CFG["lr"]).all()
     assert h1[["train_top5", "images_per_s"]].isna().all().all()  # the step-based mode's columns
     assert h1["test_accuracy"].iloc[-1] > 0.8
     assert sorted(snaps) == [0, 2, 4]
@@ -67,14 +68,16 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted(digits, tmp_path):
     hist, _ = train(resumed, digits, TrainConfig.from_spec(CFG), tmp_path / "run", log=lambda *_: None)
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
-    assert hist["epoch"].tolist() == [0, 2, 4]
+    assert hist["epoch"].tolist() == [0, 2, 3, 4]
 
 
-@pytest.mark.parametrize("snapshots, rows", [([], [4]), ([1, 3], [1, 3, 4]), ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])])
+@pytest.mark.parametrize("snapshots, rows", [([], [3, 4]), ([1, 3], [1, 3, 4]), ([0, 1], [0, 1, 3, 4]),
+                                             ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])])
 def test_history_rows_only_at_snapshot_and_final_epochs_with_the_same_weights(digits, tmp_path, snapshots, rows):
-    """The loop evaluates (both sets, one history row) at the snapshot epochs and the final
-    epoch only. Evaluation draws no random numbers: with dropout (which does) the weights
-    equal those of a run evaluated after every epoch, and the rows both have are equal."""
+    """The loop evaluates (both sets, one history row) at the snapshot epochs, the final
+    epoch and the convergence gate's reference epoch (floor(0.9 x 4) = 3) only. Evaluation
+    draws no random numbers: with dropout (which does) the weights equal those of a run
+    evaluated after every epoch, and the rows both have are equal."""
     def run(snaps, where):
         torch.manual_seed(0)
         model = MLP(64, [32], 10, dropout=0.3)

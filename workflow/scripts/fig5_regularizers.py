@@ -21,7 +21,10 @@ on clean labels (mean +/- std over model instances x orderings).
 
 Networks are the unit: each net's normalized AUC is averaged over its orderings first.
 Nets that failed to train (singledir.stats.net_tables.training_failed) are excluded and
-counted (networks_failed_excluded). Statistics: auc_batchnorm, auc_no_batchnorm (mean
+counted (networks_failed_excluded). Whether each arm's nets converged, from their histories
+(singledir.stats.net_tables.convergence_table), is counted per arm (networks_unconverged_bn,
+networks_unconverged_nobn; the unconverged nets named with their loss change in the row's
+note): the claim is inconclusive unless both arms converged. Statistics: auc_batchnorm, auc_no_batchnorm (mean
 over nets, bootstrap over nets), auc_difference_bn_minus_nobn (bootstrap with the two
 groups resampled independently; permutation p over nets with the smallest p the design
 allows, e.g. 1/3 for 2 + 2 nets), and the raw (unnormalized) area likewise."""
@@ -32,9 +35,9 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
-from singledir.stats.net_tables import (curve_matrix, data_class_count, dropout_readings, excluded_note,
-                                       failed_stat_rows, final_accuracies, mean_auc, spec_value,
-                                       with_corrupted_fraction, without_failed)
+from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, curve_matrix, data_class_count,
+                                       dropout_readings, excluded_note, failed_stat_rows, final_accuracies, mean_auc,
+                                       spec_value, unconverged_note, with_corrupted_fraction, without_failed)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
@@ -105,6 +108,13 @@ def batchnorm_5b(sm):
     curves = curves.merge(nets, on="model", how="left")
     save_csv(curves, sm.output.csv)
     curves = curves[~curves["failed"]]
+    # both arms must have converged (the claim's gate): judged per net from its own history
+    used = nets[~nets["failed"]].assign(batch_norm=lambda t: [bool(v) for v in spec_value(t["model"], specs, "model",
+                                                                                             "batch_norm", True)])
+    convergence = convergence_stat_rows(convergence_table(sm.input.histories),
+                                        {"bn": used.loc[used["batch_norm"], "model"],
+                                         "nobn": used.loc[~used["batch_norm"], "model"]})
+    print(unconverged_note(convergence) or "every net converged")
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for bn, color, name in ((True, "tab:blue", "Batch norm"), (False, "tab:purple", "No batch norm")):
@@ -117,7 +127,7 @@ def batchnorm_5b(sm):
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     plotting.finish(fig, "Cumulative ablation with and without batch norm", sm.params.scale, sm.params.label, sm.output.pdf,
-                    note=note)
+                    note="; ".join(filter(None, [note, unconverged_note(convergence)])))
 
     nets = nets.merge(mean_auc(curves), on="model")
     nets["batch_norm"] = [bool(v) for v in spec_value(nets["model"], specs, "model", "batch_norm", True)]
@@ -128,7 +138,7 @@ def batchnorm_5b(sm):
             stat_row("auc_difference_bn_minus_nobn", difference_ci(bn["auc"], no["auc"], np.mean, boot, seed, "networks")),
             stat_row("raw_auc_difference_bn_minus_nobn",
                      difference_ci(bn["raw_auc"], no["raw_auc"], np.mean, boot, seed, "networks")),
-            *failed_stat_rows(nets)]
+            *failed_stat_rows(nets), *convergence]
     save_csv(pd.DataFrame(rows), sm.output.stats)
 
 

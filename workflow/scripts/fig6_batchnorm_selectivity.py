@@ -17,7 +17,10 @@ paper's footnote 4 counts them (dead maps at selectivity 0, and "highly selectiv
 selectivity_all_maps_difference_bn_minus_nobn, high_selectivity_or_dead_fraction_difference_bn_minus_nobn.
 Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
 within 5 points of chance, or a non-finite loss) are left out, counted
-(networks_failed_excluded) and named under the figure; with none left the figure says so."""
+(networks_failed_excluded) and named under the figure; with none left the figure says so.
+Whether each arm's nets converged (singledir.stats.net_tables.convergence_table, from each
+net's history) is counted per arm (networks_unconverged_bn, networks_unconverged_nobn): the
+claims are inconclusive unless both arms converged."""
 import sys
 
 import matplotlib.pyplot as plt
@@ -26,8 +29,9 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
-                                       live_map_summary, spec_value, without_failed)
+from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, data_class_count, excluded_note,
+                                       failed_stat_rows, final_accuracies, live_map_summary, spec_value,
+                                       unconverged_note, without_failed)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -49,6 +53,12 @@ with log_to(sm.log[0]):
     save_csv(units, sm.output.csv)
     high = float(sm.params.figure.get("high_selectivity", 0.5))
     live = units[~units["dead"]]
+    # both arms must have converged (the claims' gate): judged per net from its own history
+    arm_of = units.drop_duplicates("model")
+    convergence = convergence_stat_rows(convergence_table(sm.input.histories),
+                                        {"bn": arm_of.loc[arm_of["batch_norm"], "model"],
+                                         "nobn": arm_of.loc[~arm_of["batch_norm"], "model"]})
+    print(unconverged_note(convergence) or "every net converged")
 
     groups = ((True, "tab:blue", "Batch norm"), (False, "tab:purple", "No batch norm"))
     fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.3))
@@ -68,7 +78,8 @@ with log_to(sm.log[0]):
         ax.set_ylabel("Density (live feature maps)")
         ax.legend(fontsize=7)
         ax.set_title(panel, loc="left", fontweight="bold")
-    plotting.finish(fig, title, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
+    plotting.finish(fig, title, sm.params.scale, sm.params.label, sm.output.pdf,
+                    note="; ".join(filter(None, [note, unconverged_note(convergence)])))
 
     per_net = live_map_summary(units, high)
     bn, no = per_net[per_net["batch_norm"]], per_net[~per_net["batch_norm"]]
@@ -82,6 +93,6 @@ with log_to(sm.log[0]):
         rows.append(stat_row(f"{col}_nobn", mean_ci(no[col], boot, seed, "networks")))
         rows.append(stat_row(f"{name}_difference_bn_minus_nobn",
                              difference_ci(bn[col], no[col], np.mean, boot, seed, "networks")))
-    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets) + convergence), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

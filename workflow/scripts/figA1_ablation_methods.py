@@ -7,7 +7,9 @@ and auc_difference_zero_minus_mean, the mean of the paired per-network differenc
 (bootstrap over nets, sign-flip permutation p with the smallest p the design allows).
 Nets that failed to train (singledir.stats.net_tables.training_failed: training accuracy
 within 5 points of chance, or a non-finite loss) are left out, counted
-(networks_failed_excluded) and named under the figure; with none left the figure says so."""
+(networks_failed_excluded) and named under the figure; with none left the figure says so.
+Whether the nets used converged (singledir.stats.net_tables.convergence_table, from each net's
+history) is counted (networks_unconverged): the claim is inconclusive unless all did."""
 import sys
 
 import matplotlib.pyplot as plt
@@ -15,8 +17,9 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import (curve_matrix, data_class_count, excluded_note, failed_stat_rows,
-                                       final_accuracies, mean_auc, without_failed)
+from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, curve_matrix, data_class_count,
+                                       excluded_note, failed_stat_rows, final_accuracies, mean_auc, unconverged_note,
+                                       without_failed)
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -37,6 +40,9 @@ with log_to(sm.log[0]):
         sys.exit(0)  # nothing else to draw or test
     zero, mean = curves[curves["mode"] == "zero"], curves[curves["mode"] == "mean"]
     save_csv(curves, sm.output.csv)
+    # the nets used must have converged (the claim's gate): judged per net from its own history
+    convergence = convergence_stat_rows(convergence_table(sm.input.histories), {"": curves["model"].unique()})
+    print(unconverged_note(convergence) or "every net converged")
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for c, color, name in ((zero, "tab:blue", "Ablation to zero"), (mean, "tab:orange", "Ablation to mean")):
@@ -48,7 +54,8 @@ with log_to(sm.log[0]):
     ax.legend(fontsize=7, title=f"{plotting.count(zero['model'].nunique())} x "
               f"{plotting.count(zero['ordering'].nunique(), 'ordering')}",
               title_fontsize=7)
-    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
+    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf,
+                    note="; ".join(filter(None, [note, unconverged_note(convergence)])))
 
     a_zero = mean_auc(zero).set_index("model")["auc"]
     a_mean = mean_auc(mean).set_index("model")["auc"]
@@ -56,6 +63,6 @@ with log_to(sm.log[0]):
     rows = [stat_row("auc_zero", mean_ci(a_zero, boot, seed, "networks")),
             stat_row("auc_mean", mean_ci(a_mean, boot, seed, "networks")),
             stat_row("auc_difference_zero_minus_mean", paired_difference(paired, boot, seed, "networks"))]
-    save_csv(pd.DataFrame(rows + failed_stat_rows(nets)), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(nets) + convergence), sm.output.stats)
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

@@ -17,7 +17,11 @@ ran (CIFAR-10), the same differences of every regularizer to it: ..._diff_<cond>
 Nets left out (singledir.stats.net_tables.excluded_by_labels): on clean labels every net that
 failed to train (chance or a non-finite loss: its flat curve scores AUC ~1), on corrupted
 labels only diverged ones (not fitting shuffled labels is what the memorization comparison
-measures); counted (networks_failed_excluded) and named under the figure."""
+measures); counted (networks_failed_excluded) and named under the figure. Whether each
+condition's nets converged (singledir.stats.net_tables.convergence_table, from each net's
+history; a corrupted-label net also when it memorized its labels) is counted per condition and
+labels (networks_unconverged_<cond>_<labels>): a claim comparing two arms is inconclusive
+unless both converged."""
 import sys
 
 import matplotlib.pyplot as plt
@@ -28,8 +32,9 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats.net_tables import (data_class_count, excluded_by_labels, excluded_note, failed_stat_rows,
-                                       final_accuracies, without_failed)
+from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, data_class_count,
+                                       excluded_by_labels, excluded_note, failed_stat_rows, final_accuracies,
+                                       unconverged_note, without_failed)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -60,6 +65,12 @@ with log_to(sm.log[0]):
               "test_accuracy", "test_loss", "train_accuracy", "mean_selectivity"]]
             .reset_index(drop=True))
     save_csv(nets, sm.output.csv)
+    # every arm must have converged (the claims' gate): judged per net from its own history
+    convergence = convergence_stat_rows(
+        convergence_table(sm.input.histories, corrupted.to_dict()),
+        {f"{probes.stat_key(cond)}_{arm}": g["model"] for (cond, arm), g in nets.groupby(["condition", "labels"],
+                                                                                         sort=False)})
+    print(unconverged_note(convergence) or "every net converged")
 
     measures = {"auc": "auc", "test_accuracy": "test_accuracy", "train_accuracy": "train_accuracy",
                 "selectivity": "mean_selectivity"}
@@ -75,7 +86,7 @@ with log_to(sm.log[0]):
                     rows.append(stat_row(f"{name}_diff_{probes.stat_key(cond)}_minus_{probes.stat_key(ref)}_{arm}",
                                          difference_ci(g[col], base[col], np.mean, boot, seed, "networks",
                                                        interval="permutation")))
-    save_csv(pd.DataFrame(rows + failed_stat_rows(judged, "excluded")), sm.output.stats)
+    save_csv(pd.DataFrame(rows + failed_stat_rows(judged, "excluded") + convergence), sm.output.stats)
 
     conds = list(dict.fromkeys(nets["condition"]))
     colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(conds)}
@@ -102,6 +113,7 @@ with log_to(sm.log[0]):
     ax2.set_xticks(range(len(conds)), conds, rotation=35, ha="right", fontsize=6)
     ax2.set_title("Class selectivity per condition", fontsize=9)
     ax2.set_ylabel("Mean class selectivity (clean labels)")
-    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf, note=note)
+    plotting.finish(fig, TITLE, sm.params.scale, sm.params.label, sm.output.pdf,
+                    note="; ".join(filter(None, [note, unconverged_note(convergence)])))
     print(io_summary(dict(sm.input.items()), list(sm.output)))
     print(table_summary(sm.output.stats))

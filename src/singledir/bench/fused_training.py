@@ -23,10 +23,11 @@ def mlp_training_flops(sizes, n_train: int, n_test: int, epochs: int) -> float:
     """FLOPs of training one MLP as the epoch loop (:func:`singledir.training.loop.fit`) does: per epoch a
     forward and a backward pass over the training set (weight gradients everywhere, input
     gradients below the first layer), and a forward pass over the training and test sets
-    for its one history row (the final epoch: the benchmark's runs take no snapshots)."""
+    for each of its two history rows (the benchmark's runs take no snapshots: the final epoch
+    and the convergence gate's epoch floor(0.9 x epochs), :mod:`singledir.training.convergence`)."""
     macs = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
     step = 2 * (2 * sum(macs) + sum(macs[1:]))  # forward + weight grads + input grads
-    return epochs * n_train * step + (n_train + n_test) * 2 * sum(macs)
+    return epochs * n_train * step + 2 * (n_train + n_test) * 2 * sum(macs)
 
 
 def fused_benchmark(k: int, hidden, n: int, epochs: int, batch_size: int, log, peak: float | None = None,

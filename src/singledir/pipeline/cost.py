@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from singledir.data.check import npz_headers
+from singledir.training.convergence import reference_epoch
 
 # Sustained FLOP/s when no config value or benchmark is available (documented in the
 # schema under `cost`): about what sequential training of the paper's small MLPs reaches on
@@ -184,8 +185,10 @@ def model_flops(model_spec: dict, shape, n_classes: int) -> tuple[float, float]:
 
 def eval_rows(train: dict) -> int:
     """History rows of an epoch-based training (each evaluates the training and test sets):
-    the snapshot epochs and the final epoch (:func:`singledir.training.loop.fit`)."""
-    return len(set(int(e) for e in train.get("snapshot_epochs", []) or []) | {int(train["epochs"])})
+    the snapshot epochs, the final epoch and the convergence reference epoch
+    (:func:`singledir.training.loop.fit`, :func:`singledir.training.convergence.reference_epoch`)."""
+    epochs = int(train["epochs"])
+    return len(set(int(e) for e in train.get("snapshot_epochs", []) or []) | {epochs, reference_epoch(epochs)})
 
 
 def training_steps(spec: dict, data: DataSize) -> int:

@@ -27,7 +27,8 @@ import pandas as pd
 
 from singledir.io import atomic_path
 from singledir.stats.claims import (FAMILY_NAMES, NOT_RUN, Claim, ClaimsInputError, Direction, Estimate,
-                                    NotRun, _f, between_networks, counting_failed, from_stat, with_failed_count)
+                                    NotRun, _f, between_networks, converged, counting_failed, diff_arms, from_stat,
+                                    with_failed_count)
 from singledir.stats.claims_markdown import format_number
 from singledir.stats.paper_claims import CLAIMS
 
@@ -192,33 +193,41 @@ def _probe_claims(fam: str) -> list[Claim]:
     ]
 
 
+def arms_converged(estimator):
+    """An X4 comparison holds only if both arms it compares (read from the statistic's name,
+    :func:`singledir.stats.claims.diff_arms`) converged: :func:`singledir.stats.claims.converged`."""
+    return converged("figX4", diff_arms, estimator)
+
+
 def _regularizer_claims(fam: str) -> list[Claim]:
-    """The X4 rows of one family: each regularizer against plain training (no batch norm)."""
+    """The X4 rows of one family: each regularizer against plain training (no batch norm);
+    every one requires both arms converged (:func:`arms_converged`)."""
     out = []
     for reg, what in (("ablation_noise", "Ablation-noise training"), ("reliance", "The reliance penalty")):
         out.append(Claim(f"X4_{reg}_raises_auc_{fam}", "X4", fam, f"{what} makes clean-label nets more robust to "
                          "cumulative ablation than plain training", "AUC - plain AUC (clean labels)",
                          New(Direction(">"), "CI > 0"), NETS,
-                         strongest("auc_diff_{cond}_minus_plain_clean", reg)))
+                         arms_converged(strongest("auc_diff_{cond}_minus_plain_clean", reg))))
         out.append(Claim(f"X4_{reg}_test_accuracy_price_{fam}", "X4", fam, f"{what} costs less than 1 point of "
                          "clean test accuracy", "test accuracy - plain (clean labels)",
                          New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
-                         design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", reg,
-                                               between=False))))
+                         arms_converged(design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", reg,
+                                                              between=False)))))
         out.append(Claim(f"X4_{reg}_limits_memorization_{fam}", "X4", fam, f"{what} hinders memorizing shuffled "
                          "labels", "training accuracy on its shuffled labels - plain's", New(Direction("<"), "CI < 0"),
-                         NETS, strongest("train_accuracy_diff_{cond}_minus_plain_corrupted", reg)))
+                         NETS, arms_converged(strongest("train_accuracy_diff_{cond}_minus_plain_corrupted", reg))))
     out.append(Claim(f"X4_negative_alpha_lowers_selectivity_{fam}", "X4", fam,
                      "Class-selectivity regularization with negative alpha lowers mean class selectivity",
                      "mean selectivity - plain (clean labels)", New(Direction("<"), "CI < 0"), NETS,
-                     strongest("selectivity_diff_{cond}_minus_plain_clean", "selectivity", most_negative=True)))
+                     arms_converged(strongest("selectivity_diff_{cond}_minus_plain_clean", "selectivity",
+                                              most_negative=True))))
     out.append(Claim(f"X4_low_selectivity_keeps_test_accuracy_{fam}", "X4", fam,
                      "Lowering class selectivity (negative alpha) costs less than 1 point of clean test accuracy "
                      "(the paper's closing conjecture: selective units may even hurt)",
                      "test accuracy - plain (clean labels)",
                      New(Direction(">", ACCURACY_PRICE), f"CI > {ACCURACY_PRICE:g}"), NETS,
-                     design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean", "selectivity",
-                                           most_negative=True, between=False))))
+                     arms_converged(design_gate(strongest("test_accuracy_diff_{cond}_minus_plain_clean",
+                                                          "selectivity", most_negative=True, between=False)))))
     return out
 
 
@@ -230,13 +239,14 @@ def _batchnorm_claims(fam: str) -> list[Claim]:
                  "Batch norm makes clean-label nets more robust to cumulative ablation than plain training "
                  "(section 3.3, on the E2 nets: the arm the regularizers are compared with)",
                  "AUC - plain AUC (clean labels)", New(Direction(">"), "CI > 0"), NETS,
-                 between_networks(from_stat("figX4", "auc_diff_batch_norm_minus_plain_clean")))]
+                 arms_converged(between_networks(from_stat("figX4", "auc_diff_batch_norm_minus_plain_clean"))))]
     for reg, what in (("ablation_noise", "Ablation-noise training"), ("reliance", "The reliance penalty")):
         out.append(Claim(f"X4_{reg}_auc_vs_batch_norm_{fam}", "X4", fam,
                          f"{what} makes clean-label nets at least as robust to cumulative ablation as batch norm "
                          f"(within {AUC_MARGIN:g} AUC)", "AUC - batch-norm AUC (clean labels)",
                          New(Direction(">", -AUC_MARGIN), f"CI > -{AUC_MARGIN:g}"), NETS,
-                         design_gate(strongest("auc_diff_{cond}_minus_batch_norm_clean", reg, between=False))))
+                         arms_converged(design_gate(strongest("auc_diff_{cond}_minus_batch_norm_clean", reg,
+                                                              between=False)))))
     return out
 
 

@@ -2,17 +2,20 @@
 
 Built from the per-model workflow outputs: ``history.csv`` (loss and accuracy per epoch)
 and the tidy ablation curves (:func:`singledir.engine.ablation.cumulative_ablation_curve`).
+Each net's history also says whether it trained (:func:`failure_reason`) and whether it
+converged (:func:`convergence_table`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from singledir.analysis.auc import curve_aucs
+from singledir.training.convergence import CONVERGENCE_WINDOW, reference_epoch
 
 
 def final_performance(history_paths: Iterable[str | os.PathLike], n_classes: int) -> pd.DataFrame:
@@ -94,6 +97,126 @@ def memorization_rows(nets: pd.DataFrame) -> list[dict]:
     rows.append({"statistic": "final_train_accuracy_min_most_corrupted", "value": float(top["train_accuracy"].min()),
                  "ci_low": nan, "ci_high": nan, "n": len(top), "unit": "networks", "p": nan, "p_min": nan})
     return rows
+
+
+# The paper's corrupted-label nets fit their training labels (curves start at ~1.0): a net
+# trained on labels of which any fraction is shuffled has memorized them when its final
+# training accuracy, against the labels it was trained on, is at least this (the claims'
+# memorization gate, at every corrupted fraction; and such a net counts as converged).
+MEMORIZATION_THRESHOLD = 0.95
+
+# Convergence (the gate of the claims that compare two arms of networks: Figs. 5b, 6, A1,
+# X4). A net has converged when its training loss (whole training set, eval mode, as the
+# history records it) changed over the last 10 % of its epochs (from epoch floor(0.9 E), a
+# row the loop always records, to the final epoch E) by at most CONVERGED_RELATIVE_CHANGE of
+# its value there, or by at most CONVERGED_ABSOLUTE_CHANGE nats (near zero loss a relative
+# change is noise: the demo's fitted MLPs went from 0.0035 to 0.0026 nats, -25 %). A net
+# trained on corrupted labels has also converged when it memorized them
+# (MEMORIZATION_THRESHOLD). Why 5 %: at that rate, training as long again would still lower
+# the loss by up to ~40 % (0.95^10); a net still learning (the laptop-scale CIFAR-10
+# early-stopping net: 0.267 -> 0.157 nats, -41 %, from epoch 26 to 30) is far above it.
+CONVERGED_RELATIVE_CHANGE = 0.05
+CONVERGED_ABSOLUTE_CHANGE = 0.01
+
+
+def convergence_reason(history: pd.DataFrame, corrupted: bool = False) -> tuple[bool, str, dict]:
+    """Whether one net's history (``history.csv``) shows a converged net: (converged, why
+    not, the numbers). The numbers: reference and final epoch (or step, for step-based
+    histories), training loss at both, the change and its relative size, final training
+    accuracy. The rule is above :data:`CONVERGED_RELATIVE_CHANGE`. An empty history (a net
+    given pretrained weights, not trained here) is not judged and counts as converged; a
+    history without a row at or before the reference epoch (only the final row: written before
+    the loop recorded that epoch) cannot show convergence, and says so; where the row at
+    the reference epoch is missing but an earlier one exists, that one is compared (a longer
+    window: stricter)."""
+    nan = float("nan")
+    numbers = {"reference_epoch": nan, "final_epoch": nan, "loss_reference": nan, "loss_final": nan,
+               "loss_change": nan, "relative_change": nan, "train_accuracy": nan}
+    if history.empty:
+        return True, "", numbers
+    by = "epoch" if "epoch" in history and history["epoch"].notna().any() else "step"
+    h = history[history[by].notna()].sort_values(by)
+    last = h.iloc[-1]
+    final_t = int(last[by])
+    acc_col = "train_accuracy" if "train_accuracy" in h and pd.notna(last.get("train_accuracy")) else "train_top1"
+    acc = float(pd.to_numeric(last.get(acc_col, nan), errors="coerce"))
+    loss_final = float(pd.to_numeric(last["train_loss"], errors="coerce"))
+    numbers.update(final_epoch=final_t, loss_final=loss_final, train_accuracy=acc)
+    if not np.isfinite(loss_final):
+        return False, f"diverged at {by} {final_t} (training loss {loss_final})", numbers
+    if corrupted and acc >= MEMORIZATION_THRESHOLD:
+        return True, "", numbers  # memorized its corrupted labels
+    ref_t = reference_epoch(final_t)
+    before = h[h[by] <= ref_t]
+    if before.empty:
+        return False, (f"convergence not shown: its history has no row at or before {by} {ref_t} (rows at "
+                       f"{', '.join(str(int(t)) for t in h[by])}; written before the training loop recorded that "
+                       f"{by}: retrain it)"), numbers
+    ref = before.iloc[-1]
+    loss_ref = float(pd.to_numeric(ref["train_loss"], errors="coerce"))
+    change = loss_final - loss_ref
+    rel = change / loss_ref if loss_ref > 0 else nan
+    numbers.update(reference_epoch=int(ref[by]), loss_reference=loss_ref, loss_change=change, relative_change=rel)
+    if abs(change) <= max(CONVERGED_RELATIVE_CHANGE * abs(loss_ref), CONVERGED_ABSOLUTE_CHANGE):
+        return True, "", numbers
+    memo = (f"; training accuracy {acc:.3f} < {MEMORIZATION_THRESHOLD:g} on its corrupted labels" if corrupted
+            else "")
+    return False, (f"training loss {loss_ref:.3g} -> {loss_final:.3g} ({rel:+.1%}) from {by} {int(ref[by])} to "
+                   f"{final_t}{memo}"), numbers
+
+
+def convergence_table(history_paths: Iterable[str | os.PathLike],
+                      corrupted: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """One row per model (the history file's folder name): ``converged``, ``convergence``
+    (why not, "" when converged) and the numbers behind it (:func:`convergence_reason`).
+    ``corrupted``: model -> whether it was trained on corrupted labels (default: none was)."""
+    rows = []
+    for path in history_paths:
+        model = os.path.basename(os.path.dirname(os.fspath(path)))
+        ok, why, numbers = convergence_reason(pd.read_csv(path), bool((corrupted or {}).get(model, False)))
+        rows.append({"model": model, "converged": ok, "convergence": why, **numbers})
+    return pd.DataFrame(rows, columns=["model", "converged", "convergence", "reference_epoch", "final_epoch",
+                                       "loss_reference", "loss_final", "loss_change", "relative_change",
+                                       "train_accuracy"])
+
+
+def convergence_stat_rows(conv: pd.DataFrame, arms: Mapping[str, Iterable[str]], shown: int = 5) -> list[dict]:
+    """Stats rows of the convergence gate: per arm (name -> its models, those the figure
+    used), ``networks_unconverged_<arm>`` (``networks_unconverged`` for the arm named "") with
+    how many of the arm's ``n`` nets did not converge and, in its ``note``, each named with
+    its numbers: "2 of 4 nets did not converge: batch_norm_bn0_s0 training loss 1.52 -> 1.41
+    (-7.2%) from epoch 10 to 12; ..." (the first ``shown``). ``conv``: :func:`convergence_table`."""
+    nan = float("nan")
+    by_model = conv.set_index("model")
+    rows = []
+    for arm, models in arms.items():
+        models = list(dict.fromkeys(models))
+        bad = [(m, by_model.loc[m, "convergence"]) for m in models if not bool(by_model.loc[m, "converged"])]
+        note = ""
+        if bad:
+            more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+            note = (f"{len(bad)} of {len(models)} nets did not converge: "
+                    + "; ".join(f"{m} {why}" for m, why in bad[:shown]) + more)
+        rows.append({"statistic": "networks_unconverged" + (f"_{arm}" if arm else ""), "value": len(bad),
+                     "ci_low": nan, "ci_high": nan, "n": len(models), "unit": "networks", "p": nan, "p_min": nan,
+                     "note": note})
+    return rows
+
+
+def unconverged_note(rows: list[dict]) -> str:
+    """For the note under a figure: "not converged: nobn: 3 of 4 nets (converged: ...); ...",
+    from :func:`convergence_stat_rows` (its arms' counts), or "" when every net converged."""
+    bad = [f"{r['statistic'].removeprefix('networks_unconverged').lstrip('_') or 'nets'}: {r['value']} of {r['n']}"
+           for r in rows if r["value"]]
+    return (f"not converged: " + ", ".join(bad) + f" nets (converged: {convergence_rule()}); claims comparing "
+            "these arms are inconclusive") if bad else ""
+
+
+def convergence_rule() -> str:
+    """The convergence rule in words (figure notes, the claims table's rules, docs)."""
+    return (f"training loss changed by at most {CONVERGED_RELATIVE_CHANGE:.0%} (or {CONVERGED_ABSOLUTE_CHANGE:g} "
+            f"nats) over the last {CONVERGENCE_WINDOW:.0%} of epochs, or corrupted labels memorized (training "
+            f"accuracy >= {MEMORIZATION_THRESHOLD:g})")
 
 
 # A net "failed to train" when its final training accuracy is within this margin of chance

@@ -16,7 +16,8 @@ import numpy as np
 from singledir.stats.claims import (PAPER_SELECTION_DESIGN, TIMING_TOL_FRACTION, Claim, Direction, Estimate,
                                     ClaimsInputError, Estimator, Negligible, NotComparable, NotRun, Sources,
                                     Value, _f,
-                                    between_networks, counting_failed, from_stat, memorized, with_failed_count)
+                                    between_networks, converged, counting_failed, from_stat, memorized,
+                                    with_failed_count)
 from singledir.stats.inference import per_network, spearman_r
 
 
@@ -253,6 +254,17 @@ def training_and_selection_claims() -> list[Claim]:
     return out
 
 
+# Figs. 5b and 6 compare the batch-norm nets with those without: both arms must have converged
+# (claims.converged; the figure writes networks_unconverged_bn and _nobn).
+BN_ARMS = ["bn", "nobn"]
+
+
+def fig6_gate(statistic: str) -> Estimator:
+    """A Fig. 6 difference of network means, BN - no BN: permutation test over networks and
+    both arms converged."""
+    return converged("fig6", BN_ARMS, between_networks(from_stat("fig6", statistic)))
+
+
 def dropout_and_batchnorm_claims() -> list[Claim]:
     """Figs. 5-6: dropout protects only up to its fraction; batch norm discourages single directions."""
     out: list[Claim] = []
@@ -271,34 +283,35 @@ def dropout_and_batchnorm_claims() -> list[Claim]:
     out.append(Claim("fig5b_batchnorm_auc", "5b", "cifar10",
                      "Nets trained with batch norm are more robust to cumulative ablation",
                      "AUC with BN - AUC without BN (network means)", Direction(">"), NETS,
-                     with_failed_count("fig5", between_networks(from_stat("fig5", "auc_difference_bn_minus_nobn")))))
+                     with_failed_count("fig5", converged("fig5", BN_ARMS, between_networks(
+                         from_stat("fig5", "auc_difference_bn_minus_nobn"))))))
     out.append(Claim("fig6a_batchnorm_selectivity", "6a", "cifar10",
                      "Batch norm lowers class selectivity",
                      "median selectivity of live maps with BN - without BN (network means)", Direction("<"),
                      "networks (live feature maps summarized within each)",
-                     between_networks(from_stat("fig6", "selectivity_difference_bn_minus_nobn"))))
+                     fig6_gate("selectivity_difference_bn_minus_nobn")))
     out.append(Claim("fig6a_batchnorm_high_selectivity", "6a", "cifar10",
                      "Without batch norm a large fraction of feature maps is highly selective; with it, fewer",
                      "fraction of live maps with high selectivity, BN - without BN (network means)", Direction("<"),
                      "networks (live feature maps summarized within each)",
-                     between_networks(from_stat("fig6", "high_selectivity_fraction_difference_bn_minus_nobn"))))
+                     fig6_gate("high_selectivity_fraction_difference_bn_minus_nobn")))
     # both ways: the paper's footnote 4 counts dead maps ("high class selectivity -- and dead feature maps")
     out.append(Claim("fig6a_batchnorm_selectivity_all_maps", "6a", "cifar10",
                      "Batch norm lowers class selectivity (all maps, dead ones at selectivity 0)",
                      "median selectivity of all maps with BN - without BN (network means)", Direction("<"),
                      "networks (all feature maps summarized within each)",
-                     between_networks(from_stat("fig6", "selectivity_all_maps_difference_bn_minus_nobn"))))
+                     fig6_gate("selectivity_all_maps_difference_bn_minus_nobn")))
     out.append(Claim("fig6a_batchnorm_high_selectivity_or_dead", "6a", "cifar10",
                      "Without batch norm a large fraction of feature maps is highly selective or dead (footnote 4); "
                      "with it, fewer",
                      "fraction of all maps highly selective or dead, BN - without BN (network means)",
                      Direction("<"), "networks (all feature maps summarized within each)",
-                     between_networks(from_stat("fig6", "high_selectivity_or_dead_fraction_difference_bn_minus_nobn"))))
+                     fig6_gate("high_selectivity_or_dead_fraction_difference_bn_minus_nobn")))
     out.append(Claim("fig6b_batchnorm_mutual_information", "6b", "cifar10",
                      "Batch norm raises mutual information",
                      "median MI of live maps with BN - without BN (network means)", Direction(">"),
                      "networks (live feature maps summarized within each)",
-                     between_networks(from_stat("fig6", "mi_difference_bn_minus_nobn"))))
+                     fig6_gate("mi_difference_bn_minus_nobn")))
     return out
 
 
@@ -332,7 +345,7 @@ def appendix_claims() -> list[Claim]:
     out.append(Claim("figA1_mean_vs_zero_ablation", "A1", "cifar10",
                      "Ablating to the mean hurts more than ablating to zero",
                      "AUC (zero ablation) - AUC (mean ablation), paired per network", Direction(">"), NETS,
-                     between_networks(from_stat("figA1", "auc_difference_zero_minus_mean"))))
+                     converged("figA1", [""], between_networks(from_stat("figA1", "auc_difference_zero_minus_mean")))))
     out.append(Claim("figA2a_selectivity_vs_depth", "A2a", "cifar10", "Class selectivity rises with depth",
                      "Spearman r(selectivity, layer depth), per network", Direction(">"), NET_UNITS,
                      from_stat("figA2", "network_mean_spearman_selectivity_vs_depth")))

@@ -7,5 +7,6 @@
 - :mod:`~singledir.training.fusion_choice` whether a group trains fused or one model at a time;
 - :mod:`~singledir.training.distributed`   step-based data-parallel training of a ResNet on images on disk;
 - :mod:`~singledir.training.checkpoint`    the one resume protocol and stop-signal handling of every mode;
+- :mod:`~singledir.training.convergence`   the epoch at which the loop records the convergence gate's reference row;
 - :mod:`~singledir.training.regularizers`  training options aimed at single-direction reliance.
 """

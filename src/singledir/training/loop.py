@@ -13,7 +13,8 @@ of two modes that differ only in how a minibatch step and an evaluation are comp
 Everything else is this module's, once: the seeded data order (each member draws a
 permutation from its own generator, seeded ``seed + 1``, every epoch), augmentation,
 learning-rate schedule, evaluation rows (:data:`~singledir.training.core.HISTORY_COLUMNS`; at the snapshot
-epochs and the final epoch only),
+epochs, the final epoch and the convergence gate's reference epoch,
+:func:`~singledir.training.convergence.reference_epoch`, only),
 snapshots, the resume checkpoint and the stop signals.
 
 The whole training set lives on the device as one tensor; minibatches are row gathers
@@ -62,6 +63,7 @@ from singledir.io import save_torch
 from singledir.training import regularizers
 from singledir.training.checkpoint import (catch_stop_signals, checkpoint_and_stop, load_checkpoint, load_snapshot,
                                            save_checkpoint)
+from singledir.training.convergence import reference_epoch
 from singledir.training.core import (TrainConfig, augment_batch, epoch_row, history_frame, lr_at, make_optimizer,
                                      set_lr)
 from singledir.training.fused import FusedNet, FusedOptimizer, MemberRNG
@@ -274,9 +276,11 @@ def fit(models: list[nn.Module], datas: list[Tensors], cfgs: list[TrainConfig], 
 
     # History rows only where something reads them (evaluating both sets after every
     # epoch was ~30 % of a CIFAR-10 net's FLOPs): the snapshot epochs of any member (the
-    # training-AUC table joins them) and the final epoch (every figure's final accuracy).
+    # training-AUC table joins them), the final epoch (every figure's final accuracy) and the
+    # start of the last 10 % of training (the claims' convergence gate compares its training
+    # loss with the final one: singledir.training.convergence).
     # Evaluation is in eval mode and draws no random numbers, so the weights do not change.
-    eval_epochs = set().union(*(c.snapshot_epochs for c in cfgs)) | {cfg0.epochs}
+    eval_epochs = set().union(*(c.snapshot_epochs for c in cfgs)) | {cfg0.epochs, reference_epoch(cfg0.epochs)}
 
     def record(epoch):
         lrs = [lr_at(c, epoch - 1) if epoch else None for c in cfgs]

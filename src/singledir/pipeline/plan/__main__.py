@@ -14,7 +14,7 @@ import sys
 
 from singledir.pipeline import claim_design
 from singledir.pipeline.config_check import ConfigError, load_config
-from singledir.pipeline import submissions
+from singledir.pipeline import submissions, training_length
 from singledir.pipeline.estimate import estimate
 from singledir.pipeline.plan import ConfigError as PlanError, enabled_families, summary
 
@@ -43,12 +43,15 @@ def main(argv=None) -> int:
         return 1
     estimated = estimate(loaded.config, jobs, args.bench_csv, submission_counts=counts, profile=args.profile)
     estimated["undecidable_claims"] = claim_design.undecidable(loaded.config)
+    estimated["convergence_warnings"] = training_length.convergence_warnings(loaded.config)
     if args.json:
         print(json.dumps(estimated))
     else:
         print(summary(loaded.config, loaded.files, loaded.defaults, jobs, args.bench_csv, estimated, counts))
         # which claims the design cannot decide, and why
         print("\n".join(claim_design.summary_lines(loaded.config)))
+        # experiments whose training is likely too short to converge (a heuristic)
+        print("\n".join(training_length.summary_lines(loaded.config)))
     return 0
 
 
