@@ -59,14 +59,18 @@ results-page: install
 
 # Two pytest-xdist workers: the suite is mostly single-threaded Snakemake and Python
 # start-up (tests/conftest.py keeps each test file on one worker). TEST_WORKERS=0: one process.
+# --no-loadscope-reorder: the workers take the files in tests/conftest.py's order, longest
+# first (xdist's default hands out the files with the most tests first, which left long
+# files of few tests to the end, one worker idle). --durations=25: the slowest tests in the log.
 TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
 
 # Everything that needs no Snakemake run (tests not marked slow; tests/conftest.py fails an
 # unmarked test that runs Snakemake): the library's tests, stage by stage, in minutes.
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 clean-demo:
 	rm -rf results/* .snakemake && touch results/.gitkeep

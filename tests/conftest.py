@@ -21,11 +21,17 @@ os.environ.setdefault("SINGLEDIR_QUIET_PLAN", "1")
 # time is Snakemake and Python start-up, single-threaded, so one core would idle. Each
 # test file runs whole on one worker (its module fixtures are built once); the files
 # that share the session's complete tiny run (workflow_runs.complete_tiny_run) share a
-# worker, and the longest files start first so that none is left alone at the end.
+# worker, and the longest files start first so that none is left alone at the end (the
+# Makefile passes --no-loadscope-reorder: xdist would otherwise hand out the files with the
+# most tests first). Every file with a test of a minute or more is listed (`make test`
+# prints the 25 slowest tests: keep this list in step with them).
 SAME_WORKER = {"test_workflow_rerun": "complete_tiny_run", "test_workflow_slurm": "complete_tiny_run"}
 LONGEST_FIRST = ["test_workflow_slurm", "test_workflow_rerun", "test_workflow_real_mnist", "test_resume", "test_workflow_imagenet",
-                 "test_workflow_report", "test_workflow_bad_input", "test_config", "test_workflow_beyond", "test_fused",
-                 "test_training_cifar_real", "test_workflow_profiles", "test_plan", "test_checkpoint", "test_ddp"]
+                 "test_unit_stream", "test_workflow_report", "test_workflow_bad_input", "test_config",
+                 "test_workflow_submissions", "test_workflow_beyond", "test_workflow_failed_nets", "test_fused",
+                 "test_training_cifar_real", "test_workflow_mnist", "test_workflow_profiles", "test_plan",
+                 "test_checkpoint", "test_ddp", "test_figure_registry", "test_winograd", "test_walltime",
+                 "test_workflow_gpu_grant", "test_workflow_cifar10"]
 
 
 # `make test-fast` runs the tests that need no Snakemake run (`-m "not slow"`): a test that

@@ -9,7 +9,8 @@ import pytest
 from singledir.stats import claims as C
 from singledir.stats.beyond_claims import ALL_CLAIMS
 from singledir.stats.net_tables import (data_class_count, excluded_by_labels, excluded_note, failed_stat_rows,
-                                       failure_reason, final_performance, training_failed, without_failed)
+                                       failure_reason, final_performance, keep_trained, training_failed,
+                                       without_failed)
 
 
 def _histories(tmp_path, finals: dict) -> list:
@@ -227,6 +228,26 @@ def test_only_net_note_and_exclusion_by_labels():
     assert excluded_by_labels(nets, corrupted).tolist() == [True, False, True, False]
     table = pd.DataFrame({"model": ["clean_chance", "clean_ok", "clean_ok"], "x": [1, 2, 3]})
     assert without_failed(table, nets)["x"].tolist() == [2, 3]
+
+
+def test_keep_trained_filters_names_and_logs_the_failed_nets(capsys):
+    """The figure scripts' filter: the failed nets' rows are gone, the note names them (and is
+    printed for the job's log), the column picks what counts as failed (Figs. X3-X4:
+    ``excluded``); with none failed the table is whole, the note empty and the log says so."""
+    chance, nan_loss = "at chance (training accuracy 0.10)", "diverged at epoch 2 (training loss nan)"
+    nets = pd.DataFrame({"model": ["a", "b", "c"], "failed": [True, True, False], "failure": [chance, nan_loss, ""]})
+    nets["excluded"] = [False, True, False]  # a: at chance on corrupted labels, kept by Figs. X3-X4
+    table = pd.DataFrame({"model": ["a", "b", "b", "c", "d"], "x": [1, 2, 3, 4, 5]})
+    kept, note = keep_trained(table, nets)
+    assert kept["x"].tolist() == [4, 5]  # d: not judged, kept (as without_failed)
+    assert note == f"excluded 2 of 3 nets: a {chance}; b {nan_loss}"
+    assert capsys.readouterr().out == note + "\n"
+    kept, note = keep_trained(table, nets, "excluded")
+    assert kept["x"].tolist() == [1, 4, 5] and note == f"excluded 1 of 3 nets: b {nan_loss}"
+    assert capsys.readouterr().out == note + "\n"
+    kept, note = keep_trained(table, nets.assign(failed=False))
+    assert kept.equals(table) and note == ""
+    assert capsys.readouterr().out == "no net failed to train\n"
 
 
 # ---------------------------------------------------------------- the figure scripts, run on synthetic inputs

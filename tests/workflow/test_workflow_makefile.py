@@ -35,3 +35,25 @@ def test_make_report_commands_put_targets_first():
     for line in lines:
         argv = shlex.split(line)
         assert argv[1:3] == ["all_figures", "report_pages"], line
+
+
+def test_make_test_keeps_the_longest_first_order_and_reports_the_slowest_tests():
+    """pytest-xdist's loadgroup hands out the files with the most tests first unless told
+    --no-loadscope-reorder: tests/conftest.py's longest-first order would be lost, and a long
+    file of few tests left to the end with the other worker idle. The CI log lists the 25
+    slowest tests. Both targets share the worker options."""
+    for target, extra in (("test", "--durations=25"), ("test-fast", "not slow")):
+        (line,) = [ln for ln in subprocess.run(["make", "-n", "-C", str(REPO), target], capture_output=True,
+                                               text=True, timeout=60).stdout.splitlines() if " -m pytest " in ln]
+        argv = shlex.split(line)
+        assert argv[argv.index("--dist") + 1] == "loadgroup" and "--no-loadscope-reorder" in argv, line
+        assert extra in argv, line
+
+
+def test_the_longest_first_list_names_test_files():
+    """tests/conftest.py's order (and worker sharing) goes by file name: a renamed or
+    mistyped name would silently send its file to the back of the queue."""
+    from conftest import LONGEST_FIRST, SAME_WORKER
+    files = {p.stem for p in (REPO / "tests").rglob("test_*.py")}
+    assert sorted(set(LONGEST_FIRST) - files) == [] and sorted(set(SAME_WORKER) - files) == []
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)

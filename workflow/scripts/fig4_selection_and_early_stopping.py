@@ -52,7 +52,7 @@ from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, result, spearman_over_time, stat_row
 from singledir.stats.model_selection import selection_null, setting_means, spearman_over_settings
 from singledir.stats.net_tables import (data_class_count, excluded_note, failed_stat_rows, final_accuracies,
-                                       final_performance, mean_auc, spec_value, without_failed)
+                                       final_performance, keep_trained, mean_auc, spec_value, without_failed)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
@@ -60,9 +60,7 @@ def early_stopping_4a(sm):
     boot, seed = sm.params.bootstrap, sm.params.seed
     t = pd.concat([pd.read_csv(f) for f in sm.input.snapshots])
     stopping = final_accuracies(sm.input.stopping_histories, data_class_count(sm.input.data))
-    note = excluded_note(stopping)
-    print(note or "no net failed to train")
-    t = without_failed(t, stopping)
+    t, note = keep_trained(t, stopping)
     stopping_rows = failed_stat_rows(stopping, name="stopping_net")
     if t.empty:
         plotting.no_net_left(sm.output, "Ablation AUC over training", sm.params.scale, sm.params.label, note,

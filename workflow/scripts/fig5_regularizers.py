@@ -36,8 +36,8 @@ from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.inference import bootstrap_ci, difference_ci, mean_ci, network_means, result, stat_row
 from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, curve_matrix, data_class_count,
-                                       dropout_readings, excluded_note, failed_stat_rows, final_accuracies, mean_auc,
-                                       spec_value, unconverged_note, with_corrupted_fraction, without_failed)
+                                        dropout_readings, excluded_note, failed_stat_rows, final_accuracies,
+                                        keep_trained, mean_auc, spec_value, unconverged_note, with_corrupted_fraction)
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 
@@ -46,9 +46,7 @@ def dropout_5a(sm):
     c = with_corrupted_fraction(sm.input.curves, specs)
     c.insert(1, "dropout", c["model"].map(lambda m: specs[m]["model"]["dropout"]))
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    c = without_failed(c, nets)
+    c, note = keep_trained(c, nets)
     title = "Dropout: robust only up to the dropout fraction"
     if c.empty:
         plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), c)

@@ -29,9 +29,8 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, data_class_count, excluded_note,
-                                       failed_stat_rows, final_accuracies, live_map_summary, spec_value,
-                                       unconverged_note, without_failed)
+from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, data_class_count, failed_stat_rows,
+                                        final_accuracies, keep_trained, live_map_summary, spec_value, unconverged_note)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -41,9 +40,7 @@ with log_to(sm.log[0]):
     boot, seed = sm.params.bootstrap, sm.params.seed
     units = pd.concat([pd.read_csv(f) for f in sm.input.units], ignore_index=True)
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    units = without_failed(units, nets)
+    units, note = keep_trained(units, nets)
     title = "Class selectivity and mutual information with and without batch norm"
     if units.empty:
         plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), units)

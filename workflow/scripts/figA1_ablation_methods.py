@@ -18,8 +18,7 @@ import pandas as pd
 from singledir.figures import plotting
 from singledir.io import save_csv
 from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, curve_matrix, data_class_count,
-                                       excluded_note, failed_stat_rows, final_accuracies, mean_auc, unconverged_note,
-                                       without_failed)
+                                        failed_stat_rows, final_accuracies, keep_trained, mean_auc, unconverged_note)
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -31,9 +30,7 @@ with log_to(sm.log[0]):
     mean = pd.concat([pd.read_csv(f) for f in sm.input.mean], ignore_index=True).assign(mode="mean")
     curves = pd.concat([zero, mean], ignore_index=True)
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    curves = without_failed(curves, nets)
+    curves, note = keep_trained(curves, nets)
     if curves.empty:
         plotting.no_net_left(sm.output, TITLE, sm.params.scale, sm.params.label, note,
                              failed_stat_rows(nets), curves)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
+from singledir.stats.net_tables import data_class_count, failed_stat_rows, final_accuracies, keep_trained
 from singledir.stats.inference import mean_ci, per_network, pooled_spearman, spearman, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -23,9 +23,7 @@ sm = snakemake
 with log_to(sm.log[0]):
     units = pd.concat([pd.read_csv(f) for f in sm.input.units])
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    units = without_failed(units, nets)
+    units, note = keep_trained(units, nets)
     if units.empty:
         plotting.no_net_left(sm.output, "Class selectivity by depth", sm.params.scale, sm.params.label, note,
                              failed_stat_rows(nets), units)

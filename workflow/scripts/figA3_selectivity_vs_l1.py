@@ -24,7 +24,7 @@ import pandas as pd
 
 from singledir.figures import plotting
 from singledir.io import save_csv
-from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
+from singledir.stats.net_tables import data_class_count, failed_stat_rows, final_accuracies, keep_trained
 from singledir.stats.inference import mean_ci, per_network, spearman, stat_row, within_layers
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -32,9 +32,7 @@ sm = snakemake
 with log_to(sm.log[0]):
     units = pd.concat([pd.read_csv(f) for f in sm.input.units])
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    units = without_failed(units, nets)
+    units, note = keep_trained(units, nets)
     if units.empty:
         plotting.no_net_left(sm.output, "Class selectivity vs filter L1 norm", sm.params.scale, sm.params.label, note,
                              failed_stat_rows(nets), units)

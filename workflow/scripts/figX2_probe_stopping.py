@@ -26,7 +26,7 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
+from singledir.stats.net_tables import data_class_count, failed_stat_rows, final_accuracies, keep_trained
 from singledir.stats.inference import mean_ci, paired_difference, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -36,9 +36,7 @@ with log_to(sm.log[0]):
     boot, seed = sm.params.bootstrap, sm.params.seed
     t = pd.concat([pd.read_csv(f) for f in sm.input.probes], ignore_index=True)
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    t = without_failed(t, nets)
+    t, note = keep_trained(t, nets)
     title = f"Early stopping by cheap probes (patience {b['patience']})"
     if t.empty:
         plotting.no_net_left(sm.output, title, sm.params.scale, sm.params.label, note, failed_stat_rows(nets), t)

@@ -20,8 +20,8 @@ from singledir.figures import plotting
 
 from singledir.analysis import probes
 from singledir.io import save_csv
-from singledir.stats.net_tables import (data_class_count, excluded_by_labels, excluded_note, failed_stat_rows,
-                                       final_accuracies, without_failed)
+from singledir.stats.net_tables import (data_class_count, excluded_by_labels, failed_stat_rows, final_accuracies,
+                                       keep_trained)
 from singledir.stats.inference import mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -34,9 +34,7 @@ with log_to(sm.log[0]):
     judged = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
     corrupted = c.drop_duplicates("model").set_index("model")["labels"] == "corrupted"
     judged["excluded"] = excluded_by_labels(judged, corrupted)
-    note = excluded_note(judged, "excluded")
-    print(note or "no net failed to train")
-    c = without_failed(c, judged, "excluded")
+    c, note = keep_trained(c, judged, "excluded")
     if c.empty:
         plotting.no_net_left(sm.output, TITLE, sm.params.scale, sm.params.label, note,
                              failed_stat_rows(judged, "excluded"), c)

@@ -33,8 +33,8 @@ from singledir.figures import plotting
 from singledir.analysis import probes
 from singledir.io import save_csv
 from singledir.stats.net_tables import (convergence_stat_rows, convergence_table, data_class_count,
-                                       excluded_by_labels, excluded_note, failed_stat_rows, final_accuracies,
-                                       unconverged_note, without_failed)
+                                        excluded_by_labels, failed_stat_rows, final_accuracies, keep_trained,
+                                        unconverged_note)
 from singledir.stats.inference import difference_ci, mean_ci, stat_row
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
@@ -52,9 +52,7 @@ with log_to(sm.log[0]):
     judged = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
     corrupted = t.drop_duplicates("model").set_index("model")["labels"] == "corrupted"
     judged["excluded"] = excluded_by_labels(judged, corrupted)
-    note = excluded_note(judged, "excluded")
-    print(note or "no net failed to train")
-    t = without_failed(t, judged, "excluded")
+    t, note = keep_trained(t, judged, "excluded")
     if t.empty:
         plotting.no_net_left(sm.output, TITLE, sm.params.scale, sm.params.label, note,
                              failed_stat_rows(judged, "excluded"), t)

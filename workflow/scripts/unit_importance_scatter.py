@@ -13,16 +13,14 @@ import pandas as pd
 
 from singledir.figures import plotting, unit_importance
 from singledir.io import save_csv
-from singledir.stats.net_tables import data_class_count, excluded_note, failed_stat_rows, final_accuracies, without_failed
+from singledir.stats.net_tables import data_class_count, failed_stat_rows, final_accuracies, keep_trained
 from singledir.pipeline.logs import io_summary, log_to, table_summary
 
 sm = snakemake
 with log_to(sm.log[0]):
     units = pd.concat([pd.read_csv(f) for f in sm.input.units])
     nets = final_accuracies(sm.input.histories, data_class_count(sm.input.data))
-    note = excluded_note(nets)
-    print(note or "no net failed to train")
-    units = without_failed(units, nets)
+    units, note = keep_trained(units, nets)
     if units.empty:
         plotting.no_net_left(sm.output, sm.params.figure["title"], sm.params.scale, sm.params.label, note,
                              failed_stat_rows(nets), units)

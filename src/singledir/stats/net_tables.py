@@ -306,6 +306,18 @@ def without_failed(table: pd.DataFrame, nets: pd.DataFrame, column: str = "faile
     return table[~table["model"].isin(nets.loc[nets[column].astype(bool), "model"])]
 
 
+def keep_trained(table: pd.DataFrame, nets: pd.DataFrame, column: str = "failed") -> tuple[pd.DataFrame, str]:
+    """The failed-net filter of the figure scripts: the rows of a per-model ``table`` whose
+    net trained (:func:`without_failed`) and the note naming the nets left out
+    (:func:`excluded_note`, "" when none is). The note, or "no net failed to train", is
+    printed: the scripts run under singledir.pipeline.logs.log_to, so it lands in the job's
+    log. The caller draws the note under the figure, and when nothing is left, calls
+    singledir.figures.plotting.no_net_left (a layer above this one)."""
+    note = excluded_note(nets, column)
+    print(note or "no net failed to train")
+    return without_failed(table, nets, column), note
+
+
 def excluded_by_labels(nets: pd.DataFrame, corrupted: pd.Series) -> pd.Series:
     """Per row of a :func:`final_accuracies` table, whether a figure comparing clean- and
     corrupted-label arms (Figs. X3-X4) leaves the net out: on clean labels when it failed to
