@@ -45,8 +45,10 @@ def final_accuracies(history_paths: Iterable[str | os.PathLike], n_classes: int)
     ``diverged`` and ``failure`` (as :func:`final_performance`).
 
     Reads epoch-based histories (MNIST/CIFAR-10: train/test accuracy evaluated after the
-    last epoch) and step-based ImageNet histories (``train_top1`` of the last logging
-    window; no test accuracy, so nan). An empty history is a net given pretrained weights
+    last epoch) and step-based ImageNet histories (``train_accuracy`` of the final row,
+    measured in eval mode on a fixed subset of the training images with the net's own labels,
+    singledir.training.distributed; ``train_top1`` in histories written before that; no test
+    accuracy, so nan). An empty history is a net given pretrained weights
     (``model.weights``, e.g. ImageNet's selectivity net: the clean-label checkpoint), not
     trained here: nothing to judge, so it counts as trained (its own training was judged
     where it ran), with nan accuracies.
