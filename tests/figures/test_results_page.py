@@ -105,3 +105,19 @@ def test_results_page_copies_claims_keeps_hand_written_text_and_places_the_readm
 def test_results_page_without_a_finished_run_names_the_missing_file(tmp_path, capsys):
     assert RP.main([str(tmp_path / "results"), str(tmp_path / "dest")]) == 2
     assert "results/claims.md not found: the run did not finish its claims rule" in capsys.readouterr().err
+
+
+def test_committed_readme_shows_the_recorded_real_data_run():
+    """README.md's real-data block is what docs/results/laptop/claims.csv gives (make results-page),
+    and it comes before the demo's summary."""
+    from conftest import REPO
+    from singledir.figures import readme_status as RS
+
+    readme = (REPO / "README.md").read_text()
+    claims = pd.read_csv(REPO / "docs" / "results" / "laptop" / "claims.csv")
+    assert RP.real_data_summary(claims, "docs/results/laptop/README.md") in readme
+    assert readme.index(RP.REAL_BEGIN) < readme.index(RS.SUMMARY_BEGIN)
+    page = (REPO / "docs" / "results" / "laptop" / "README.md").read_text()
+    assert page.count(RP.PAGE_BEGIN) == page.count(RP.PAGE_END) == 1
+    for png in sorted((REPO / "docs" / "results" / "laptop" / "figures").glob("*.png")):
+        assert f"](figures/{png.name})" in page

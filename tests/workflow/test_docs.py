@@ -10,7 +10,7 @@ from conftest import REPO
 from singledir.figures import readme_status as RS
 from singledir.stats import beyond_claims as B
 
-PAGES = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [REPO / "README.md", REPO / "config" / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

@@ -162,7 +162,7 @@ def render(schema: dict) -> str:
              "Every key of a config, by section; a dotted path such as `families.<family>.train` names where "
              "a section sits (`<family>` is `mnist`, `cifar10` or `imagenet`; `<name>` an experiment's name). "
              "A key left out takes its default; keys without a default are unset unless a config sets them. "
-             "The three configs in this folder (`config.yaml`: the paper, `small.yaml`, `demo.yaml`) say why "
+             "The four configs in this folder (`config.yaml`: the paper, `small.yaml`, `laptop.yaml`, `demo.yaml`) say why "
              "they set what they set; how to write your own: "
              "[docs/scales.md](../docs/scales.md#writing-your-own-config).", ""]
     for path, description, rows in sections(schema):
