@@ -106,11 +106,26 @@ def _stats(res, rows, family="mnist"):
     pd.DataFrame(rows, columns=cols).to_csv(path, index=False)
 
 
+def _with_converged_arms(rows):
+    """The X4 rows plus the figure's per-arm convergence counts (none unconverged), which the
+    claims read (singledir.stats.claims.converged): one `networks_unconverged_<arm>_<labels>`
+    row per arm a difference names."""
+    import re
+    nan = float("nan")
+    arms = []
+    for r in rows:
+        m = re.fullmatch(r"\w+?_diff_(.+)_minus_(.+)_(clean|corrupted)", r[1]) if r[0] == "figX4" else None
+        if m:
+            arms += [f"{m.group(1)}_{m.group(3)}", f"{m.group(2)}_{m.group(3)}"]
+    return rows + [("figX4", f"networks_unconverged_{a}", 0, nan, nan, 4, "networks", nan, nan, nan)
+                   for a in dict.fromkeys(arms)]
+
+
 def test_new_claims_verdicts_and_readme_section(tmp_path):
     from singledir.stats import beyond_claims as B, claims as C
     nan = float("nan")
     res = tmp_path / "results"
-    _stats(res, [
+    _stats(res, _with_converged_arms([
         ("figX1", "headline_fraction", 0.5, nan, nan, 12, "networks", nan, nan, nan),
         ("figX1", "r_ratio_point@0.5_to_full", 0.97, 0.92, 1.05, 12, "networks", nan, nan, nan),
         ("figX1", "cost_fraction_point@0.5_of_full", 0.05, nan, nan, 12, "", nan, nan, nan),
@@ -124,7 +139,7 @@ def test_new_claims_verdicts_and_readme_section(tmp_path):
         ("figX4", "selectivity_diff_selectivity_-10_minus_plain_clean", -0.3, -0.4, -0.2, 8, "networks", 0.03, 0.029,
          nan),
         ("figX4", "selectivity_diff_selectivity_1_minus_plain_clean", 0.1, 0.0, 0.2, 8, "networks", 0.2, 0.029, nan),
-    ])
+    ]))
     table = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS).set_index("claim_id")
     keep = table.loc["X1_onepoint_keeps_rank_r_mnist"]
     assert keep["paper_value"] == "new" and keep["verdict"] == "reproduced" and keep["our_value"] == 0.97
@@ -163,7 +178,7 @@ def test_cifar10_regularizer_claims_compare_with_plain_and_batch_norm(tmp_path):
     from singledir.stats import beyond_claims as B, claims as C
     nan = float("nan")
     res = tmp_path / "results"
-    _stats(res, [
+    _stats(res, _with_converged_arms([
         ("figX4", "auc_plain_clean", 0.5, 0.45, 0.55, 4, "networks", nan, nan, nan),
         ("figX4", "auc_diff_batch_norm_minus_plain_clean", 0.2, 0.15, 0.25, 8, "networks", 0.03, 0.029, nan),
         ("figX4", "auc_diff_ablation_noise_0.5_minus_plain_clean", 0.25, 0.2, 0.3, 8, "networks", 0.03, 0.029, nan),
@@ -171,7 +186,7 @@ def test_cifar10_regularizer_claims_compare_with_plain_and_batch_norm(tmp_path):
          0.029, nan),
         ("figX4", "auc_diff_reliance_0.5_minus_batch_norm_clean", -0.1, -0.15, -0.05, 8, "networks", 0.03, 0.029,
          nan),
-    ], family="cifar10")
+    ]), family="cifar10")
     table = C.evaluate_claims(C.Sources.from_results(res), B.ALL_CLAIMS).set_index("claim_id")
     assert table.loc["X4_batch_norm_raises_auc_cifar10", "verdict"] == "reproduced"
     assert table.loc["X4_ablation_noise_raises_auc_cifar10", "verdict"] == "reproduced"

@@ -179,6 +179,15 @@ def _same_weights(a, b):
     return all(torch.equal(v, b[k]) for k, v in a.items())
 
 
+def _same_history(resumed, ref):
+    """The resumed run's history holds the reference's rows exactly. The interrupted 2-epoch run
+    also wrote the row at 90 % of *its* training (epoch 1, singledir.training.convergence), which a
+    4-epoch run does not have; it is the only extra row."""
+    extra = sorted(set(resumed["epoch"]) - set(ref["epoch"]))
+    kept = resumed[resumed["epoch"].isin(ref["epoch"])].reset_index(drop=True)
+    return extra in ([], [1]) and kept.equals(ref.reset_index(drop=True))
+
+
 @pytest.mark.parametrize("also_previous", [False, True], ids=["previous", "scratch"])
 def test_single_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, also_previous, one_thread):
     ref = _mlp()
@@ -200,7 +209,7 @@ def test_single_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, also
     else:
         assert f"resuming from {work / 'resume.prev.pt'} at epoch 1, step 0" in logs
     assert _same_weights(ref.state_dict(), model.state_dict())
-    assert hist.equals(ref_hist)
+    assert _same_history(hist, ref_hist)
     assert sorted(snaps) == [0, 2] and all(_same_weights(ref_snaps[e], snaps[e]) for e in snaps)
 
 
@@ -223,7 +232,7 @@ def test_fused_loop_recovers_from_a_truncated_checkpoint(digits, tmp_path, one_t
     assert (tmp_path / "run.corrupt" / "resume.pt").exists()
     for a, b, (ha, _), (hb, _) in zip(ref, models, ref_res, res):
         assert _same_weights(a.state_dict(), b.state_dict())
-        assert ha.equals(hb)
+        assert _same_history(hb, ha)
 
 
 def _ddp_job(tmp_path, name, steps):

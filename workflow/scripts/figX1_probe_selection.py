@@ -60,15 +60,21 @@ with log_to(sm.log[0]):
     save_csv(pd.DataFrame(stats), sm.output.stats)
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    for i, r in table.iterrows():
+    # a probe whose r is undefined (too few networks left, e.g. after leaving out the
+    # regularized arms) has no point; with none, the panel says so (a log axis needs data)
+    plotted = table[np.isfinite(table["spearman_r"]) & (table["cost_passes"] > 0)]
+    for i, r in plotted.iterrows():
         err = np.array([[r.spearman_r - r.ci_low], [r.ci_high - r.spearman_r]])
         ax.errorbar(r.cost_passes, r.spearman_r, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=r.probe)
     ax.axhline(0, color="grey", lw=0.6)
-    ax.set_xscale("log")
+    if len(plotted):
+        ax.set_xscale("log")
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "too few networks to rank", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("Probe cost (forward passes over the training set)")
     ax.set_ylabel("Spearman r with test accuracy")
     ax.set_ylim(-1.05, 1.05)
-    ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{plotting.count(int(table['n_networks'].iloc[0]))}, 95 % CI over networks", fontsize=8)
     plotting.finish(fig, "Cheap reliance probes for model selection", sm.params.scale, sm.params.label,
                     sm.output.pdf, note="; ".join(filter(None, [note, note_reg])))
